@@ -1,0 +1,40 @@
+# The two commands a newcomer needs: `make dev` (the stack on this machine) and `make test`.
+# Both create their own virtual environment in .venv and install what they need into it.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+
+.PHONY: dev test lint unit bench e2e clean
+
+$(BIN)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' \
+		|| { echo "beatkeeper needs Python 3.11 or newer; set PYTHON=python3.11 (or newer)" >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+dev: $(BIN)/.installed
+	@echo "The local stack (embedded PostgreSQL and Redis, Beat, a worker, Flower) is not here yet."
+	@echo "Meanwhile: the example Schedules, checked, and when the publishing one runs next:"
+	$(BIN)/beatkeeper validate -f manifests/examples/
+	$(BIN)/beatkeeper preview -f manifests/examples/publishing.yaml --count 5
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
+
+test: lint
+	$(BIN)/pytest
+
+bench: $(BIN)/.installed
+	$(BIN)/python benchmarks/recurrence.py
+
+e2e: $(BIN)/.installed
+	$(BIN)/pytest tests/e2e -v
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,1 @@
+"""The control plane: kopf handlers that reconcile Schedule resources into the store."""

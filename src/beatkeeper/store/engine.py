@@ -1,0 +1,111 @@
+"""The one place that builds a SQLAlchemy engine for beatkeeper's database.
+
+Every component (operator, Beat, workers, CLI, tests) gets its engine from ``make_engine``,
+so they all talk to PostgreSQL the same way: psycopg 3, ``pool_pre_ping``, a bounded connect
+timeout, and the configured schema put first on each connection's ``search_path``.
+
+Why ``search_path`` and not ``schema_translate_map``: the schema then applies to everything
+sent on the connection — ORM, Core, hand-written ``text()`` SQL (the scheduler's bulk
+``unnest`` queries), Alembic's DDL and reflection — with no way to forget it. It is set as
+a libpq start-up option (``options=-c search_path=…``), so it is in force before the first
+statement, costs no round trip and survives pool resets. The schema is the only entry on the
+path: a missing schema fails loudly instead of writing tables into ``public``. (PgBouncer
+rejects start-up options unless ``ignore_startup_parameters = options``; behind one, give
+the database role the setting instead: ``ALTER ROLE … SET search_path = beatkeeper``.)
+
+A server that cannot be reached surfaces as ``DatabaseUnavailable``, whose message names the
+URL with its password masked. This module must not hold queries or create tables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, make_url, text
+from sqlalchemy.engine import ExceptionContext
+from sqlalchemy.exc import OperationalError
+
+from beatkeeper.settings import Settings, mask_url
+
+__all__ = ["CONNECT_TIMEOUT_SECONDS", "DatabaseUnavailable", "make_engine", "ping", "schema_of"]
+
+CONNECT_TIMEOUT_SECONDS = 10
+_SCHEMA_OPTION = "beatkeeper_schema"
+
+
+class DatabaseUnavailable(Exception):  # noqa: N818 (the name says what happened, like TimeoutError)
+    """PostgreSQL could not be connected to; ``url`` is safe to show (password masked)."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.url = url
+        self.reason = reason
+        super().__init__(f"cannot connect to PostgreSQL at {url}: {reason}")
+
+
+def make_engine(
+    settings: Settings, *, application_name: str = "beatkeeper", **engine_options: Any
+) -> Engine:
+    """A lazily connecting engine for ``settings.database_url`` in ``settings.db_schema``.
+
+    ``engine_options`` go to ``sqlalchemy.create_engine`` (e.g. ``pool_size``); the
+    connection arguments are this function's business.
+    """
+    url = make_url(settings.require_database_url())
+    query = url.query
+    connect_args: dict[str, Any] = {
+        # Appended to any options the URL carries, so the schema always wins.
+        "options": _join(query.get("options"), f"-c search_path={settings.db_schema}"),
+    }
+    if "connect_timeout" not in query:
+        # Without it a black-holed host blocks a tick for minutes.
+        connect_args["connect_timeout"] = CONNECT_TIMEOUT_SECONDS
+    if "application_name" not in query:
+        connect_args["application_name"] = application_name
+    engine = create_engine(
+        url,
+        pool_pre_ping=True,
+        connect_args=connect_args,
+        execution_options={_SCHEMA_OPTION: settings.db_schema},
+        **engine_options,
+    )
+    event.listen(engine, "handle_error", _connect_failed(mask_url(str(url))))
+    return engine
+
+
+def schema_of(engine: Engine) -> str:
+    """The schema an engine built by ``make_engine`` works in."""
+    schema = engine.get_execution_options().get(_SCHEMA_OPTION)
+    if not isinstance(schema, str):
+        raise TypeError("this engine was not built by beatkeeper.store.engine.make_engine")
+    return schema
+
+
+def ping(engine: Engine) -> None:
+    """Raise ``DatabaseUnavailable`` unless the database answers now (for start-up checks)."""
+    with engine.connect() as connection:
+        connection.execute(text("SELECT 1"))
+
+
+def _join(existing: str | tuple[str, ...] | None, option: str) -> str:
+    if existing is None:
+        return option
+    parts = (existing,) if isinstance(existing, str) else existing
+    return " ".join((*parts, option))
+
+
+def _connect_failed(masked_url: str) -> Callable[[ExceptionContext], Exception | None]:
+    def handle_error(context: ExceptionContext) -> Exception | None:
+        # connection is None only while connecting; errors on a live connection (a query
+        # that fails, a server that goes away mid-statement) keep SQLAlchemy's own types.
+        # A failed pre-ping must stay a disconnect so the pool reconnects instead of raising.
+        if (
+            context.connection is None
+            and not context.is_pre_ping
+            and isinstance(context.sqlalchemy_exception, OperationalError)
+        ):
+            reason = " ".join(str(context.original_exception).split())
+            return DatabaseUnavailable(masked_url, reason)
+        return None
+
+    return handle_error

@@ -1,0 +1,175 @@
+"""The database tables of beatkeeper as SQLAlchemy 2 typed declarative models.
+
+Two tables: ``schedules`` (one row per Schedule resource, keyed by its ``metadata.uid``) and
+``runs`` (one row per occurrence, unique on ``(schedule_id, planned_at)``). These models are
+the reference the migrations are tested against (``tests/integration/test_migrations.py``):
+a change here needs a new migration under ``migrations/versions/`` in the same change.
+
+The tables carry no schema name: the engine puts the configured schema on the connection's
+``search_path`` (see ``engine.py``). This module must not name a schema, open connections or
+hold queries; it only describes tables.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    MetaData,
+    Table,
+    Text,
+    UniqueConstraint,
+    Uuid,
+    false,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from beatkeeper.states import ACTIVE, RunState
+
+__all__ = ["Base", "Run", "RunOrigin", "Schedule", "metadata", "runs", "schedules"]
+
+
+class RunOrigin(StrEnum):
+    """Why a run exists; the values are what the ``runs.origin`` column stores."""
+
+    SCHEDULE = "schedule"
+    MANUAL = "manual"
+    BACKFILL = "backfill"
+    REPLAY = "replay"
+
+
+# Fixed names make constraints addressable from migrations and identical whether a table was
+# created by Alembic or by metadata.create_all.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def _in(column: str, values: Iterable[str]) -> str:
+    """SQL for ``column IN ('a', 'b')`` over enum values (plain lower-case words, no quoting)."""
+    quoted = ", ".join(f"'{value}'" for value in sorted(values))
+    return f"{column} IN ({quoted})"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {
+        str: Text,
+        datetime: DateTime(timezone=True),
+        uuid.UUID: Uuid,
+        dict[str, Any]: JSONB,
+    }
+
+
+class Schedule(Base):
+    """A Schedule resource as last applied, and where its planning has got to."""
+
+    __tablename__ = "schedules"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True)  # the resource's metadata.uid
+    namespace: Mapped[str]
+    name: Mapped[str]
+    generation: Mapped[int] = mapped_column(BigInteger)
+    spec: Mapped[dict[str, Any]]  # the validated spec as applied
+    spec_hash: Mapped[str]
+    task: Mapped[str]
+    queue: Mapped[str | None]
+    zone: Mapped[str]
+    trigger: Mapped[str]  # one-line summary for `kubectl get`
+    suspended: Mapped[bool] = mapped_column(server_default=false())
+    paused_reason: Mapped[str | None]  # set when pauseAfterFailures suspended it
+    consecutive_failures: Mapped[int] = mapped_column(server_default=text("0"))
+    planned_count: Mapped[int] = mapped_column(server_default=text("0"))  # for maxRuns
+    next_run_at: Mapped[datetime | None]  # next nominal occurrence; NULL: nothing to plan
+    next_due_at: Mapped[datetime | None]  # next_run_at + jitter: what Beat claims on
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())  # anchors intervals
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    last_scheduled_at: Mapped[datetime | None]
+    deleted_at: Mapped[datetime | None]
+
+    __table_args__ = (
+        # A deleted resource keeps its row (and runs) while a new one reuses the name.
+        Index(
+            "uq_schedules_namespace_name",
+            "namespace",
+            "name",
+            unique=True,
+            postgresql_where=text("deleted_at IS NULL"),
+        ),
+        # Beat's claim query reads only due rows, so its cost follows what is due, not the
+        # table size.
+        Index(
+            "ix_schedules_due",
+            "next_due_at",
+            postgresql_where=text(
+                "deleted_at IS NULL AND NOT suspended AND next_due_at IS NOT NULL"
+            ),
+        ),
+    )
+
+
+class Run(Base):
+    """One occurrence of one schedule, through every attempt; its id is the Celery task id."""
+
+    __tablename__ = "runs"
+
+    # gen_random_uuid() lets bulk INSERT … SELECT FROM unnest(…) plan runs without ids.
+    id: Mapped[uuid.UUID] = mapped_column(
+        primary_key=True, default=uuid.uuid4, server_default=func.gen_random_uuid()
+    )
+    schedule_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("schedules.id", ondelete="CASCADE"))
+    planned_at: Mapped[datetime]  # the nominal occurrence; with schedule_id, the run's key
+    due_at: Mapped[datetime]  # when it may be published: planned + jitter, or the next attempt
+    state: Mapped[str] = mapped_column(server_default=RunState.PLANNED.value)
+    origin: Mapped[str] = mapped_column(server_default=RunOrigin.SCHEDULE.value)
+    attempt: Mapped[int] = mapped_column(server_default=text("1"))
+    max_attempts: Mapped[int] = mapped_column(server_default=text("1"))
+    task: Mapped[str]
+    enqueued_at: Mapped[datetime | None]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    worker: Mapped[str | None]
+    result: Mapped[str | None]  # a bounded summary, never the full return value
+    error: Mapped[str | None]
+    replay_of: Mapped[uuid.UUID | None]  # no FK: pruning history must not touch replays
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+    __table_args__ = (
+        # The key that plans an occurrence at most once (invariant 1). Its btree also serves
+        # "latest runs of a schedule" (scanned backwards) and the FK's ON DELETE CASCADE, so
+        # no separate (schedule_id, planned_at DESC) index is kept on the hottest insert path.
+        UniqueConstraint("schedule_id", "planned_at"),
+        CheckConstraint(_in("state", RunState), name="state"),
+        CheckConstraint(_in("origin", RunOrigin), name="origin"),
+        CheckConstraint("attempt >= 1 AND max_attempts >= 1", name="attempts"),
+        # What a tick publishes: planned runs and retries whose time has come.
+        Index(
+            "ix_runs_publishable",
+            "due_at",
+            postgresql_where=text(_in("state", {RunState.PLANNED, RunState.RETRYING})),
+        ),
+        # concurrencyPolicy looks up a schedule's active runs.
+        Index("ix_runs_active", "schedule_id", postgresql_where=text(_in("state", ACTIVE))),
+    )
+
+
+metadata: MetaData = Base.metadata
+schedules: Table = Schedule.__table__  # type: ignore[assignment]
+runs: Table = Run.__table__  # type: ignore[assignment]

