@@ -1,0 +1,152 @@
+"""Commands that change the database directly: `apply`, `delete`, `migrate`.
+
+For users without a cluster (and for `beatkeeper dev`): `apply` runs the same reconcile the
+operator runs. Every manifest is validated before anything is written, and all of them are
+applied in one transaction, so a bad file leaves the database exactly as it was.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+import click
+from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
+
+from beatkeeper.cli.output import EXIT_INVALID, EXIT_USAGE, UserError, stderr
+from beatkeeper.cli.validate import PATHS, check_paths, report
+from beatkeeper.settings import Settings, SettingsError, mask_url
+from beatkeeper.store.engine import DatabaseUnavailable, make_engine
+from beatkeeper.store.schedules import apply_schedule, delete_schedule
+
+
+@contextmanager
+def database(*, migrated: bool = True) -> Iterator[Engine]:
+    """An engine for `BEATKEEPER_DATABASE_URL`; every failure becomes one clear line."""
+    try:
+        settings = Settings.from_env()
+        engine = make_engine(settings, application_name="beatkeeper-cli")
+        if migrated:
+            _require_current_schema(engine, settings)
+        yield engine
+    except SettingsError as exc:
+        raise UserError(str(exc)) from None
+    except DatabaseUnavailable as exc:
+        raise UserError(str(exc)) from None
+    except OperationalError as exc:
+        raise UserError(f"database error: {' '.join(str(exc.orig).split())}") from None
+
+
+def _require_current_schema(engine: Engine, settings: Settings) -> None:
+    from beatkeeper.store.migrate import current_revision, head_revision  # noqa: PLC0415 - slow
+
+    current, head = current_revision(engine), head_revision()
+    where = f"schema {settings.db_schema!r} at {mask_url(settings.require_database_url())}"
+    if current is None:
+        raise UserError(f"{where} has no beatkeeper tables: run `beatkeeper migrate` first")
+    if current != head:
+        raise UserError(
+            f"{where} is at migration {current}, this beatkeeper needs {head}: "
+            "run `beatkeeper migrate` (or upgrade beatkeeper if the database is newer)"
+        )
+
+
+@click.command("apply")
+@PATHS
+def apply(paths: tuple[str, ...]) -> None:
+    """Create or update Schedules straight in the database (no cluster needed).
+
+    Validates every manifest first; applies all of them in one transaction or none.
+    A manifest without metadata.uid gets a stable id derived from namespace and name.
+
+    \b
+    Examples:
+      BEATKEEPER_DATABASE_URL=postgresql://localhost/app beatkeeper apply -f schedules/
+    """
+    now = datetime.now(UTC)
+    checked = check_paths(paths, now=now)
+    report(checked)
+    if checked.problems:
+        raise UserError(f"{len(checked.problems)} problem(s): nothing applied")
+    if not checked.valid:
+        raise UserError("no Schedule found: nothing applied")
+    with database() as engine, engine.begin() as db:
+        results = [apply_schedule(db, v.manifest, now=now) for _, v in checked.valid]
+    for result in results:
+        when = result.next_run_at.isoformat() if result.next_run_at else "none"
+        click.echo(f"{result.namespace}/{result.name} {result.action} (next run {when})")
+
+
+@click.command("delete")
+@click.option("-f", "--filename", "paths", multiple=True, type=click.Path(), help="Manifests.")
+@click.argument("names", nargs=-1, metavar="[NAMESPACE/NAME]...")
+def delete(paths: tuple[str, ...], names: tuple[str, ...]) -> None:
+    """Delete Schedules: planned runs are cancelled, run history is kept.
+
+    \b
+    Examples:
+      beatkeeper delete -f schedule.yaml
+      beatkeeper delete billing/nightly-invoices
+    """
+    targets = [_split(n) for n in names]
+    if paths:
+        checked = check_paths(paths, now=datetime.now(UTC))
+        report(checked)
+        if checked.problems:
+            raise UserError(f"{len(checked.problems)} problem(s): nothing deleted")
+        targets += [
+            (v.manifest.metadata.namespace, v.manifest.metadata.name) for _, v in checked.valid
+        ]
+    if not targets:
+        raise UserError("give -f FILE or NAMESPACE/NAME", code=EXIT_USAGE)
+    now = datetime.now(UTC)
+    with database() as engine, engine.begin() as db:
+        found = [delete_schedule(db, namespace=ns, name=n, now=now) for ns, n in targets]
+    for (namespace, name), deleted in zip(targets, found, strict=True):
+        click.echo(f"{namespace}/{name} {'deleted' if deleted else 'not found'}")
+
+
+def _split(text: str) -> tuple[str, str]:
+    namespace, slash, name = text.partition("/")
+    if not slash:
+        return "default", text
+    if not namespace or not name:
+        raise UserError(f"{text!r}: write NAMESPACE/NAME", code=EXIT_USAGE)
+    return namespace, name
+
+
+@click.command("migrate")
+@click.option("--wait", is_flag=True, help="Only wait until another process has migrated.")
+@click.option("--timeout", default=300, show_default=True, type=click.IntRange(1), help="Seconds.")
+def migrate(wait: bool, timeout: int) -> None:
+    """Upgrade the database at BEATKEEPER_DATABASE_URL to this version's schema.
+
+    Safe to run from several places at once (an advisory lock serialises them).
+    With --wait it never migrates: it waits until the schema is current (for init
+    containers that start before the migration Job has finished).
+
+    \b
+    Examples:
+      beatkeeper migrate
+      beatkeeper migrate --wait --timeout 300
+    """
+    from beatkeeper.store import migrate as migrations  # noqa: PLC0415 - slow import
+
+    with database(migrated=False) as engine:
+        if not wait:
+            migrations.upgrade(engine)
+            stderr.print(f"database at migration {migrations.head_revision()}", markup=False)
+            return
+        deadline = time.monotonic() + timeout
+        head = migrations.head_revision()
+        while migrations.current_revision(engine) != head:
+            if time.monotonic() > deadline:
+                raise UserError(
+                    f"the schema did not reach migration {head} within {timeout}s",
+                    code=EXIT_INVALID,
+                )
+            time.sleep(2)  # another process migrates; there is nothing to subscribe to
+        stderr.print(f"database at migration {head}", markup=False)

@@ -1,0 +1,90 @@
+"""`beatkeeper validate -f PATH...`: check Schedule manifests without touching anything.
+
+Exit 0 when every Schedule is valid, 1 with one line per problem
+(`FILE[#DOC]: field.path: message`), 2 for a usage error. Warnings go to stderr and do not
+fail the run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import click
+
+from beatkeeper.cli.output import EXIT_INVALID, stderr
+from beatkeeper.manifests import Document, manifest_files, read_documents
+from beatkeeper.problems import Problem, SpecError
+from beatkeeper.spec import Validated, validate_manifest
+
+PATHS = click.option(
+    "-f",
+    "--filename",
+    "paths",
+    multiple=True,
+    required=True,
+    type=click.Path(),
+    help="A manifest file or a folder of them; repeat for more.",
+)
+
+
+@dataclass
+class Checked:
+    """The outcome of reading and validating every document under some paths."""
+
+    valid: list[tuple[Document, Validated]] = field(default_factory=list)
+    problems: list[tuple[str, Problem]] = field(default_factory=list)
+    warnings: list[tuple[str, Problem]] = field(default_factory=list)
+
+
+def check_paths(paths: Iterable[str], *, now: datetime) -> Checked:
+    """Read and validate every Schedule under `paths` (shared by validate, apply, dev)."""
+    checked = Checked()
+    files = manifest_files(paths)
+    for path in files:
+        for document in read_documents(path):
+            if document.problem is not None:
+                checked.problems.append((document.source, document.problem))
+                continue
+            try:
+                result = validate_manifest(document.content, now=now)
+            except SpecError as exc:
+                checked.problems += [(document.source, p) for p in exc.problems]
+                continue
+            checked.valid.append((document, result))
+            checked.warnings += [(document.source, w) for w in result.warnings]
+    return checked
+
+
+def report(checked: Checked) -> None:
+    """Print problems on stdout and warnings on stderr, one line each."""
+    for source, problem in checked.warnings:
+        stderr.print(f"{source}: warning: {problem}", markup=False)
+    for source, problem in checked.problems:
+        click.echo(f"{source}: {problem}")
+
+
+@click.command("validate")
+@PATHS
+def validate(paths: tuple[str, ...]) -> None:
+    """Check Schedule manifests (files or folders, multi-document YAML).
+
+    Prints one line per problem as FILE[#DOC]: field.path: message.
+    Exit status: 0 all valid, 1 problems found, 2 usage error.
+
+    \b
+    Examples:
+      beatkeeper validate -f schedule.yaml
+      beatkeeper validate -f manifests/examples/ -f team-a/
+    """
+    checked = check_paths(paths, now=datetime.now(UTC))
+    report(checked)
+    count = len(checked.valid)
+    if checked.problems:
+        stderr.print(f"{len(checked.problems)} problem(s); {count} Schedule(s) valid", markup=False)
+        raise SystemExit(EXIT_INVALID)
+    if count == 0:
+        stderr.print("no Schedule found", markup=False)
+        raise SystemExit(EXIT_INVALID)
+    stderr.print(f"{count} Schedule(s) valid", markup=False)

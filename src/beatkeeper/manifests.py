@@ -1,0 +1,108 @@
+"""Read Schedule manifests from files and folders, as `kubectl apply -f` would.
+
+Multi-document YAML (and JSON) files, folders searched recursively for `*.yaml`, `*.yml`
+and `*.json`. A YAML syntax error or a duplicate key becomes a `Problem` naming its line;
+documents of other API groups (a ConfigMap beside the Schedules) are passed over, as a
+folder of mixed manifests is normal. Reads files; validates nothing itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from beatkeeper.problems import Problem
+from beatkeeper.spec import API_VERSION
+
+_SUFFIXES = {".yaml", ".yml", ".json"}
+_GROUP = API_VERSION.split("/")[0]
+
+
+@dataclass(frozen=True)
+class Document:
+    """One document of one file: its content, or the problem that kept it from being read."""
+
+    source: str  # FILE or FILE#N (N counts documents from 1, shown when a file has several)
+    content: Any = None
+    problem: Problem | None = None
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing duplicate keys instead of keeping the last silently."""
+
+
+def _mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark
+            )
+        seen.add(key)
+    return loader.construct_mapping(node, deep=True)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
+
+
+def manifest_files(paths: Iterable[str | Path]) -> list[Path]:
+    """The files named, and the manifest files inside the folders named, in a stable order."""
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found += sorted(p for p in path.rglob("*") if p.suffix in _SUFFIXES and p.is_file())
+        else:
+            found.append(path)
+    return found
+
+
+def read_documents(path: Path) -> list[Document]:
+    """Every Schedule document of `path`; a file that can't be read is one problem."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return [Document(str(path), problem=Problem("", f"cannot read: {_reason(exc)}"))]
+    return list(parse_documents(text, str(path)))
+
+
+def parse_documents(text: str, source: str) -> Iterator[Document]:
+    """The Schedule documents of one YAML stream; stops at the first syntax error."""
+    raw: list[Any] = []
+    try:
+        raw.extend(yaml.load_all(text, Loader=_StrictLoader))
+    except yaml.YAMLError as exc:
+        label = f"{source}#{len(raw) + 1}" if raw else source
+        yield Document(label, problem=Problem("", _yaml_message(exc)))
+    several = len([d for d in raw if d is not None]) > 1
+    for index, content in enumerate(raw, start=1):
+        if content is None or _other_group(content):
+            continue
+        yield Document(f"{source}#{index}" if several else source, content=content)
+
+
+def _other_group(content: object) -> bool:
+    api_version = content.get("apiVersion") if isinstance(content, dict) else None
+    return isinstance(api_version, str) and api_version.split("/")[0] != _GROUP
+
+
+def _yaml_message(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+    return f"YAML syntax error at {where}{problem}"
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, FileNotFoundError):
+        return "no such file"
+    if isinstance(exc, IsADirectoryError):
+        return "is a directory"
+    if isinstance(exc, UnicodeDecodeError):
+        return "not UTF-8 text"
+    return getattr(exc, "strerror", None) or str(exc)

@@ -1,0 +1,36 @@
+"""The Schedule resource: its model, its validation and what its timing fields mean.
+
+`validate_manifest` is the door every manifest comes through, from `kubectl`, from
+`beatkeeper apply` or from `beatkeeper dev`. Pure: no kopf, Celery, SQLAlchemy or I/O.
+"""
+
+from beatkeeper.spec.model import (
+    API_VERSION,
+    KIND,
+    Backoff,
+    Exclude,
+    History,
+    Metadata,
+    Retry,
+    ScheduleManifest,
+    ScheduleSpec,
+)
+from beatkeeper.spec.timing import recurrence_of, to_instant
+from beatkeeper.spec.validate import MAX_PAYLOAD_BYTES, Validated, validate_manifest
+
+__all__ = [
+    "API_VERSION",
+    "KIND",
+    "MAX_PAYLOAD_BYTES",
+    "Backoff",
+    "Exclude",
+    "History",
+    "Metadata",
+    "Retry",
+    "ScheduleManifest",
+    "ScheduleSpec",
+    "Validated",
+    "recurrence_of",
+    "to_instant",
+    "validate_manifest",
+]

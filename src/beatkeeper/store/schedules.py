@@ -1,0 +1,178 @@
+"""Apply and delete Schedules in the store: the one reconcile entry point.
+
+The operator, `beatkeeper apply`/`delete` and `beatkeeper dev` all call `apply_schedule`
+and `delete_schedule`, so a manifest means the same wherever it came from. Rows are keyed
+by `metadata.uid`: delete-and-recreate of a resource is a new schedule with fresh history.
+
+Planning rules (ARCHITECTURE.md invariant 6): creating or editing a schedule plans its next
+occurrence strictly after *now*; an edit never fires a catch-up run for what the old spec
+would have run. Re-applying an unchanged spec changes nothing. An edit also lifts a pause
+that `pauseAfterFailures` put on the schedule: changing the spec is the user taking
+charge. Deleting cancels runs not yet handed to a worker and keeps every run as history.
+
+Functions take a Connection inside the caller's transaction and never commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import Connection, insert, select, update
+
+from beatkeeper.recurrence import Recurrence
+from beatkeeper.spec import ScheduleManifest, ScheduleSpec, recurrence_of
+from beatkeeper.states import RunState
+from beatkeeper.store.models import runs, schedules
+from beatkeeper.store.runs import transition_many
+
+#: Stable ids for manifests applied without a cluster: uuid5(namespace, "namespace/name").
+UID_NAMESPACE = uuid.UUID("5b0c6f4e-2d7c-4c83-9a51-0a9f3f1f6e21")
+
+Action = Literal["created", "updated", "unchanged", "restored", "replaced"]
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What `apply_schedule` did to one schedule."""
+
+    id: uuid.UUID
+    namespace: str
+    name: str
+    action: Action
+    next_run_at: datetime | None
+    trigger: str
+
+
+def derived_uid(namespace: str, name: str) -> uuid.UUID:
+    """The id of a schedule applied without `metadata.uid` (stable across applies)."""
+    return uuid.uuid5(UID_NAMESPACE, f"{namespace}/{name}")
+
+
+def spec_document(spec: ScheduleSpec) -> dict[str, Any]:
+    """The spec as stored: every field, defaults included, in manifest spelling."""
+    return spec.model_dump(mode="json", by_alias=True)
+
+
+def spec_hash(document: dict[str, Any]) -> str:
+    canonical = json.dumps(document, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def apply_schedule(db: Connection, manifest: ScheduleManifest, *, now: datetime) -> Applied:
+    """Create or update the schedule of a validated manifest; idempotent."""
+    meta = manifest.metadata
+    uid = uuid.UUID(meta.uid) if meta.uid else _id_for_name(db, meta.namespace, meta.name)
+    document = spec_document(manifest.spec)
+    digest = spec_hash(document)
+    row = db.execute(select(schedules).where(schedules.c.id == uid).with_for_update()).first()
+    replaced = _retire_namesake(db, uid, meta.namespace, meta.name, now=now)
+    if row is not None and row.deleted_at is None and row.spec_hash == digest:
+        return Applied(uid, meta.namespace, meta.name, "unchanged", row.next_run_at, row.trigger)
+    created_at = row.created_at if row is not None else (meta.creation_timestamp or now)
+    recurrence = recurrence_of(manifest.spec, seed=str(uid), created_at=created_at)
+    planned = row.planned_count if row is not None and row.deleted_at is None else 0
+    next_run = recurrence.next_after(now, planned_so_far=planned)
+    trigger = recurrence.trigger.describe()
+    values: dict[str, Any] = {
+        "namespace": meta.namespace,
+        "name": meta.name,
+        "generation": meta.generation or ((row.generation + 1) if row is not None else 1),
+        "spec": document,
+        "spec_hash": digest,
+        "task": manifest.spec.task,
+        "queue": manifest.spec.queue,
+        "zone": manifest.spec.time_zone,
+        "trigger": trigger,
+        "suspended": manifest.spec.suspend,
+        "paused_reason": None,
+        "consecutive_failures": 0,
+        "planned_count": planned,
+        "next_run_at": next_run,
+        "next_due_at": _due(recurrence, next_run),
+        "updated_at": now,
+        "deleted_at": None,
+    }
+    if row is None:
+        db.execute(insert(schedules).values(id=uid, created_at=created_at, **values))
+        action: Action = "replaced" if replaced else "created"
+    else:
+        db.execute(update(schedules).where(schedules.c.id == uid).values(**values))
+        action = "restored" if row.deleted_at is not None else "updated"
+    return Applied(uid, meta.namespace, meta.name, action, next_run, trigger)
+
+
+def delete_schedule(
+    db: Connection,
+    *,
+    now: datetime,
+    uid: uuid.UUID | None = None,
+    namespace: str | None = None,
+    name: str | None = None,
+) -> bool:
+    """Mark a schedule deleted (by uid, or by namespace and name); False if none was live."""
+    query = select(schedules.c.id).where(schedules.c.deleted_at.is_(None))
+    if uid is not None:
+        query = query.where(schedules.c.id == uid)
+    else:
+        query = query.where(schedules.c.namespace == namespace, schedules.c.name == name)
+    found = db.execute(query.with_for_update()).scalar()
+    if found is None:
+        return False
+    _retire(db, found, now=now)
+    return True
+
+
+def _retire(db: Connection, uid: uuid.UUID, *, now: datetime) -> None:
+    db.execute(
+        update(schedules)
+        .where(schedules.c.id == uid)
+        .values(deleted_at=now, next_run_at=None, next_due_at=None, updated_at=now)
+    )
+    pending = db.execute(
+        select(runs.c.id).where(
+            runs.c.schedule_id == uid,
+            runs.c.state.in_([RunState.PLANNED.value, RunState.RETRYING.value]),
+        )
+    ).scalars()
+    transition_many(db, list(pending), RunState.CANCELLED, now=now, error="schedule deleted")
+
+
+def _retire_namesake(
+    db: Connection, uid: uuid.UUID, namespace: str, name: str, *, now: datetime
+) -> bool:
+    """A new resource under a live name (delete-and-recreate) retires the old row."""
+    old = db.execute(
+        select(schedules.c.id)
+        .where(
+            schedules.c.namespace == namespace,
+            schedules.c.name == name,
+            schedules.c.deleted_at.is_(None),
+            schedules.c.id != uid,
+        )
+        .with_for_update()
+    ).scalar()
+    if old is None:
+        return False
+    _retire(db, old, now=now)
+    return True
+
+
+def _id_for_name(db: Connection, namespace: str, name: str) -> uuid.UUID:
+    """Without a uid, the live schedule of that name keeps its id; else a derived one."""
+    live = db.execute(
+        select(schedules.c.id).where(
+            schedules.c.namespace == namespace,
+            schedules.c.name == name,
+            schedules.c.deleted_at.is_(None),
+        )
+    ).scalar()
+    return live if live is not None else derived_uid(namespace, name)
+
+
+def _due(recurrence: Recurrence, planned: datetime | None) -> datetime | None:
+    return None if planned is None else planned + recurrence.jitter_for(planned)

@@ -1,0 +1,226 @@
+"""The `beatkeeper` commands that need no database: validate, preview, crd."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from beatkeeper.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "manifests" / "examples"
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def run(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):
+    def invoke(*args: str) -> Result:
+        monkeypatch.setattr(sys, "argv", ["beatkeeper", *args])
+        code = 0
+        try:
+            main()
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        captured = capsys.readouterr()
+        return Result(code, captured.out, captured.err)
+
+    return invoke
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+GOOD = """\
+apiVersion: beatkeeper.io/v1alpha1
+kind: Schedule
+metadata: {name: nightly}
+spec: {task: app.tasks.nightly, cron: "0 2 * * *"}
+"""
+
+
+def test_validate_accepts_every_example(run) -> None:
+    result = run("validate", "-f", str(EXAMPLES))
+    assert result.code == 0, result.out + result.err
+    assert result.out == ""
+    assert "Schedule(s) valid" in result.err
+
+
+def test_validate_reports_one_line_per_problem_with_file_and_document(run, tmp_path) -> None:
+    bad = GOOD.replace('cron: "0 2 * * *"', 'cron: "0 2 * * *", priority: 11, timezone: UTC')
+    path = write(tmp_path, "s.yaml", f"{GOOD}---\n{bad}")
+    result = run("validate", "-f", str(path))
+    assert result.code == 1
+    assert result.out.splitlines() == [
+        f"{path}#2: spec.priority: must be at most 9, got 11",
+        f"{path}#2: spec.timezone: unknown field (did you mean timeZone?)",
+    ]
+
+
+def test_validate_names_the_yaml_line(run, tmp_path) -> None:
+    path = write(tmp_path, "s.yaml", "apiVersion: beatkeeper.io/v1alpha1\nkind: [Schedule\n")
+    result = run("validate", "-f", str(path))
+    assert result.code == 1
+    assert result.out.startswith(f"{path}: YAML syntax error at line ")
+
+
+def test_validate_without_files_is_a_usage_error(run) -> None:
+    result = run("validate")
+    assert result.code == 2
+    assert "Missing option '-f'" in result.err
+
+
+def test_validate_missing_file(run, tmp_path) -> None:
+    result = run("validate", "-f", str(tmp_path / "missing.yaml"))
+    assert result.code == 1
+    assert result.out == f"{tmp_path / 'missing.yaml'}: cannot read: no such file\n"
+
+
+def test_validate_empty_folder_finds_no_schedule(run, tmp_path) -> None:
+    result = run("validate", "-f", str(tmp_path))
+    assert result.code == 1
+    assert "no Schedule found" in result.err
+
+
+def test_preview_json_lists_instants_with_local_offset(run) -> None:
+    result = run(
+        "preview",
+        "--cron",
+        "30 1 * * *",
+        "--timezone",
+        "Europe/London",
+        "--after",
+        "2026-10-24T12:00:00Z",
+        "--count",
+        "3",
+        "-o",
+        "json",
+    )
+    assert result.code == 0, result.err
+    assert json.loads(result.out) == [
+        "2026-10-25T01:30:00+01:00",
+        "2026-10-26T01:30:00+00:00",
+        "2026-10-27T01:30:00+00:00",
+    ]
+
+
+def test_preview_is_strictly_after(run) -> None:
+    result = run(
+        "preview",
+        "--interval",
+        "1h",
+        "--start",
+        "2026-01-01T00:00:00Z",
+        "--after",
+        "2026-01-01T05:00:00Z",
+        "--count",
+        "1",
+        "-o",
+        "json",
+    )
+    assert json.loads(result.out) == ["2026-01-01T06:00:00+00:00"]
+
+
+def test_preview_spring_forward_gap(run) -> None:
+    result = run(
+        "preview",
+        "--cron",
+        "30 2 * * *",
+        "--timezone",
+        "Europe/Berlin",
+        "--after",
+        "2026-03-28T12:00:00Z",
+        "--count",
+        "2",
+        "-o",
+        "json",
+    )
+    assert json.loads(result.out) == ["2026-03-29T03:30:00+02:00", "2026-03-30T02:30:00+02:00"]
+
+
+def test_preview_table_marks_dst_shift(run) -> None:
+    result = run(
+        "preview",
+        "--cron",
+        "0 9 * * *",
+        "--timezone",
+        "America/New_York",
+        "--after",
+        "2026-10-31T00:00:00Z",
+        "--count",
+        "3",
+    )
+    assert result.code == 0, result.err
+    assert "UTC offset -04:00 -> -05:00 (EST)" in result.out
+    assert "2026-11-01 14:00:00Z" in result.out
+
+
+def test_preview_from_manifest(run) -> None:
+    result = run(
+        "preview",
+        "-f",
+        str(EXAMPLES / "credits.yaml"),
+        "--after",
+        "2026-01-15T00:00:00Z",
+        "--count",
+        "2",
+        "-o",
+        "json",
+    )
+    assert json.loads(result.out) == ["2026-01-15T03:00:00+00:00", "2026-01-15T06:00:00+00:00"]
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["--cron", "61 * * * *"], 1, "--cron: "),
+        (["--cron", "* * * * *", "--interval", "5m"], 2, "only one of"),
+        ([], 2, "give -f FILE or one of"),
+        (["--interval", "5 minutes"], 1, "--interval: '5 minutes' is not a duration"),
+        (["--cron", "* * * * *", "--timezone", "Mars/Olympus"], 1, "--timezone: "),
+        (["--cron", "* * * * *", "--after", "soon"], 2, "--after: 'soon' is not a time"),
+        (["--cron", "* * * * *", "--count", "0"], 2, "Invalid value for '--count'"),
+    ],
+)
+def test_preview_errors_are_one_clear_line(run, args, code, message) -> None:
+    result = run("preview", *args)
+    assert result.code == code
+    assert message in result.err
+    assert "Traceback" not in result.err
+
+
+def test_preview_at_in_the_past_shows_nothing(run) -> None:
+    result = run("preview", "--at", "2020-01-01T00:00:00Z", "-o", "json")
+    assert result.code == 0
+    assert json.loads(result.out) == []
+
+
+def test_crd_prints_the_committed_crd(run) -> None:
+    result = run("crd")
+    assert result.out == (ROOT / "manifests/crds/schedules.beatkeeper.io.yaml").read_text()
+
+
+def test_help_on_every_command_has_examples(run) -> None:
+    for command in ("preview", "validate", "crd"):
+        result = run(command, "--help")
+        assert result.code == 0
+        assert "Examples:" in result.out
+
+
+def test_preview_default_after_is_now(run) -> None:
+    result = run("preview", "--interval", "1h", "--count", "1", "-o", "json")
+    [first] = json.loads(result.out)
+    assert datetime.fromisoformat(first) > datetime.now().astimezone()
