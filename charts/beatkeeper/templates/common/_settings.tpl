@@ -1,0 +1,131 @@
+{{/*
+Where the database and broker credentials come from, the environment every beatkeeper
+process reads, and the checks that fail a release with a clear message.
+*/}}
+
+{{- define "beatkeeper.database.secretName" -}}
+{{- if .Values.postgresql.enabled }}
+{{- include "beatkeeper.componentName" (list . "postgresql") }}
+{{- else }}
+{{- .Values.externalDatabase.existingSecret }}
+{{- end }}
+{{- end }}
+
+{{- define "beatkeeper.database.secretKey" -}}
+{{- if .Values.postgresql.enabled }}database-url{{ else }}{{ .Values.externalDatabase.existingSecretKey }}{{ end }}
+{{- end }}
+
+{{- define "beatkeeper.broker.secretName" -}}
+{{- if .Values.redis.enabled }}
+{{- include "beatkeeper.componentName" (list . "redis") }}
+{{- else }}
+{{- .Values.externalRedis.existingSecret }}
+{{- end }}
+{{- end }}
+
+{{- define "beatkeeper.broker.secretKey" -}}
+{{- if .Values.redis.enabled }}broker-url{{ else }}{{ .Values.externalRedis.existingSecretKey }}{{ end }}
+{{- end }}
+
+{{/*
+Fails the release on settings that cannot work. values.schema.json catches most of these
+first; these remain for `--skip-schema-validation` and for rules a schema states poorly.
+*/}}
+{{- define "beatkeeper.validate" -}}
+{{- if and (not .Values.postgresql.enabled) (not .Values.externalDatabase.existingSecret) }}
+{{- fail "no database configured: set postgresql.enabled=true, or externalDatabase.existingSecret to a Secret holding the database URL" }}
+{{- end }}
+{{- if and (not .Values.redis.enabled) (not .Values.externalRedis.existingSecret) }}
+{{- fail "no Redis configured: set redis.enabled=true, or externalRedis.existingSecret to a Secret holding the broker URL" }}
+{{- end }}
+{{- if and .Values.worker.autoscaling.enabled .Values.worker.keda.enabled }}
+{{- fail "worker.autoscaling.enabled and worker.keda.enabled are mutually exclusive: KEDA creates its own HorizontalPodAutoscaler; enable one of them" }}
+{{- end }}
+{{- if and .Values.worker.keda.enabled (not .Values.redis.enabled) (not .Values.worker.keda.redis.address) }}
+{{- fail "worker.keda.enabled with an external Redis needs worker.keda.redis.address (host:port) for KEDA's redis trigger" }}
+{{- end }}
+{{- if and .Values.flower.enabled (eq .Values.flower.auth.mode "none") (not .Values.flower.readOnly) }}
+{{- fail "flower.auth.mode=none needs flower.readOnly=true: anonymous users must not shut down workers or revoke tasks" }}
+{{- end }}
+{{- if and .Values.flower.enabled (eq .Values.flower.auth.mode "oauth") (not .Values.flower.auth.oauth.existingSecret) }}
+{{- fail "flower.auth.mode=oauth needs flower.auth.oauth.existingSecret (a Secret with the OAuth client id and secret)" }}
+{{- end }}
+{{- if and .Values.networkPolicy.enabled (or (not .Values.postgresql.enabled) (not .Values.redis.enabled)) (not .Values.networkPolicy.extraEgress) }}
+{{- fail "networkPolicy.enabled with an external database or Redis needs networkPolicy.extraEgress rules that reach them (see docs/install.md, Network policies)" }}
+{{- end }}
+{{- end }}
+
+{{/*
+Settings environment of a beatkeeper container. Call with (dict "ctx" . "database" bool
+"broker" bool "extraEnv" list). Each process gets only the credentials it uses: the
+operator, migrations and the smoke test never talk to Celery; Flower never to PostgreSQL.
+*/}}
+{{- define "beatkeeper.env" -}}
+{{- $ctx := .ctx -}}
+{{- if .database }}
+- name: BEATKEEPER_DATABASE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "beatkeeper.database.secretName" $ctx }}
+      key: {{ include "beatkeeper.database.secretKey" $ctx }}
+{{- end }}
+{{- if .broker }}
+- name: BEATKEEPER_BROKER_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "beatkeeper.broker.secretName" $ctx }}
+      key: {{ include "beatkeeper.broker.secretKey" $ctx }}
+{{- end }}
+- name: BEATKEEPER_DB_SCHEMA
+  value: {{ $ctx.Values.config.dbSchema | quote }}
+- name: BEATKEEPER_LOG_FORMAT
+  value: {{ $ctx.Values.config.logFormat | quote }}
+- name: BEATKEEPER_LOG_LEVEL
+  value: {{ $ctx.Values.config.logLevel | quote }}
+- name: BEATKEEPER_METRICS_PORT
+  value: {{ $ctx.Values.config.metricsPort | quote }}
+{{- with $ctx.Values.config.imports }}
+- name: BEATKEEPER_IMPORTS
+  value: {{ join "," . | quote }}
+{{- end }}
+{{- with $ctx.Values.config.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- with .extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{- define "beatkeeper.envFrom" -}}
+{{- with .Values.config.extraEnvFrom }}
+envFrom:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/* Whether operator, beat and worker wait for the schema in an init container. */}}
+{{- define "beatkeeper.migrations.waitInPods" -}}
+{{- if or (not .Values.migrations.useHelmHooks) .Values.postgresql.enabled }}true{{ end }}
+{{- end }}
+
+{{/*
+The init container that holds a pod until the schema is at head. It never migrates:
+`beatkeeper migrate --wait` only watches.
+*/}}
+{{- define "beatkeeper.migrations.waitContainer" -}}
+{{- if include "beatkeeper.migrations.waitInPods" . }}
+initContainers:
+  - name: wait-for-migrations
+    image: {{ include "beatkeeper.image" . }}
+    imagePullPolicy: {{ .Values.image.pullPolicy }}
+    args: ["beatkeeper", "migrate", "--wait", "--timeout", {{ .Values.migrations.waitTimeout | quote }}]
+    env:
+      {{- include "beatkeeper.env" (dict "ctx" . "database" true) | trim | nindent 6 }}
+    securityContext:
+      {{- include "beatkeeper.securityContext" (list . .Values.migrations) | nindent 6 }}
+    resources:
+      {{- toYaml .Values.migrations.resources | nindent 6 }}
+    volumeMounts:
+      {{- include "beatkeeper.tmpVolumeMount" . | nindent 6 }}
+{{- end }}
+{{- end }}

@@ -1,0 +1,45 @@
+{{/*
+Migration hook phases. An external database exists before the release, so the schema is
+upgraded before any pod starts (pre-install). The built-in PostgreSQL is created by the
+release itself, so on a first install the migration can only run after it (post-install),
+and operator, beat and worker wait for it in their wait-for-migrations init containers.
+*/}}
+{{- define "beatkeeper.migrations.hookPhases" -}}
+{{- if .Values.postgresql.enabled }}post-install,pre-upgrade{{ else }}pre-install,pre-upgrade{{ end }}
+{{- end }}
+
+{{/*
+The Job's name. A hook Job is replaced on every run (before-hook-creation). A plain Job's
+pod template is immutable, so its name carries a hash of what it runs: a new image makes
+a new Job, which Argo CD / Flux / helm apply as a new object.
+*/}}
+{{- define "beatkeeper.migrations.jobName" -}}
+{{- $base := include "beatkeeper.componentName" (list . "migrate") }}
+{{- if .Values.migrations.useHelmHooks }}
+{{- $base }}
+{{- else }}
+{{- $fingerprint := printf "%s|%s|%s" (include "beatkeeper.image" .) .Values.config.dbSchema .Chart.Version | sha256sum | trunc 8 }}
+{{- printf "%s-%s" ($base | trunc 54 | trimSuffix "-") $fingerprint }}
+{{- end }}
+{{- end }}
+
+{{/* Holds a pod until the built-in PostgreSQL accepts connections. */}}
+{{- define "beatkeeper.postgresql.waitContainer" -}}
+- name: wait-for-postgresql
+  image: {{ printf "%s:%s" .Values.postgresql.image.repository .Values.postgresql.image.tag }}
+  imagePullPolicy: {{ .Values.postgresql.image.pullPolicy }}
+  command:
+    - sh
+    - -c
+    - until pg_isready --quiet --host "$PGHOST" --port 5432; do echo "waiting for $PGHOST"; sleep 2; done
+  env:
+    - name: PGHOST
+      value: {{ include "beatkeeper.componentName" (list . "postgresql") }}
+  securityContext:
+    {{- include "beatkeeper.securityContext" (list . .Values.migrations) | nindent 4 }}
+  resources:
+    requests: {cpu: 10m, memory: 16Mi}
+    limits: {memory: 64Mi}
+  volumeMounts:
+    {{- include "beatkeeper.tmpVolumeMount" . | nindent 4 }}
+{{- end }}

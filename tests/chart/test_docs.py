@@ -1,0 +1,50 @@
+"""docs/install.md documents every value the chart reads."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import yaml
+from chart_render import CHART
+from chart_tools import REPO_ROOT
+
+DOC = (REPO_ROOT / "docs" / "install.md").read_text()
+COMPONENTS = {"operator", "beat", "worker", "flower", "migrations"}
+# Keys every pod-running component takes, documented once as `<component>.<key>`.
+COMPONENT_KEYS = {
+    "resources", "livenessProbe", "readinessProbe", "podAnnotations", "podLabels",
+    "nodeSelector", "tolerations", "affinity", "topologySpreadConstraints",
+    "priorityClassName", "podSecurityContext", "securityContext", "extraEnv", "extraArgs",
+}  # fmt: skip
+# Values documented as a whole, not key by key (Kubernetes objects, the policy).
+WHOLE = {
+    "operator.policy", "podSecurityContext", "securityContext", "postgresql.resources",
+    "postgresql.podSecurityContext", "postgresql.securityContext", "redis.resources",
+    "redis.podSecurityContext", "redis.securityContext", "tests.resources",
+}  # fmt: skip
+
+
+def _leaves(values: dict[str, Any], prefix: str = "") -> Iterator[str]:
+    for key, value in values.items():
+        path = f"{prefix}{key}"
+        if path in WHOLE or key in COMPONENT_KEYS or not isinstance(value, dict) or not value:
+            yield path
+        elif "namespaceSelector" in value or "podSelector" in value:
+            yield from (f"{path}.{selector}" for selector in value)
+        else:
+            yield from _leaves(value, f"{path}.")
+
+
+def test_values_reference_names_every_key() -> None:
+    documented = set(re.findall(r"`([A-Za-z<>.]+)`", DOC))
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    missing = []
+    for path in _leaves(values):
+        component, _, rest = path.partition(".")
+        shared = component in COMPONENTS and rest in COMPONENT_KEYS
+        name = f"<component>.{rest}" if shared else path
+        if name not in documented:
+            missing.append(name)
+    assert not missing, f"add to the values reference in docs/install.md: {missing}"
