@@ -72,18 +72,21 @@ def read_documents(path: Path) -> list[Document]:
 
 
 def parse_documents(text: str, source: str) -> Iterator[Document]:
-    """The Schedule documents of one YAML stream; stops at the first syntax error."""
+    """The Schedule documents of one YAML stream, then the first syntax error if any."""
     raw: list[Any] = []
+    error: Problem | None = None
     try:
+        # extend() keeps the documents read before a syntax error, so they are still checked.
         raw.extend(yaml.load_all(text, Loader=_StrictLoader))
     except yaml.YAMLError as exc:
-        label = f"{source}#{len(raw) + 1}" if raw else source
-        yield Document(label, problem=Problem("", _yaml_message(exc)))
-    several = len([d for d in raw if d is not None]) > 1
+        error = Problem("", _yaml_message(exc))
+    several = len([d for d in raw if d is not None]) > 1 or (error is not None and bool(raw))
     for index, content in enumerate(raw, start=1):
         if content is None or _other_group(content):
             continue
         yield Document(f"{source}#{index}" if several else source, content=content)
+    if error is not None:
+        yield Document(f"{source}#{len(raw) + 1}" if raw else source, problem=error)
 
 
 def _other_group(content: object) -> bool:

@@ -224,3 +224,10 @@ def test_preview_default_after_is_now(run) -> None:
     result = run("preview", "--interval", "1h", "--count", "1", "-o", "json")
     [first] = json.loads(result.out)
     assert datetime.fromisoformat(first) > datetime.now().astimezone()
+
+
+def test_preview_rrule_without_start_fires_on_whole_minutes(run) -> None:
+    result = run(
+        "preview", "--rrule", "FREQ=DAILY;BYHOUR=9;BYMINUTE=0", "--count", "2", "-o", "json"
+    )
+    assert [datetime.fromisoformat(t).second for t in json.loads(result.out)] == [0, 0]

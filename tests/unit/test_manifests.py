@@ -50,3 +50,10 @@ def test_folders_are_searched_recursively_in_order(tmp_path: Path) -> None:
         (tmp_path / name).write_text("{}")
     found = [p.relative_to(tmp_path).as_posix() for p in manifest_files([tmp_path])]
     assert found == ["a.yml", "b/z.yaml", "c.json"]
+
+
+def test_documents_before_a_syntax_error_are_still_read() -> None:
+    docs = list(parse_documents(f"{SCHEDULE}---\n{SCHEDULE}---\nkind: [broken\n", "s.yaml"))
+    assert [d.source for d in docs] == ["s.yaml#1", "s.yaml#2", "s.yaml#3"]
+    assert docs[2].problem is not None
+    assert docs[0].content is not None

@@ -2,7 +2,8 @@
 
 The scheduler, the validator and `beatkeeper preview` all call `recurrence_of`, so a
 startTime, a time zone or an exclusion means the same thing everywhere. Anchors: interval
-and rrule start at `startTime`, or else at the schedule's creation; an interval without a
+and rrule start at `startTime`, or else at the schedule's creation (an rrule on its
+whole minute); an interval without a
 startTime first fires one interval after creation. Pure: no I/O.
 """
 
@@ -50,7 +51,9 @@ def _trigger(
     if spec.interval is not None:
         return IntervalTrigger(spec.interval, start or created + spec.interval)
     if spec.rrule is not None:
-        anchor = start or created
+        # A creation time anchors on its whole minute: "BYHOUR=9;BYMINUTE=0" should fire at
+        # 09:00:00, not at the second the resource happened to be created.
+        anchor = start or created.replace(second=0)
         return RRuleTrigger(spec.rrule, anchor.astimezone(zone).replace(tzinfo=None), zone)
     assert spec.at is not None  # the model guarantees exactly one trigger
     return AtTrigger(spec.at)
