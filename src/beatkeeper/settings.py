@@ -36,7 +36,17 @@ LogFormat = Literal["json", "console"]
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _POSTGRES_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg")
 # memory:// is kombu's in-process transport, which tests use instead of a server.
-_BROKER_SCHEMES = ("redis", "rediss", "redis+socket", "sentinel", "memory")
+# Redis is the supported broker; RabbitMQ (amqp) works for the publish/consume path too.
+_BROKER_SCHEMES = (
+    "redis",
+    "rediss",
+    "redis+socket",
+    "sentinel",
+    "amqp",
+    "amqps",
+    "pyamqp",
+    "memory",
+)
 # Lower case only: PostgreSQL folds unquoted names to lower case, so "Beatkeeper" would name
 # a different schema in psql than in our quoted DDL. 63 bytes is PostgreSQL's NAMEDATALEN-1.
 _SQL_IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
@@ -181,7 +191,7 @@ def _parse_broker_url(value: str, variable: str) -> str:
     scheme = value.partition("://")[0].lower()
     if "://" not in value or scheme not in _BROKER_SCHEMES:
         raise SettingsError(
-            f"{variable} must be a Redis URL such as redis://host:6379/0 (schemes: "
+            f"{variable} must be a broker URL such as redis://host:6379/0 (schemes: "
             f"{', '.join(_BROKER_SCHEMES)}), got {mask_url(value)!r}"
         )
     return value

@@ -129,16 +129,22 @@ def test_require_database_url_returns_the_normalised_url() -> None:
 
 @pytest.mark.parametrize(
     "url",
-    ["redis://h:6379/0", "rediss://:pw@h:6380/1", "redis+socket:///tmp/r.sock", "memory://"],
+    [
+        "redis://h:6379/0",
+        "rediss://:pw@h:6380/1",
+        "redis+socket:///tmp/r.sock",
+        "amqp://guest:guest@rabbit:5672//",
+        "memory://",
+    ],
 )
-def test_broker_url_accepts_redis_urls(url: str) -> None:
+def test_broker_url_accepts_redis_and_amqp_urls(url: str) -> None:
     assert from_env(BROKER_URL=url).broker_url == url
 
 
-@pytest.mark.parametrize("url", ["amqp://guest:secret@rabbit//", "localhost:6379"])
-def test_broker_url_must_be_redis(url: str) -> None:
+@pytest.mark.parametrize("url", ["kafka://user:secret@k:9092", "localhost:6379"])
+def test_broker_url_must_be_a_known_broker(url: str) -> None:
     message = error_for(BROKER_URL=url)
-    assert message.startswith("BEATKEEPER_BROKER_URL must be a Redis URL such as redis://")
+    assert message.startswith("BEATKEEPER_BROKER_URL must be a broker URL such as redis://")
     assert "secret" not in message
 
 

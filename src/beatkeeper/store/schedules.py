@@ -28,6 +28,7 @@ from beatkeeper.recurrence import Recurrence
 from beatkeeper.spec import ScheduleManifest, ScheduleSpec, recurrence_of
 from beatkeeper.states import RunState
 from beatkeeper.store.models import runs, schedules
+from beatkeeper.store.planning import notify
 from beatkeeper.store.runs import transition_many
 
 #: Stable ids for manifests applied without a cluster: uuid5(namespace, "namespace/name").
@@ -103,6 +104,7 @@ def apply_schedule(db: Connection, manifest: ScheduleManifest, *, now: datetime)
     else:
         db.execute(update(schedules).where(schedules.c.id == uid).values(**values))
         action = "restored" if row.deleted_at is not None else "updated"
+    notify(db, str(uid))  # Beat re-reads when it next wakes; delivered on commit
     return Applied(uid, meta.namespace, meta.name, action, next_run, trigger)
 
 
@@ -124,6 +126,7 @@ def delete_schedule(
     if found is None:
         return False
     _retire(db, found, now=now)
+    notify(db, str(found))
     return True
 
 

@@ -1,0 +1,295 @@
+"""Runs as people see and ask for them: list them, trigger one, backfill, replay.
+
+The queries behind `beatkeeper runs`, `trigger`, `backfill`, `runs replay` and `smoke`.
+Runs made here are born ``planned`` and due now (or at their own time, for a backfill),
+with an ``origin`` saying why they exist; Beat publishes them like any other run, and a
+``NOTIFY`` wakes it so it does not wait for its next scheduled tick. A replay is a new run
+(``replay_of`` the old one): finished runs never change state again.
+
+Functions take a Connection inside the caller's transaction and never commit; they raise
+``NotFoundError`` or ``RefusedError`` with a message fit for a person. This module must not
+print, publish or decide when runs happen beyond what a person asked for.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Row, func, select
+from sqlalchemy.dialects.postgresql import insert
+
+from beatkeeper.recurrence import Recurrence
+from beatkeeper.spec import ScheduleSpec, recurrence_of
+from beatkeeper.states import RunState
+from beatkeeper.store.models import RunOrigin, runs, schedules
+from beatkeeper.store.planning import notify
+
+__all__ = [
+    "REPLAYABLE",
+    "NotFoundError",
+    "RefusedError",
+    "RunView",
+    "ScheduleRef",
+    "backfill",
+    "find_schedule",
+    "latest_run",
+    "list_runs",
+    "occurrences_between",
+    "replay",
+    "trigger",
+]
+
+REPLAYABLE = frozenset({RunState.DEAD, RunState.FAILED})
+_TICK = timedelta(microseconds=1)
+
+
+class NotFoundError(LookupError):
+    """No such schedule or run; the message names what was looked for."""
+
+
+class RefusedError(ValueError):
+    """The request cannot be done to this run or schedule; the message says why."""
+
+
+@dataclass(frozen=True)
+class RunView:
+    """One run as listed: its key, where it got to, and when each step happened."""
+
+    id: uuid.UUID
+    schedule: str  # namespace/name
+    planned_at: datetime
+    due_at: datetime
+    state: str
+    origin: str
+    attempt: int
+    max_attempts: int
+    enqueued_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    worker: str | None
+    result: str | None
+    error: str | None
+    replay_of: uuid.UUID | None
+
+
+@dataclass(frozen=True)
+class ScheduleRef:
+    """A live schedule, with what planning a run of it needs."""
+
+    id: uuid.UUID
+    namespace: str
+    name: str
+    task: str
+    spec: ScheduleSpec
+    created_at: datetime
+
+    @property
+    def key(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+    def recurrence(self, *, back_to: datetime | None = None) -> Recurrence:
+        """Its occurrences; ``back_to`` reaches before its creation where that is defined.
+
+        Without a ``startTime`` a schedule starts at its creation. A cron expression means
+        the same before that, and an interval keeps its phase when extended backwards by
+        whole intervals; an RRULE's DTSTART and an ``at`` are the schedule itself, so those
+        keep their own start.
+        """
+        created = self.created_at
+        spec = self.spec
+        if back_to is not None and back_to < created and spec.start_time is None:
+            if spec.cron is not None:
+                created = back_to
+            elif spec.interval is not None:
+                created -= spec.interval * math.ceil((created - back_to) / spec.interval)
+        return recurrence_of(spec, seed=str(self.id), created_at=created)
+
+
+def list_runs(
+    db: Connection,
+    *,
+    namespace: str | None = None,
+    name: str | None = None,
+    states: Iterable[RunState] = (),
+    since: datetime | None = None,
+    limit: int = 100,
+) -> list[RunView]:
+    """The newest runs first (by planned time), of every schedule or of one name.
+
+    A name matches deleted schedules too: their history is kept.
+    """
+    key = func.concat(schedules.c.namespace, "/", schedules.c.name).label("schedule")
+    query = select(runs, key).join(schedules, schedules.c.id == runs.c.schedule_id)
+    if namespace is not None:
+        query = query.where(schedules.c.namespace == namespace)
+    if name is not None:
+        query = query.where(schedules.c.name == name)
+    if wanted := sorted(state.value for state in states):
+        query = query.where(runs.c.state.in_(wanted))
+    if since is not None:
+        query = query.where(runs.c.planned_at >= since)
+    query = query.order_by(runs.c.planned_at.desc(), runs.c.id).limit(limit)
+    return [_view(row) for row in db.execute(query)]
+
+
+def find_schedule(db: Connection, namespace: str, name: str) -> ScheduleRef:
+    """The live schedule ``namespace/name``, or ``NotFoundError``."""
+    row = db.execute(
+        select(schedules).where(
+            schedules.c.namespace == namespace,
+            schedules.c.name == name,
+            schedules.c.deleted_at.is_(None),
+        )
+    ).first()
+    if row is None:
+        raise NotFoundError(f"no schedule {namespace}/{name}")
+    return _ref(row)
+
+
+def trigger(db: Connection, schedule: ScheduleRef, *, now: datetime) -> uuid.UUID:
+    """Plan one run of ``schedule`` due now (origin ``manual``); Beat publishes it."""
+    return _plan_now(db, schedule, task=schedule.task, origin=RunOrigin.MANUAL, now=now)
+
+
+def replay(db: Connection, run_id: uuid.UUID, *, now: datetime) -> uuid.UUID:
+    """A new run, due now, of the schedule of the dead or failed run ``run_id``."""
+    row = db.execute(
+        select(runs.c.state, runs.c.task, schedules)
+        .join(schedules, schedules.c.id == runs.c.schedule_id)
+        .where(runs.c.id == run_id)
+    ).first()
+    if row is None:
+        raise NotFoundError(f"no run {run_id}")
+    if row.state not in REPLAYABLE:
+        raise RefusedError(f"run {run_id} is {row.state}: only dead or failed runs are replayed")
+    if row.deleted_at is not None:
+        raise RefusedError(f"run {run_id} belongs to {row.namespace}/{row.name}, which was deleted")
+    schedule = _ref(row)
+    return _plan_now(
+        db, schedule, task=row.task, origin=RunOrigin.REPLAY, now=now, replay_of=run_id
+    )
+
+
+def occurrences_between(
+    schedule: ScheduleRef, start: datetime, end: datetime, *, limit: int
+) -> list[datetime]:
+    """Every occurrence in ``[start, end]``; ``RefusedError`` if there are more than ``limit``."""
+    if end < start:
+        raise RefusedError(f"the window ends ({end.isoformat()}) before it starts")
+    recurrence = schedule.recurrence(back_to=start)
+    found: list[datetime] = []
+    moment = recurrence.next_after(start - _TICK)
+    while moment is not None and moment <= end:
+        if len(found) == limit:
+            raise RefusedError(
+                f"{schedule.key} has more than {limit} occurrences in that window; "
+                "backfill a shorter one at a time"
+            )
+        found.append(moment)
+        moment = recurrence.next_after(moment)
+    return found
+
+
+def backfill(
+    db: Connection, schedule: ScheduleRef, planned: Sequence[datetime], *, now: datetime
+) -> int:
+    """Plan a run (origin ``backfill``) at each instant not planned yet; how many were new.
+
+    Each run is due at its planned time plus the schedule's jitter, so past ones are due
+    at once and future ones wait for their time. ``ON CONFLICT DO NOTHING`` on the run key
+    makes a repeated or overlapping backfill plan nothing twice.
+    """
+    if not planned:
+        return 0
+    recurrence = schedule.recurrence()
+    rows = [
+        {
+            "schedule_id": schedule.id,
+            "planned_at": moment,
+            "due_at": moment + recurrence.jitter_for(moment),
+            "task": schedule.task,
+            "max_attempts": schedule.spec.retry.max_attempts,
+            "origin": RunOrigin.BACKFILL.value,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for moment in planned
+    ]
+    statement = insert(runs).on_conflict_do_nothing(
+        index_elements=[runs.c.schedule_id, runs.c.planned_at]
+    )
+    inserted = len(db.execute(statement.returning(runs.c.id), rows).all())
+    if inserted:
+        notify(db, str(schedule.id))
+    return inserted
+
+
+def latest_run(db: Connection, schedule_id: uuid.UUID) -> RunView | None:
+    """The schedule's run with the latest planned time, if it has any."""
+    row = db.execute(
+        select(runs, func.concat(schedules.c.namespace, "/", schedules.c.name).label("schedule"))
+        .join(schedules, schedules.c.id == runs.c.schedule_id)
+        .where(runs.c.schedule_id == schedule_id)
+        .order_by(runs.c.planned_at.desc())
+        .limit(1)
+    ).first()
+    return None if row is None else _view(row)
+
+
+def _plan_now(
+    db: Connection,
+    schedule: ScheduleRef,
+    *,
+    task: str,
+    origin: RunOrigin,
+    now: datetime,
+    replay_of: uuid.UUID | None = None,
+) -> uuid.UUID:
+    run_id = uuid.uuid4()
+    planned = now
+    # The run key is (schedule, planned instant): a request in the same microsecond as a
+    # planned occurrence or another request takes the next free microsecond.
+    while True:
+        inserted = db.execute(
+            insert(runs)
+            .values(
+                id=run_id,
+                schedule_id=schedule.id,
+                planned_at=planned,
+                due_at=now,
+                task=task,
+                max_attempts=schedule.spec.retry.max_attempts,
+                origin=origin.value,
+                replay_of=replay_of,
+                created_at=now,
+                updated_at=now,
+            )
+            .on_conflict_do_nothing(index_elements=[runs.c.schedule_id, runs.c.planned_at])
+            .returning(runs.c.id)
+        ).first()
+        if inserted is not None:
+            break
+        planned += _TICK
+    notify(db, str(schedule.id))
+    return run_id
+
+
+def _ref(row: Row[Any]) -> ScheduleRef:
+    return ScheduleRef(
+        id=row.id,
+        namespace=row.namespace,
+        name=row.name,
+        task=row.task,
+        spec=ScheduleSpec.model_validate(row.spec),
+        created_at=row.created_at,
+    )
+
+
+def _view(row: Row[Any]) -> RunView:
+    fields = row._mapping
+    return RunView(**{name: fields[name] for name in RunView.__dataclass_fields__})

@@ -1,0 +1,423 @@
+"""What the Beat scheduler plans, and the named queries that record and publish it.
+
+One tick of any Beat replica is: ``claim_due_schedules`` (``FOR UPDATE SKIP LOCKED``, so
+replicas split the due rows instead of waiting for each other), ``decide`` for each claimed
+schedule (pure: which occurrences become runs, in which state, and where ``next_run_at``
+moves), ``record_plans`` (insert the runs, ``ON CONFLICT (schedule_id, planned_at) DO
+NOTHING``, and advance the schedules, in one round trip), commit; then
+``claim_publishable_runs`` locks due ``planned``/``retrying`` runs, the caller publishes them
+and moves them to ``enqueued`` in the same transaction. Publishing only rows locked by the
+publisher is what makes "no duplicate, no gap" hold for any number of replicas: a run is
+published by whoever locked it, and a run whose publisher died is unlocked and due, so the
+next tick of any replica publishes it (invariant 2). The unique key, not a lock, keeps an
+occurrence from being planned twice (invariant 1).
+
+Every query reads through an index whose size follows what is due (``ix_schedules_due``,
+``ix_runs_publishable``), so a tick costs what is due, never what exists. Arrays go in with
+``unnest`` so a batch is one statement whatever its size.
+
+Catch-up after downtime (``missedRuns``): an occurrence is *overdue* when the next one is
+due as well. ``RunAll`` plans each (at most ``CATCH_UP_PER_TICK`` per schedule per tick, the
+rest next tick); ``RunLatest`` records the overdue ones as ``missed`` and plans the latest;
+``Skip`` records them all as ``missed``. Past ``CATCH_UP_PER_TICK`` overdue occurrences the
+rest are jumped over without a row each. ``maxRuns`` counts every occurrence that got a row.
+
+This module never commits, never talks to a broker and never reads the clock: callers pass
+``now``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import Connection, text
+
+from beatkeeper.recurrence import Recurrence
+from beatkeeper.spec import ScheduleSpec
+from beatkeeper.states import RunState
+
+__all__ = [
+    "CATCH_UP_PER_TICK",
+    "NOTIFY_PREFIX",
+    "Advance",
+    "DueSchedule",
+    "NewRun",
+    "Plan",
+    "PublishableRun",
+    "Recorded",
+    "busy_runs",
+    "channel_for",
+    "claim_due_schedules",
+    "claim_publishable_runs",
+    "decide",
+    "next_wake",
+    "notify",
+    "prune_history",
+    "record_plans",
+    "schedule_specs",
+]
+
+CATCH_UP_PER_TICK = 100
+NOTIFY_PREFIX = "beatkeeper_"
+
+
+def channel_for(schema: str) -> str:
+    """The LISTEN/NOTIFY channel of a schema (PostgreSQL cuts identifiers at 63 bytes)."""
+    return (NOTIFY_PREFIX + schema)[:63]
+
+
+_NOTIFY = text("SELECT pg_notify(left(:prefix || current_schema(), 63), :payload)")
+
+
+def notify(db: Connection, payload: str = "") -> None:
+    """Wake every Beat of this schema once the caller's transaction commits."""
+    db.execute(_NOTIFY, {"prefix": NOTIFY_PREFIX, "payload": payload})
+
+
+# --- planning ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DueSchedule:
+    """A schedule row locked by ``claim_due_schedules``; its spec is parsed only if needed."""
+
+    id: uuid.UUID
+    namespace: str
+    name: str
+    spec_json: str
+    spec_hash: str
+    created_at: datetime
+    planned_count: int
+    next_run_at: datetime
+    next_due_at: datetime
+
+
+@dataclass(frozen=True)
+class NewRun:
+    schedule_id: uuid.UUID
+    planned_at: datetime
+    due_at: datetime
+    state: RunState
+    task: str
+    max_attempts: int
+    reason: str | None = None  # why a run was born finished (missed, skipped, expired)
+
+
+@dataclass(frozen=True)
+class Advance:
+    schedule_id: uuid.UUID
+    next_run_at: datetime | None
+    next_due_at: datetime | None
+    planned_count: int
+    last_scheduled_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Plan:
+    runs: list[NewRun] = field(default_factory=list)
+    advance: Advance | None = None
+    jumped: bool = False  # overdue occurrences were passed over without a row
+
+
+_CLAIM = text("""
+    SELECT id, namespace, name, spec::text AS spec_json, spec_hash, created_at,
+           planned_count, next_run_at, next_due_at
+    FROM schedules
+    WHERE deleted_at IS NULL AND NOT suspended AND next_due_at IS NOT NULL
+      AND next_due_at <= :now
+    ORDER BY next_due_at
+    LIMIT :limit
+    FOR UPDATE SKIP LOCKED
+""")
+
+
+def claim_due_schedules(db: Connection, *, now: datetime, limit: int) -> list[DueSchedule]:
+    """Lock up to ``limit`` due schedules that no other replica holds, earliest first."""
+    rows = db.execute(_CLAIM, {"now": now, "limit": limit})
+    return [DueSchedule(**row._mapping) for row in rows]
+
+
+def decide(
+    due: DueSchedule, spec: ScheduleSpec, recurrence: Recurrence, *, now: datetime, busy: bool
+) -> Plan:
+    """The runs one claimed schedule gets now and where its ``next_run_at`` moves.
+
+    ``busy``: the schedule has a run that is not finished (only asked for ``Forbid``).
+    """
+    occurrences, upcoming, count = _due_occurrences(due, recurrence, now=now)
+    jumped = upcoming is not None and upcoming[1] <= now and spec.missed_runs != "RunAll"
+    if jumped:
+        assert upcoming is not None
+        latest = _latest_at_or_before(recurrence, upcoming[0], now)
+        occurrences.append((latest, _due(recurrence, latest)))
+        count += 1
+        following = recurrence.next_after(latest, planned_so_far=count)
+        upcoming = None if following is None else (following, _due(recurrence, following))
+    runs = _runs(due, spec, occurrences, now=now, busy=busy)
+    advance = Advance(
+        schedule_id=due.id,
+        next_run_at=upcoming[0] if upcoming else None,
+        next_due_at=upcoming[1] if upcoming else None,
+        planned_count=count,
+        last_scheduled_at=occurrences[-1][0] if occurrences else None,
+    )
+    return Plan(runs, advance, jumped)
+
+
+def _due_occurrences(
+    due: DueSchedule, recurrence: Recurrence, *, now: datetime
+) -> tuple[list[tuple[datetime, datetime]], tuple[datetime, datetime] | None, int]:
+    """Due (planned, due) pairs from ``next_run_at`` on, at most CATCH_UP_PER_TICK; the next."""
+    found: list[tuple[datetime, datetime]] = []
+    count = due.planned_count
+    upcoming: tuple[datetime, datetime] | None = (due.next_run_at, due.next_due_at)
+    while upcoming is not None and upcoming[1] <= now and len(found) < CATCH_UP_PER_TICK:
+        found.append(upcoming)
+        count += 1
+        following = recurrence.next_after(upcoming[0], planned_so_far=count)
+        upcoming = None if following is None else (following, _due(recurrence, following))
+    return found, upcoming, count
+
+
+def _runs(
+    due: DueSchedule,
+    spec: ScheduleSpec,
+    occurrences: list[tuple[datetime, datetime]],
+    *,
+    now: datetime,
+    busy: bool,
+) -> list[NewRun]:
+    runs = []
+    caught_up = len(occurrences) > 1  # more than one due at once: Beat was down
+    for index, (planned, due_at) in enumerate(occurrences):
+        latest = index == len(occurrences) - 1
+        state: RunState = RunState.MISSED
+        reason: str | None = f"overdue after downtime (missedRuns: {spec.missed_runs})"
+        if (
+            not caught_up
+            or spec.missed_runs == "RunAll"
+            or (latest and spec.missed_runs == "RunLatest")
+        ):
+            state, reason = _state_of(spec, due_at, now=now, busy=busy)
+        if state is RunState.PLANNED and spec.concurrency_policy == "Forbid":
+            busy = True  # one run at a time, within a catch-up too
+        runs.append(
+            NewRun(due.id, planned, due_at, state, spec.task, spec.retry.max_attempts, reason)
+        )
+    return runs
+
+
+def _state_of(
+    spec: ScheduleSpec, due_at: datetime, *, now: datetime, busy: bool
+) -> tuple[RunState, str | None]:
+    if spec.starting_deadline is not None and due_at + spec.starting_deadline < now:
+        return RunState.MISSED, "could not start within startingDeadline"
+    if spec.expires is not None and due_at + spec.expires < now:
+        return RunState.EXPIRED, "expires passed before it could be published"
+    if busy and spec.concurrency_policy == "Forbid":
+        return RunState.SKIPPED, "a run was still active (concurrencyPolicy: Forbid)"
+    return RunState.PLANNED, None
+
+
+def _due(recurrence: Recurrence, planned: datetime) -> datetime:
+    return planned + recurrence.jitter_for(planned)
+
+
+def _latest_at_or_before(recurrence: Recurrence, start: datetime, cutoff: datetime) -> datetime:
+    """The last occurrence <= ``cutoff``, found by bisection from ``start`` (an occurrence)."""
+    low, high = start, cutoff
+    while high - low > timedelta(microseconds=1):
+        middle = low + (high - low) / 2
+        found = recurrence.next_after(middle)
+        if found is not None and found <= cutoff:
+            low = found
+        else:
+            high = middle
+    return low
+
+
+# --- recording ---------------------------------------------------------------------------
+
+_RECORD = text("""
+    WITH born AS (
+        INSERT INTO runs (schedule_id, planned_at, due_at, state, task, max_attempts,
+                          finished_at, error)
+        SELECT n.schedule_id, n.planned_at, n.due_at, n.state, n.task, n.max_attempts,
+               CASE WHEN n.state = 'planned' THEN NULL ELSE CAST(:now AS timestamptz) END,
+               n.error
+        FROM unnest(CAST(:schedule_ids AS uuid[]), CAST(:planned AS timestamptz[]),
+                    CAST(:due AS timestamptz[]), CAST(:states AS text[]),
+                    CAST(:tasks AS text[]), CAST(:attempts AS int[]), CAST(:errors AS text[]))
+             AS n(schedule_id, planned_at, due_at, state, task, max_attempts, error)
+        ON CONFLICT (schedule_id, planned_at) DO NOTHING
+        RETURNING state
+    ), advanced AS (
+        UPDATE schedules AS s
+        SET next_run_at = a.next_run_at, next_due_at = a.next_due_at,
+            planned_count = a.planned_count,
+            last_scheduled_at = coalesce(a.last_scheduled_at, s.last_scheduled_at)
+        FROM unnest(CAST(:ids AS uuid[]), CAST(:next_run AS timestamptz[]),
+                    CAST(:next_due AS timestamptz[]), CAST(:counts AS int[]),
+                    CAST(:last AS timestamptz[]))
+             AS a(id, next_run_at, next_due_at, planned_count, last_scheduled_at)
+        WHERE s.id = a.id
+        RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM advanced) AS advanced,
+           (SELECT count(*) FROM born WHERE state = 'planned') AS planned,
+           (SELECT count(*) FROM born) AS born
+""")
+
+
+@dataclass(frozen=True)
+class Recorded:
+    advanced: int  # schedules moved on
+    planned: int  # runs inserted as planned (to be published)
+    born: int  # runs inserted in any state; the rest already existed
+
+
+def record_plans(
+    db: Connection, runs: Sequence[NewRun], advances: Sequence[Advance], *, now: datetime
+) -> Recorded:
+    """Insert ``runs`` (an existing occurrence is left alone) and advance the schedules."""
+    row = db.execute(
+        _RECORD,
+        {
+            "now": now,
+            "schedule_ids": [r.schedule_id for r in runs],
+            "planned": [r.planned_at for r in runs],
+            "due": [r.due_at for r in runs],
+            "states": [r.state.value for r in runs],
+            "tasks": [r.task for r in runs],
+            "attempts": [r.max_attempts for r in runs],
+            "errors": [r.reason for r in runs],
+            "ids": [a.schedule_id for a in advances],
+            "next_run": [a.next_run_at for a in advances],
+            "next_due": [a.next_due_at for a in advances],
+            "counts": [a.planned_count for a in advances],
+            "last": [a.last_scheduled_at for a in advances],
+        },
+    ).one()
+    return Recorded(advanced=row.advanced, planned=row.planned, born=row.born)
+
+
+_BUSY = text("""
+    SELECT id, schedule_id, state FROM runs
+    WHERE schedule_id = ANY(CAST(:ids AS uuid[]))
+      AND state IN ('planned', 'enqueued', 'running', 'retrying')
+""")
+
+
+def busy_runs(
+    db: Connection, schedule_ids: Sequence[uuid.UUID]
+) -> list[tuple[uuid.UUID, uuid.UUID, str]]:
+    """(run id, schedule id, state) of every unfinished run of these schedules."""
+    if not schedule_ids:
+        return []
+    rows = db.execute(_BUSY, {"ids": list(schedule_ids)})
+    return [(row.id, row.schedule_id, row.state) for row in rows]
+
+
+# --- publishing ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PublishableRun:
+    """A due run locked by ``claim_publishable_runs`` until the caller's transaction ends."""
+
+    id: uuid.UUID
+    schedule_id: uuid.UUID
+    planned_at: datetime
+    due_at: datetime
+    attempt: int
+    max_attempts: int
+    task: str
+    state: str
+    spec_hash: str
+    namespace: str
+    name: str
+
+
+_PUBLISHABLE = text("""
+    SELECT r.id, r.schedule_id, r.planned_at, r.due_at, r.attempt, r.max_attempts, r.task,
+           r.state, s.spec_hash, s.namespace, s.name
+    FROM runs AS r JOIN schedules AS s ON s.id = r.schedule_id
+    WHERE r.state IN ('planned', 'retrying') AND r.due_at <= :now
+    ORDER BY r.due_at
+    LIMIT :limit
+    FOR UPDATE OF r SKIP LOCKED
+""")
+
+
+def claim_publishable_runs(db: Connection, *, now: datetime, limit: int) -> list[PublishableRun]:
+    """Lock up to ``limit`` due planned or retrying runs no other replica holds."""
+    rows = db.execute(_PUBLISHABLE, {"now": now, "limit": limit})
+    return [PublishableRun(**row._mapping) for row in rows]
+
+
+_SPECS = text(
+    "SELECT id, spec::text AS spec_json FROM schedules WHERE id = ANY(CAST(:ids AS uuid[]))"
+)
+
+
+def schedule_specs(db: Connection, schedule_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:
+    """The stored spec (JSON text) of each schedule, for runs planned by another tick."""
+    if not schedule_ids:
+        return {}
+    rows = db.execute(_SPECS, {"ids": list(schedule_ids)})
+    return {row.id: row.spec_json for row in rows}
+
+
+_NEXT_WAKE = text("""
+    SELECT least(
+        (SELECT min(next_due_at) FROM schedules
+         WHERE deleted_at IS NULL AND NOT suspended AND next_due_at IS NOT NULL),
+        (SELECT min(due_at) FROM runs WHERE state IN ('planned', 'retrying')))
+""")
+
+
+def next_wake(db: Connection) -> datetime | None:
+    """When something next becomes due: a schedule, a planned run or a retry."""
+    found: datetime | None = db.execute(_NEXT_WAKE).scalar()
+    return found
+
+
+# --- history -------------------------------------------------------------------------------
+
+_PRUNE = text("""
+    WITH target AS (
+        SELECT * FROM unnest(CAST(:ids AS uuid[]), CAST(:keep_ok AS int[]),
+                             CAST(:keep_other AS int[])) AS t(schedule_id, keep_ok, keep_other)
+    ), ranked AS (
+        SELECT r.id,
+               row_number() OVER (PARTITION BY r.schedule_id, r.state = 'succeeded'
+                                  ORDER BY r.planned_at DESC) AS n,
+               CASE WHEN r.state = 'succeeded' THEN t.keep_ok ELSE t.keep_other END AS keep
+        FROM runs AS r JOIN target AS t ON t.schedule_id = r.schedule_id
+        WHERE r.state IN ('cancelled', 'dead', 'expired', 'failed', 'missed', 'skipped',
+                          'succeeded')
+          AND NOT (r.state = 'failed' AND r.attempt < r.max_attempts)
+    )
+    DELETE FROM runs WHERE id IN (SELECT id FROM ranked WHERE n > keep)
+""")
+
+
+def prune_history(db: Connection, keep: Sequence[tuple[uuid.UUID, int, int]]) -> int:
+    """Delete finished runs beyond ``(schedule id, succeeded to keep, others to keep)``.
+
+    ``failed`` runs with attempts left are kept: they may still move on to ``retrying``.
+    """
+    if not keep:
+        return 0
+    result = db.execute(
+        _PRUNE,
+        {
+            "ids": [k[0] for k in keep],
+            "keep_ok": [k[1] for k in keep],
+            "keep_other": [k[2] for k in keep],
+        },
+    )
+    return result.rowcount

@@ -1,0 +1,345 @@
+"""`beatkeeper runs`, `trigger`, `backfill`, `runs replay` and `smoke` against PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, insert, select, update
+
+from beatkeeper.cli import main
+from beatkeeper.settings import Settings
+from beatkeeper.spec import validate_manifest
+from beatkeeper.states import RunState
+from beatkeeper.store.models import runs, schedules
+from beatkeeper.store.schedules import Applied, apply_schedule
+
+S = RunState
+NOW = datetime.now(UTC)
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def cli(
+    db: Engine,
+    settings: Settings,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> Any:
+    del db  # tables emptied for each test
+    monkeypatch.setenv("BEATKEEPER_DATABASE_URL", settings.require_database_url())
+    monkeypatch.setenv("BEATKEEPER_DB_SCHEMA", settings.db_schema)
+
+    def invoke(*args: str) -> Result:
+        monkeypatch.setattr(sys, "argv", ["beatkeeper", *args])
+        code = 0
+        try:
+            main()
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        captured = capsys.readouterr()
+        return Result(code, captured.out, captured.err)
+
+    return invoke
+
+
+def schedule(engine: Engine, name: str = "nightly", **spec: Any) -> Applied:
+    document = {
+        "apiVersion": "beatkeeper.io/v1alpha1",
+        "kind": "Schedule",
+        "metadata": {"name": name, "namespace": "billing"},
+        "spec": {"task": "billing.invoice", "cron": "0 2 * * *", **spec},
+    }
+    manifest = validate_manifest(document, now=NOW).manifest
+    with engine.begin() as db:
+        return apply_schedule(db, manifest, now=NOW)
+
+
+def add_run(engine: Engine, applied: Applied, planned: datetime, state: RunState, **values: Any):
+    with engine.begin() as db:
+        return db.execute(
+            insert(runs)
+            .values(
+                schedule_id=applied.id,
+                planned_at=planned,
+                due_at=planned,
+                task="billing.invoice",
+                state=state.value,
+                **values,
+            )
+            .returning(runs.c.id)
+        ).scalar_one()
+
+
+def all_runs(engine: Engine) -> list[Any]:
+    with engine.connect() as db:
+        return list(db.execute(select(runs).order_by(runs.c.planned_at)))
+
+
+# -- runs ------------------------------------------------------------------------------------
+
+
+def test_runs_json_has_one_object_per_run_newest_first(cli: Any, db: Engine) -> None:
+    applied = schedule(db)
+    t = datetime(2026, 3, 1, 2, tzinfo=UTC)
+    first = add_run(db, applied, t, S.SUCCEEDED, started_at=t, finished_at=t + timedelta(1))
+    second = add_run(db, applied, t + timedelta(days=1), S.DEAD, error="ValueError: no", attempt=3)
+    result = cli("runs", "billing/nightly", "-o", "json")
+    assert result.code == 0, result.err
+    listed = json.loads(result.out)
+    assert [run["id"] for run in listed] == [str(second), str(first)]
+    assert listed[0] == listed[0] | {
+        "schedule": "billing/nightly",
+        "planned_at": "2026-03-02T02:00:00+00:00",
+        "state": "dead",
+        "attempt": 3,
+        "enqueued_at": None,
+        "started_at": None,
+        "finished_at": None,
+        "error": "ValueError: no",
+    }
+    assert listed[1]["started_at"] == "2026-03-01T02:00:00+00:00"
+
+
+def test_runs_filters_by_state_since_and_schedule(cli: Any, db: Engine) -> None:
+    nightly, hourly = schedule(db), schedule(db, "hourly", cron="0 * * * *")
+    recent = NOW - timedelta(minutes=30)
+    add_run(db, nightly, NOW - timedelta(days=3), S.FAILED)
+    wanted = add_run(db, nightly, recent, S.FAILED)
+    add_run(db, nightly, recent + timedelta(seconds=1), S.SUCCEEDED)
+    add_run(db, hourly, recent, S.FAILED)
+    result = cli("runs", "billing/nightly", "--state", "failed", "--since", "1h", "-o", "json")
+    assert [run["id"] for run in json.loads(result.out)] == [str(wanted)]
+    everything = json.loads(cli("runs", "-o", "json").out)
+    assert {run["schedule"] for run in everything} == {"billing/nightly", "billing/hourly"}
+
+
+def test_runs_table_shows_state_attempt_lag_duration_and_error(cli: Any, db: Engine) -> None:
+    applied = schedule(db, retry={"maxAttempts": 3})
+    t = datetime(2026, 3, 1, 2, tzinfo=UTC)
+    add_run(
+        db, applied, t, S.DEAD, attempt=3, max_attempts=3, error="KeyError: 'customer'\nmore",
+        started_at=t + timedelta(milliseconds=40), finished_at=t + timedelta(seconds=2.5),
+    )  # fmt: skip
+    result = cli("runs", "billing/nightly")
+    assert result.code == 0, result.err
+    row = next(line for line in result.out.splitlines() if "2026-03-01 02:00:00" in line)
+    for cell in ("dead", "3/3", "40ms", "2.46s", "KeyError: 'customer'"):
+        assert cell in row
+    assert "more" not in result.out
+
+
+def test_runs_rejects_a_bad_since(cli: Any) -> None:
+    result = cli("runs", "--since", "last tuesday")
+    assert result.code == 2
+    assert "--since" in result.err
+
+
+# -- trigger ----------------------------------------------------------------------------------
+
+
+def test_trigger_plans_one_manual_run_due_now(cli: Any, db: Engine) -> None:
+    applied = schedule(db, retry={"maxAttempts": 4})
+    before = datetime.now(UTC)
+    result = cli("trigger", "billing/nightly")
+    assert result.code == 0, result.err
+    [run] = all_runs(db)
+    assert result.out.strip() == f"run {run.id} of billing/nightly planned, due now"
+    assert (run.state, run.origin, run.task, run.max_attempts) == (
+        "planned",
+        "manual",
+        "billing.invoice",
+        4,
+    )
+    assert before <= run.due_at <= datetime.now(UTC)
+    assert run.schedule_id == applied.id
+    assert cli("trigger", "billing/nightly").code == 0
+    assert len(all_runs(db)) == 2  # every trigger is its own run
+
+
+def test_trigger_unknown_schedule_is_one_clear_line(cli: Any) -> None:
+    result = cli("trigger", "billing/missing")
+    assert (result.code, result.err.strip()) == (
+        1,
+        "beatkeeper: error: no schedule billing/missing",
+    )
+    assert cli("trigger", "no-slash").code == 2
+
+
+# -- backfill ---------------------------------------------------------------------------------
+
+
+def test_backfill_plans_each_occurrence_once(cli: Any, db: Engine) -> None:
+    applied = schedule(db, cron="0 */6 * * *")
+    existing = add_run(db, applied, datetime(2026, 1, 1, 6, tzinfo=UTC), S.SUCCEEDED)
+    result = cli(
+        "backfill", "billing/nightly", "--from", "2026-01-01T00:00Z", "--to", "2026-01-02T00:00Z"
+    )
+    assert result.code == 0, result.err
+    assert "5 occurrence(s) in the window, 4 run(s) planned, 1 already had one" in result.out
+    planned = all_runs(db)
+    assert [run.planned_at.hour for run in planned] == [0, 6, 12, 18, 0]
+    assert {run.origin for run in planned if run.id != existing} == {"backfill"}
+    assert next(run for run in planned if run.id == existing).state == "succeeded"
+    again = cli(
+        "backfill", "billing/nightly", "--from", "2026-01-01T00:00Z", "--to", "2026-01-02T00:00Z"
+    )
+    assert "0 run(s) planned, 5 already had one" in again.out
+    assert len(all_runs(db)) == 5
+
+
+def test_backfill_reads_local_times_in_the_schedule_zone(cli: Any, db: Engine) -> None:
+    schedule(db, cron="30 9 * * *", timeZone="America/New_York")
+    result = cli("backfill", "billing/nightly", "--from", "2026-07-01", "--to", "2026-07-02T23:59")
+    assert result.code == 0, result.err
+    assert [run.planned_at for run in all_runs(db)] == [
+        datetime(2026, 7, 1, 13, 30, tzinfo=UTC),
+        datetime(2026, 7, 2, 13, 30, tzinfo=UTC),
+    ]
+
+
+def test_backfill_keeps_an_interval_in_phase_before_creation(cli: Any, db: Engine) -> None:
+    applied = schedule(db, cron=None, interval="1h")
+    with db.connect() as connection:
+        created = (
+            connection.execute(select(schedules.c.created_at).where(schedules.c.id == applied.id))
+            .scalar_one()
+            .replace(microsecond=0)
+        )  # intervals count from whole seconds
+    start = created - timedelta(hours=3, minutes=30)
+    result = cli(
+        "backfill", "billing/nightly", "--from", start.isoformat(), "--to", created.isoformat()
+    )
+    assert result.code == 0, result.err
+    assert [created - run.planned_at for run in all_runs(db)] == [
+        timedelta(hours=3), timedelta(hours=2), timedelta(hours=1), timedelta(0),
+    ]  # fmt: skip
+
+
+def test_backfill_refuses_an_upside_down_window(cli: Any, db: Engine) -> None:
+    schedule(db)
+    result = cli(
+        "backfill", "billing/nightly", "--from", "2026-02-01T00:00Z", "--to", "2026-01-01T00:00Z"
+    )
+    assert result.code == 1
+    assert "before it starts" in result.err
+    assert all_runs(db) == []
+
+
+# -- replay -----------------------------------------------------------------------------------
+
+
+def test_replay_plans_a_new_run_of_a_dead_one(cli: Any, db: Engine) -> None:
+    applied = schedule(db, retry={"maxAttempts": 2})
+    dead = add_run(
+        db, applied, datetime(2026, 3, 1, 2, tzinfo=UTC), S.DEAD, attempt=2, max_attempts=2
+    )
+    result = cli("runs", "replay", str(dead))
+    assert result.code == 0, result.err
+    replayed = next(run for run in all_runs(db) if run.id != dead)
+    assert result.out.strip() == f"run {replayed.id} planned, due now (replay of {dead})"
+    assert (replayed.state, replayed.origin, replayed.replay_of) == ("planned", "replay", dead)
+    assert (replayed.attempt, replayed.max_attempts) == (1, 2)
+    assert next(run for run in all_runs(db) if run.id == dead).state == "dead"  # untouched
+
+
+@pytest.mark.parametrize("state", [S.SUCCEEDED, S.RUNNING, S.PLANNED])
+def test_replay_refuses_runs_that_are_not_dead_or_failed(
+    cli: Any, db: Engine, state: RunState
+) -> None:
+    run_id = add_run(db, schedule(db), datetime(2026, 3, 1, 2, tzinfo=UTC), state)
+    result = cli("runs", "replay", str(run_id))
+    assert result.code == 1
+    assert f"is {state}: only dead or failed runs are replayed" in result.err
+
+
+def test_replay_of_unknown_or_malformed_id(cli: Any) -> None:
+    missing = uuid.uuid4()
+    assert cli("runs", "replay", str(missing)).err.strip() == f"beatkeeper: error: no run {missing}"
+    assert cli("runs", "replay", "not-a-uuid").code == 2
+
+
+def test_replay_of_a_deleted_schedules_run_is_refused(cli: Any, db: Engine) -> None:
+    applied = schedule(db)
+    failed = add_run(db, applied, datetime(2026, 3, 1, 2, tzinfo=UTC), S.FAILED)
+    with db.begin() as connection:
+        connection.execute(update(schedules).values(deleted_at=NOW))
+    result = cli("runs", "replay", str(failed))
+    assert result.code == 1
+    assert "billing/nightly, which was deleted" in result.err
+
+
+# -- smoke ------------------------------------------------------------------------------------
+
+
+def test_smoke_without_beat_times_out_saying_what_is_missing_and_cleans_up(
+    cli: Any, db: Engine
+) -> None:
+    result = cli("smoke", "--timeout", "1")
+    assert result.code == 1
+    assert "smoke test timed out after 1s: no run was planned: is Beat running" in result.err
+    with db.connect() as connection:
+        [row] = connection.execute(select(schedules)).all()
+    assert row.task == "beatkeeper.noop"
+    assert row.deleted_at is not None
+
+
+@pytest.fixture
+def data_plane(tmp_path: Path, settings_with_broker: Settings, engine: Engine) -> Iterator[None]:
+    """The real thing: `celery beat` with beatkeeper's scheduler and a worker of its app."""
+    del engine  # migrated first
+    env = {
+        **os.environ,
+        "BEATKEEPER_DATABASE_URL": settings_with_broker.require_database_url(),
+        "BEATKEEPER_DB_SCHEMA": settings_with_broker.db_schema,
+        "BEATKEEPER_BROKER_URL": settings_with_broker.require_broker_url(),
+    }
+    base = [sys.executable, "-m", "celery", "-A", "beatkeeper_worker"]
+    commands = {
+        "beat": [*base, "beat", "-S", "beatkeeper_worker.beat:DatabaseScheduler"],
+        "worker": [*base, "worker", "--pool", "prefork", "-c", "1", "--without-mingle",
+                   "--without-gossip", "-n", f"smoke-{uuid.uuid4().hex[:6]}@%h"],
+    }  # fmt: skip
+    processes = []
+    for name, command in commands.items():
+        with (tmp_path / f"{name}.log").open("wb") as log:
+            processes.append(
+                subprocess.Popen(command, env=env, cwd=tmp_path, stdout=log, stderr=log)
+            )
+    try:
+        yield
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def test_smoke_passes_through_beat_and_a_worker(cli: Any, db: Engine, data_plane: None) -> None:
+    del data_plane
+    result = cli("smoke", "--timeout", "60")
+    assert result.code == 0, result.err
+    assert result.out.startswith("smoke test passed: run ")
+    with db.connect() as connection:
+        [row] = connection.execute(select(schedules)).all()
+        [run] = connection.execute(select(runs)).all()
+    assert row.deleted_at is not None
+    assert (run.state, run.task, run.schedule_id) == ("succeeded", "beatkeeper.noop", row.id)
