@@ -30,8 +30,12 @@ lint: $(BIN)/.installed
 test: lint
 	$(BIN)/pytest
 
+# Quick runs of every benchmark; README.md shows the full-size commands.
 bench: $(BIN)/.installed
-	$(BIN)/python benchmarks/recurrence.py
+	$(BIN)/python benchmarks/recurrence.py --quick
+	$(BIN)/python benchmarks/scale.py --quick
+	$(BIN)/python benchmarks/overhead.py --messages 1000 --rounds 1
+	$(BIN)/python benchmarks/end_to_end.py --schedules 60 --seconds 20 --warm-up 5
 
 e2e: $(BIN)/.installed
 	$(BIN)/pytest tests/e2e -v

@@ -3,20 +3,22 @@
 Multi-document YAML (and JSON) files, folders searched recursively for `*.yaml`, `*.yml`
 and `*.json`. A YAML syntax error or a duplicate key becomes a `Problem` naming its line;
 documents of other API groups (a ConfigMap beside the Schedules) are passed over, as a
-folder of mixed manifests is normal. Reads files; validates nothing itself.
+folder of mixed manifests is normal. `check_paths` reads and validates them all, for
+`validate`, `apply`, `delete` and `dev` alike. Reads files; writes nothing.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from beatkeeper.problems import Problem
-from beatkeeper.spec import API_VERSION
+from beatkeeper.problems import Problem, SpecError
+from beatkeeper.spec import API_VERSION, Validated, validate_manifest
 
 _SUFFIXES = {".yaml", ".yml", ".json"}
 _GROUP = API_VERSION.split("/")[0]
@@ -29,6 +31,34 @@ class Document:
     source: str  # FILE or FILE#N (N counts documents from 1, shown when a file has several)
     content: Any = None
     problem: Problem | None = None
+
+
+@dataclass
+class Checked:
+    """The outcome of reading and validating every document under some paths."""
+
+    valid: list[tuple[Document, Validated]] = field(default_factory=list)
+    problems: list[tuple[str, Problem]] = field(default_factory=list)
+    warnings: list[tuple[str, Problem]] = field(default_factory=list)
+
+
+def check_paths(paths: Iterable[str | Path], *, now: datetime) -> Checked:
+    """Read and validate every Schedule under `paths` (shared by validate, apply, dev)."""
+    checked = Checked()
+    files = manifest_files(paths)
+    for path in files:
+        for document in read_documents(path):
+            if document.problem is not None:
+                checked.problems.append((document.source, document.problem))
+                continue
+            try:
+                result = validate_manifest(document.content, now=now)
+            except SpecError as exc:
+                checked.problems += [(document.source, p) for p in exc.problems]
+                continue
+            checked.valid.append((document, result))
+            checked.warnings += [(document.source, w) for w in result.warnings]
+    return checked
 
 
 class _StrictLoader(yaml.SafeLoader):

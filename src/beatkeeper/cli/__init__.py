@@ -12,7 +12,7 @@ import sys
 import click
 
 from beatkeeper import __version__
-from beatkeeper.cli import crd, preview, runs, store, validate
+from beatkeeper.cli import crd, dev, preview, runs, store, validate
 from beatkeeper.cli.output import UserError, fail
 
 
@@ -36,6 +36,7 @@ for command in (
     store.apply,
     store.delete,
     store.migrate,
+    dev.dev,
     runs.runs,
     runs.trigger,
     runs.backfill,

@@ -17,7 +17,7 @@ import click
 from rich.table import Table
 
 from beatkeeper.cli.output import EXIT_USAGE, UserError, stdout, warn
-from beatkeeper.cli.validate import check_paths
+from beatkeeper.manifests import check_paths
 from beatkeeper.problems import SpecError
 from beatkeeper.spec import Validated, recurrence_of, to_instant, validate_manifest
 from beatkeeper.spec.types import parse_time

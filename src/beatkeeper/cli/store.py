@@ -17,7 +17,8 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
 from beatkeeper.cli.output import EXIT_INVALID, EXIT_USAGE, UserError, stderr
-from beatkeeper.cli.validate import PATHS, check_paths, report
+from beatkeeper.cli.validate import PATHS, report
+from beatkeeper.manifests import check_paths
 from beatkeeper.settings import Settings, SettingsError, mask_url
 from beatkeeper.store.engine import DatabaseUnavailable, make_engine
 from beatkeeper.store.schedules import apply_schedule, delete_schedule

@@ -7,16 +7,12 @@ fail the run.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import click
 
 from beatkeeper.cli.output import EXIT_INVALID, stderr
-from beatkeeper.manifests import Document, manifest_files, read_documents
-from beatkeeper.problems import Problem, SpecError
-from beatkeeper.spec import Validated, validate_manifest
+from beatkeeper.manifests import Checked, check_paths
 
 PATHS = click.option(
     "-f",
@@ -27,34 +23,6 @@ PATHS = click.option(
     type=click.Path(),
     help="A manifest file or a folder of them; repeat for more.",
 )
-
-
-@dataclass
-class Checked:
-    """The outcome of reading and validating every document under some paths."""
-
-    valid: list[tuple[Document, Validated]] = field(default_factory=list)
-    problems: list[tuple[str, Problem]] = field(default_factory=list)
-    warnings: list[tuple[str, Problem]] = field(default_factory=list)
-
-
-def check_paths(paths: Iterable[str], *, now: datetime) -> Checked:
-    """Read and validate every Schedule under `paths` (shared by validate, apply, dev)."""
-    checked = Checked()
-    files = manifest_files(paths)
-    for path in files:
-        for document in read_documents(path):
-            if document.problem is not None:
-                checked.problems.append((document.source, document.problem))
-                continue
-            try:
-                result = validate_manifest(document.content, now=now)
-            except SpecError as exc:
-                checked.problems += [(document.source, p) for p in exc.problems]
-                continue
-            checked.valid.append((document, result))
-            checked.warnings += [(document.source, w) for w in result.warnings]
-    return checked
 
 
 def report(checked: Checked) -> None:

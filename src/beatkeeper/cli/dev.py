@@ -1,0 +1,59 @@
+"""`beatkeeper dev`: the whole stack on this machine (embedded PostgreSQL and Redis)."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import click
+
+from beatkeeper.cli.output import UserError, stderr
+from beatkeeper.dev.stack import Options, StackError, run
+from beatkeeper.settings import SettingsError
+from beatkeeper.store.engine import DatabaseUnavailable
+
+DEFAULT_MANIFESTS = Path("manifests/examples")
+
+
+@click.command("dev")
+@click.option(
+    "-f", "--filename", "paths", multiple=True, type=click.Path(path_type=Path),
+    help=f"Manifest file or folder to load and watch (default {DEFAULT_MANIFESTS}/).",
+)  # fmt: skip
+@click.option(
+    "--state", type=click.Path(path_type=Path), default=Path(".beatkeeper/dev"),
+    show_default=True, help="Where the embedded servers keep their data between runs.",
+)  # fmt: skip
+@click.option("--flower-port", default=5555, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--concurrency", default=2, show_default=True, type=click.IntRange(1, 64))
+def dev(paths: tuple[Path, ...], state: Path, flower_port: int, concurrency: int) -> None:
+    """Run Beat, a worker and Flower here, with embedded PostgreSQL and Redis.
+
+    Loads the Schedule manifests (and re-applies them when they change; a deleted
+    file deletes its schedule), then shows Flower at http://127.0.0.1:5555 with no
+    login. BEATKEEPER_DATABASE_URL / BEATKEEPER_BROKER_URL use your own servers
+    instead. Ctrl-C stops everything; the next run resumes where this one stopped.
+
+    \b
+    Examples:
+      beatkeeper dev
+      beatkeeper dev -f schedules/ --flower-port 5556
+    """
+    chosen = list(paths) or [DEFAULT_MANIFESTS]
+    missing = [str(p) for p in chosen if not p.exists()]
+    if missing:
+        raise UserError(f"no such file or folder: {', '.join(missing)}")
+    options = Options(paths=chosen, state=state, flower_port=flower_port, concurrency=concurrency)
+    stop = threading.Event()
+    try:
+        code = run(options, say=_say, stop=stop)
+    except (StackError, SettingsError, DatabaseUnavailable) as error:
+        raise UserError(str(error)) from None
+    except KeyboardInterrupt:
+        stop.set()
+        code = 0
+    raise SystemExit(code)
+
+
+def _say(message: str) -> None:
+    stderr.print(f"beatkeeper | {message}", markup=False, highlight=False)

