@@ -26,6 +26,7 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
 COPY src/ src/
 COPY operator/ operator/
 COPY worker/ worker/
+COPY examples/ examples/
 RUN pip wheel --no-deps --wheel-dir /wheels .
 
 # --- runtime: wheels installed, no compilers, no build tools ----------------------------

@@ -16,10 +16,7 @@ $(BIN)/.installed: pyproject.toml
 	@touch $@
 
 dev: $(BIN)/.installed
-	@echo "The local stack (embedded PostgreSQL and Redis, Beat, a worker, Flower) is not here yet."
-	@echo "Meanwhile: the example Schedules, checked, and when the publishing one runs next:"
-	$(BIN)/beatkeeper validate -f manifests/examples/
-	$(BIN)/beatkeeper preview -f manifests/examples/publishing.yaml --count 5
+	$(BIN)/beatkeeper dev
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .

@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -270,8 +271,37 @@ def test_a_missing_setting_stops_beat_with_one_line(stack: Stack, missing: str) 
     args = [sys.executable, "-m", "celery", "-A", "beatkeeper_worker", "beat", "-S", SCHEDULER]
     done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode != 0
-    assert f"beatkeeper: {missing} is not set" in done.stderr
+    assert f"{missing} is not set" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_flower_starts_with_the_broker_url_alone(broker_url: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BEATKEEPER_")}
+    env |= {"BEATKEEPER_BROKER_URL": broker_url, "FLOWER_UNAUTHENTICATED_API": "true"}
+    port = _free_port()
+    args = [sys.executable, "-m", "celery", "-A", "beatkeeper_worker", "flower", f"--port={port}"]
+    flower = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        wait_for(
+            lambda: _answers(f"http://127.0.0.1:{port}/healthcheck"), timeout=30, what="Flower"
+        )
+    finally:
+        flower.terminate()
+        flower.wait(timeout=30)
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def _rabbitmq_reachable() -> bool:

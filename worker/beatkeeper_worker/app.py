@@ -55,7 +55,6 @@ def make_app(settings: Settings | None = None) -> Celery:
     if settings is None:
         celery_app.add_defaults(_from_environment)
     else:
-        settings.require_database_url()
         celery_app.add_defaults(configuration(settings))
     # Imported here: tracking may import this module for ``app``.
     from beatkeeper_worker import tracking  # noqa: PLC0415
@@ -73,10 +72,10 @@ def settings_of(celery_app: Celery) -> Settings:
 
 
 def _from_environment() -> dict[str, Any]:
+    # The database URL is checked by the roles that use it (Beat, run tracking), so
+    # Flower and other broker-only tools start with the broker URL alone.
     try:
-        settings = Settings.from_env()
-        settings.require_database_url()
-        return configuration(settings)
+        return configuration(Settings.from_env())
     except SettingsError as error:
         # Raised from inside Celery's start-up: SystemExit prints one line, no traceback.
         raise SystemExit(f"beatkeeper: {error}") from None

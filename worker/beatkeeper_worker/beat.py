@@ -36,7 +36,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import InterfaceError, OperationalError, ProgrammingError
 
 from beatkeeper.recurrence import Recurrence
-from beatkeeper.settings import mask_url
+from beatkeeper.settings import SettingsError, mask_url
 from beatkeeper.spec import ScheduleSpec, recurrence_of
 from beatkeeper.states import RunState
 from beatkeeper.store import DatabaseUnavailable, make_engine, planning, transition_many
@@ -329,6 +329,11 @@ class DatabaseScheduler(Scheduler):  # type: ignore[misc]
 
     def setup_schedule(self) -> None:
         settings = settings_of(self.app)
+        try:
+            settings.require_database_url()
+        except SettingsError as error:
+            # SystemExit: Celery prints the one line and stops, no traceback.
+            raise SystemExit(f"beatkeeper beat cannot start: {error}") from None
         self._engine = make_engine(settings, application_name="beatkeeper-beat", pool_size=2)
         self._publisher = Publisher(self.app)
         batch = int(self.app.conf.get("beatkeeper_beat_batch_size") or BATCH_SIZE)
@@ -409,7 +414,7 @@ class DatabaseScheduler(Scheduler):  # type: ignore[misc]
     @property
     def info(self) -> str:
         settings = settings_of(self.app)  # the banner asks a scheduler that was never set up
-        database = mask_url(settings.require_database_url())
+        database = mask_url(settings.database_url) if settings.database_url else "(not set)"
         return f"    . database -> {database} (schema {settings.db_schema})"
 
 

@@ -79,6 +79,9 @@ def free_port() -> int:
 
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket() as probe:
+        # As a server binds: connections of a stopped Flower lingering in TIME_WAIT do not
+        # make the port busy for the next one.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError:

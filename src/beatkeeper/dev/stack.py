@@ -8,7 +8,6 @@ that exits stops the stack with its name and exit code, rather than leaving a ha
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import sys
 import threading
@@ -27,7 +26,6 @@ from beatkeeper.store.engine import make_engine
 
 FLOWER_READY_SECONDS = 60.0
 EXAMPLE_TASKS = "beatkeeper_examples.tasks"
-_EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 Say = Callable[[str], None]
 
 
@@ -171,9 +169,4 @@ def _child_env(settings: Settings, database_url: str, broker_url: str) -> dict[s
     if not env.get("BEATKEEPER_IMPORTS", "").strip():
         # The example Schedules' tasks, so `beatkeeper dev` runs out of the box.
         env["BEATKEEPER_IMPORTS"] = EXAMPLE_TASKS
-        if importlib.util.find_spec("beatkeeper_examples") is None and _EXAMPLES.is_dir():
-            # A source checkout installed before the examples package existed.
-            env["PYTHONPATH"] = os.pathsep.join(
-                filter(None, [str(_EXAMPLES), env.get("PYTHONPATH")])
-            )
     return env

@@ -1,0 +1,115 @@
+"""`beatkeeper dev` as a user runs it: an example task succeeds in Flower, manifests are
+watched, a broken one keeps the previous version, Ctrl-C stops every child and a second
+start resumes. The tests share one stack (``dev_stack``) and run in file order; the last
+one stops it and starts it again.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from conftest import BEATKEEPER, QUICK, TASK, DevStack, dev_env, free_port, until
+
+pytestmark = pytest.mark.slow
+
+
+def test_an_example_task_succeeds_and_flower_shows_it(dev_stack: DevStack) -> None:
+    started = time.monotonic()
+    runs = until(dev_stack.succeeded, timeout=60, what=f"Flower to show {TASK} succeeded")
+    print(f"\nfirst {TASK} success seen in Flower {time.monotonic() - started:.1f}s after ready")
+    run = next(iter(runs.values()))
+    assert run["result"].startswith("{'completed':")
+    assert not any("no task named" in line.lower() for line in dev_stack.lines)
+
+
+def test_editing_a_manifest_reapplies_it(dev_stack: DevStack) -> None:
+    mark = dev_stack.mark()
+    (dev_stack.manifests / "quick.yaml").write_text(QUICK.replace("interval: 5s", "interval: 4s"))
+    dev_stack.wait_for(r"default/quick updated: every 4s, next ", after=mark)
+
+
+def test_a_broken_manifest_is_reported_and_the_previous_version_kept(
+    dev_stack: DevStack,
+) -> None:
+    mark = dev_stack.mark()
+    (dev_stack.manifests / "quick.yaml").write_text(QUICK.replace("interval: 5s", "interval: soon"))
+    found = dev_stack.wait_for(r"quick\.yaml: (.*) \(previous version kept\)", after=mark)
+    assert "interval" in found.group(1)
+    before = set(dev_stack.succeeded())
+    until(lambda: set(dev_stack.succeeded()) - before, timeout=30, what="another run to succeed")
+    assert not any("quick deleted" in line for line in dev_stack.lines[mark:])
+
+    mark = dev_stack.mark()
+    (dev_stack.manifests / "quick.yaml").write_text(QUICK)
+    dev_stack.wait_for(r"default/quick updated: every 5s", after=mark)
+
+
+def test_deleting_a_manifest_deletes_its_schedule(dev_stack: DevStack) -> None:
+    other = dev_stack.manifests / "other.yaml"
+    mark = dev_stack.mark()
+    other.write_text(QUICK.replace("name: quick", "name: other"))
+    dev_stack.wait_for(r"default/other created: every 5s", after=mark)
+
+    mark = dev_stack.mark()
+    other.unlink()
+    dev_stack.wait_for(r"default/other deleted \(its manifest is gone\)", after=mark)
+
+
+def test_a_port_in_use_is_one_clear_line(dev_stack: DevStack, tmp_path: Path) -> None:
+    result = subprocess.run(
+        [BEATKEEPER, "dev", "-f", str(dev_stack.manifests), "--state", str(tmp_path),
+         "--flower-port", str(dev_stack.port)],
+        env=dev_env(), capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert f"port {dev_stack.port} on 127.0.0.1 is in use" in lines[0]
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_ctrl_c_stops_every_child_and_a_second_start_resumes(dev_stack: DevStack) -> None:
+    assert dev_stack.process is not None
+    parent = psutil.Process(dev_stack.process.pid)
+    family = parent.children(recursive=True) + servers_of(dev_stack)
+    assert {p.pid for p in family} >= {c.pid for c in parent.children()}
+    assert len(family) >= 5, family  # Beat, worker, Flower, PostgreSQL, Redis at least
+
+    assert dev_stack.interrupt() == 0
+    leftovers = [p for p in family if alive(p)]
+    assert leftovers == [], leftovers
+    assert any("stopping Beat, the worker and Flower" in line for line in dev_stack.lines)
+
+    # A new port: right after a stop, `port_in_use` (a bind without SO_REUSEADDR) can still
+    # see the old Flower port's TIME_WAIT connections as "in use".
+    dev_stack.start(port=free_port())
+    until(dev_stack.succeeded, timeout=60, what=f"{TASK} to succeed after the restart")
+    # The schedule was kept in the state folder: nothing to create again.
+    assert not [line for line in dev_stack.lines if re.search(r"quick (created|deleted)", line)]
+
+
+def servers_of(stack: DevStack) -> list[psutil.Process]:
+    """The embedded PostgreSQL and Redis (daemonised, so not our descendants)."""
+    found = []
+    redis_port = re.search(r"Redis\s+redis://127\.0\.0\.1:(\d+)", "\n".join(stack.lines))
+    for process in psutil.process_iter(["cmdline"]):
+        command = " ".join(process.info["cmdline"] or [])
+        is_postgres = str(stack.state) in command and "postgres" in command
+        is_redis = (
+            redis_port is not None and f":{redis_port.group(1)}" in command and "redis" in command
+        )
+        if is_postgres or is_redis:
+            found.append(process)
+    return found
+
+
+def alive(process: psutil.Process) -> bool:
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False

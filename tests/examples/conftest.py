@@ -1,0 +1,71 @@
+"""Fixtures for the example workloads: their tables in a throwaway schema, and Redis.
+
+``examples`` gives each test empty example tables (in ``bkx_test_<random>``, dropped at the
+end of the session) and a Redis without this session's cooldown keys, and points the
+example tasks at both through ``beatkeeper_examples.db.use``.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterator
+
+import pytest
+import redis
+from beatkeeper_examples import db
+from sqlalchemy import Engine, insert, text
+
+from beatkeeper.settings import Settings
+from beatkeeper.store.engine import make_engine
+
+
+@pytest.fixture(scope="session")
+def examples_engine(settings: Settings) -> Iterator[Engine]:
+    schema = f"bkx_test_{secrets.token_hex(4)}"
+    base = make_engine(settings, application_name="beatkeeper-examples-tests")
+    engine = base.execution_options(schema_translate_map={db.SCHEMA: schema})
+    db.prepare(engine, seed_if_new=False)
+    try:
+        yield engine
+    finally:
+        with base.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        base.dispose()
+
+
+@pytest.fixture(scope="session")
+def examples_redis(broker_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(broker_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def examples(examples_engine: Engine, examples_redis: redis.Redis) -> Iterator[Engine]:
+    tables = ", ".join(
+        f'"{db.schema_of(examples_engine)}"."{t.name}"' for t in db.metadata.sorted_tables
+    )
+    with examples_engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY"))
+    for key in examples_redis.scan_iter(f"{db.schema_of(examples_engine)}:*"):
+        examples_redis.delete(key)
+    db.use(examples_engine, examples_redis)
+    yield examples_engine
+    db.use(None)
+
+
+AddUser = Callable[..., int]
+
+
+@pytest.fixture
+def add_user(examples: Engine) -> AddUser:
+    """Insert a user (``name``, ``time_zone``, optional ``team`` and ``credits``); its id."""
+
+    def add(name: str, time_zone: str, *, team: str | None = None, credits: int = 0) -> int:
+        with examples.begin() as conn:
+            row = insert(db.users).values(
+                name=name, time_zone=time_zone, team=team, credits=credits
+            )
+            return int(conn.execute(row.returning(db.users.c.id)).scalar_one())
+
+    return add
