@@ -16,7 +16,7 @@ import click
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
-from beatkeeper.cli.output import EXIT_INVALID, EXIT_USAGE, UserError, stderr
+from beatkeeper.cli.output import EXIT_USAGE, UserError, stderr
 from beatkeeper.cli.validate import PATHS, report
 from beatkeeper.manifests import check_paths
 from beatkeeper.settings import Settings, SettingsError, mask_url
@@ -137,17 +137,27 @@ def migrate(wait: bool, timeout: int) -> None:
     from beatkeeper.store import migrate as migrations  # noqa: PLC0415 - slow import
 
     with database(migrated=False) as engine:
+        head = migrations.head_revision()
         if not wait:
             migrations.upgrade(engine)
-            stderr.print(f"database at migration {migrations.head_revision()}", markup=False)
+            stderr.print(f"database at migration {head}", markup=False)
             return
         deadline = time.monotonic() + timeout
-        head = migrations.head_revision()
-        while migrations.current_revision(engine) != head:
+        while (current := _revision_or_reason(engine)) != head:
             if time.monotonic() > deadline:
                 raise UserError(
-                    f"the schema did not reach migration {head} within {timeout}s",
-                    code=EXIT_INVALID,
+                    f"the schema did not reach migration {head} within {timeout}s: {current}"
                 )
             time.sleep(2)  # another process migrates; there is nothing to subscribe to
         stderr.print(f"database at migration {head}", markup=False)
+
+
+def _revision_or_reason(engine: Engine) -> str:
+    """The schema's revision, or why it has none yet (an init container may start first)."""
+    from beatkeeper.store import migrate as migrations  # noqa: PLC0415 - slow import
+
+    try:
+        current = migrations.current_revision(engine)
+    except (DatabaseUnavailable, OperationalError) as error:
+        return f"database not reachable yet ({' '.join(str(error).split())[:200]})"
+    return current or "not migrated yet"

@@ -1,0 +1,154 @@
+"""`beatkeeper migrate`, `apply` and `delete` against a real PostgreSQL, as a user runs them."""
+
+from __future__ import annotations
+
+import secrets
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, create_engine, select, text
+
+from beatkeeper.cli import main
+from beatkeeper.settings import Settings
+from beatkeeper.store import make_engine
+from beatkeeper.store.models import schedules
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "manifests" / "examples"
+GOOD = """\
+apiVersion: beatkeeper.io/v1alpha1
+kind: Schedule
+metadata: {name: nightly, namespace: billing}
+spec: {task: billing.nightly, cron: "0 2 * * *"}
+"""
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def schema(database_url: str) -> Iterator[str]:
+    """A schema of this test's own, empty until `beatkeeper migrate` fills it."""
+    name = f"bk_cli_{secrets.token_hex(4)}"
+    yield name
+    engine = create_engine(database_url)
+    with engine.begin() as db:
+        db.execute(text(f'DROP SCHEMA IF EXISTS "{name}" CASCADE'))
+    engine.dispose()
+
+
+@pytest.fixture
+def run(capsys, monkeypatch, database_url: str, schema: str):
+    monkeypatch.setenv("BEATKEEPER_DATABASE_URL", database_url)
+    monkeypatch.setenv("BEATKEEPER_DB_SCHEMA", schema)
+
+    def invoke(*args: str) -> Result:
+        monkeypatch.setattr(sys, "argv", ["beatkeeper", *args])
+        code = 0
+        try:
+            main()
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        captured = capsys.readouterr()
+        return Result(code, captured.out, captured.err)
+
+    return invoke
+
+
+def live_names(database_url: str, schema: str) -> set[str]:
+    engine: Engine = make_engine(Settings(database_url=database_url, db_schema=schema))
+    try:
+        with engine.connect() as db:
+            rows = db.execute(select(schedules.c.name).where(schedules.c.deleted_at.is_(None)))
+            return {row.name for row in rows}
+    finally:
+        engine.dispose()
+
+
+def test_apply_before_migrate_says_to_migrate(run, schema: str) -> None:
+    result = run("apply", "-f", str(EXAMPLES))
+    assert result.code == 1
+    assert f"schema '{schema}'" in result.err
+    assert "has no beatkeeper tables: run `beatkeeper migrate` first" in result.err
+
+
+def test_migrate_then_apply_every_example_then_reapply_changes_nothing(
+    run, database_url: str, schema: str
+) -> None:
+    assert run("migrate").code == 0
+    first = run("apply", "-f", str(EXAMPLES))
+    assert first.code == 0, first.err
+    assert len(first.out.splitlines()) == 9
+    assert all(" created (next run " in line for line in first.out.splitlines())
+    second = run("apply", "-f", str(EXAMPLES))
+    assert all(" unchanged (next run " in line for line in second.out.splitlines())
+    assert len(live_names(database_url, schema)) == 9
+
+
+def test_one_bad_manifest_applies_nothing(
+    run, tmp_path: Path, database_url: str, schema: str
+) -> None:
+    assert run("migrate").code == 0
+    (tmp_path / "good.yaml").write_text(GOOD)
+    (tmp_path / "bad.yaml").write_text(GOOD.replace("nightly", "other").replace("0 2", "0 25"))
+    result = run("apply", "-f", str(tmp_path))
+    assert result.code == 1
+    assert f"{tmp_path / 'bad.yaml'}: spec.cron: " in result.out
+    assert "nothing applied" in result.err
+    assert live_names(database_url, schema) == set()
+
+
+def test_delete_by_name_and_by_file(run, tmp_path: Path, database_url: str, schema: str) -> None:
+    assert run("migrate").code == 0
+    path = tmp_path / "s.yaml"
+    path.write_text(GOOD)
+    assert run("apply", "-f", str(path)).code == 0
+    assert run("delete", "billing/nightly").out == "billing/nightly deleted\n"
+    assert run("delete", "billing/nightly").out == "billing/nightly not found\n"
+    assert run("apply", "-f", str(path)).out.startswith("billing/nightly restored")
+    assert run("delete", "-f", str(path)).out == "billing/nightly deleted\n"
+    assert live_names(database_url, schema) == set()
+
+
+def test_delete_needs_a_target(run) -> None:
+    result = run("delete")
+    assert result.code == 2
+    assert "give -f FILE or NAMESPACE/NAME" in result.err
+
+
+def test_migrate_wait_returns_once_current(run) -> None:
+    assert run("migrate").code == 0
+    result = run("migrate", "--wait", "--timeout", "5")
+    assert result.code == 0
+    assert "database at migration" in result.err
+
+
+def test_migrate_wait_times_out_with_the_reason(run) -> None:
+    result = run("migrate", "--wait", "--timeout", "1")
+    assert result.code == 1
+    assert "did not reach migration" in result.err
+    assert "not migrated yet" in result.err
+
+
+def test_migrate_wait_keeps_waiting_while_the_database_is_down(run, monkeypatch) -> None:
+    monkeypatch.setenv("BEATKEEPER_DATABASE_URL", "postgresql://nobody:secret@127.0.0.1:9/x")
+    result = run("migrate", "--wait", "--timeout", "1")
+    assert result.code == 1
+    assert "database not reachable yet" in result.err
+    assert "secret" not in result.err
+    assert "Traceback" not in result.err
+
+
+def test_unreachable_database_is_one_line_with_the_password_masked(run, monkeypatch) -> None:
+    monkeypatch.setenv("BEATKEEPER_DATABASE_URL", "postgresql://nobody:secret@127.0.0.1:9/x")
+    result = run("apply", "-f", str(EXAMPLES))
+    assert result.code == 1
+    assert result.err.startswith("beatkeeper: error: cannot connect to PostgreSQL at ")
+    assert "***" in result.err
+    assert "secret" not in result.err
