@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import TASK, DevStack, until
+from dev_support import TASK, DevStack, until
 
 pytestmark = pytest.mark.slow
 

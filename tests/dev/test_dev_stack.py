@@ -13,7 +13,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import BEATKEEPER, QUICK, TASK, DevStack, dev_env, free_port, until
+from dev_support import BEATKEEPER, QUICK, TASK, DevStack, dev_env, free_port, until
 
 pytestmark = pytest.mark.slow
 

@@ -10,13 +10,33 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable, Iterator
 
+import beatkeeper_examples.tasks  # noqa: F401 - registers the shared tasks
 import pytest
 import redis
 from beatkeeper_examples import db
+from celery import Celery
 from sqlalchemy import Engine, insert, text
 
 from beatkeeper.settings import Settings
 from beatkeeper.store.engine import make_engine
+
+
+@pytest.fixture(scope="session")
+def examples_app() -> Celery:
+    """A Celery app of the tests' own, holding the example tasks.
+
+    The tasks are ``shared_task``s: they resolve through Celery's *current* app, which an
+    earlier test may have left as beatkeeper's environment-configured app.
+    """
+    app = Celery("beatkeeper-examples-tests", broker="memory://", set_as_current=False)
+    app.conf.update(task_serializer="json", accept_content=["json"])
+    app.finalize()
+    return app
+
+
+@pytest.fixture(autouse=True)
+def _examples_app_is_current(examples_app: Celery) -> None:
+    examples_app.set_current()
 
 
 @pytest.fixture(scope="session")

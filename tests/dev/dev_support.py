@@ -1,0 +1,160 @@
+"""The shared `beatkeeper dev` stack for these tests, and helpers to drive it.
+
+The stack runs as a subprocess, as a user runs it: its own ``--state`` folder (embedded
+PostgreSQL and Redis), a free ``--flower-port``, and a manifest folder holding one Schedule
+of an example task every 5 seconds, so a run succeeds within seconds of Flower being up.
+Its console log is collected line by line; tests wait on log lines and on Flower's API with
+a deadline, never a sleep.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+BEATKEEPER = str(Path(sys.executable).with_name("beatkeeper"))
+TASK = "examples.events.complete_ended"
+QUICK = f"""\
+apiVersion: beatkeeper.io/v1alpha1
+kind: Schedule
+metadata:
+  name: quick
+  namespace: default
+spec:
+  task: {TASK}
+  interval: 5s
+"""
+_T = TypeVar("_T")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def dev_env() -> dict[str, str]:
+    """The test environment without settings that would point the stack at other servers."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BEATKEEPER_")}
+    return env | {"NO_COLOR": "1", "COLUMNS": "400"}
+
+
+def until(condition: Callable[[], _T | None], *, timeout: float, what: str) -> _T:
+    """Poll ``condition`` until it returns something truthy; fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.1)  # a poll interval, not a wait for something to happen
+
+
+class DevStack:
+    """A running `beatkeeper dev`, its merged console log, and its Flower."""
+
+    def __init__(self, *, state: Path, manifests: Path, port: int) -> None:
+        self.state, self.manifests, self.port = state, manifests, port
+        self.flower = f"http://127.0.0.1:{port}"
+        self.lines: list[str] = []
+        self.process: subprocess.Popen[str] | None = None
+        self._changed = threading.Condition()
+        self._ended = False
+
+    def start(self, *, port: int | None = None) -> float:
+        """Start the stack (on ``port``, if given); the seconds it reported to "Flower ready"."""
+        if port is not None:
+            self.port, self.flower = port, f"http://127.0.0.1:{port}"
+        self.lines.clear()
+        self._ended = False
+        self.process = subprocess.Popen(
+            [BEATKEEPER, "dev", "-f", str(self.manifests), "--state", str(self.state),
+             "--flower-port", str(self.port), "--concurrency", "1"],
+            env=dev_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            stdin=subprocess.DEVNULL, bufsize=1,
+        )  # fmt: skip
+        threading.Thread(target=self._read, args=(self.process,), daemon=True).start()
+        ready = self.wait_for(r"Flower ready at \S+ \((\d+\.\d+)s\)", timeout=120)
+        return float(ready.group(1))
+
+    def _read(self, process: subprocess.Popen[str]) -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            with self._changed:
+                self.lines.append(line.rstrip())
+                self._changed.notify_all()
+        with self._changed:
+            self._ended = True
+            self._changed.notify_all()
+
+    def mark(self) -> int:
+        """A position in the log: ``wait_for(..., after=mark)`` looks only at later lines."""
+        return len(self.lines)
+
+    def wait_for(self, pattern: str, *, timeout: float = 30, after: int = 0) -> re.Match[str]:
+        compiled = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                for line in self.lines[after:]:
+                    if found := compiled.search(line):
+                        return found
+                after = len(self.lines)
+                left = deadline - time.monotonic()
+                if left <= 0 or self._ended:
+                    tail = "\n".join(self.lines[-30:])
+                    why = "before the stack exited" if self._ended else f"within {timeout:.0f}s"
+                    pytest.fail(f"no log line matching {pattern!r} {why}:\n{tail}")
+                self._changed.wait(min(left, 1.0))
+
+    def succeeded(self, task: str = TASK) -> dict[str, Any]:
+        """Flower's successful runs of ``task`` (empty while there are none)."""
+        url = f"{self.flower}/api/tasks?taskname={task}&state=SUCCESS"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                tasks: dict[str, Any] = json.load(response)
+                return tasks
+        except OSError:
+            return {}
+
+    def interrupt(self, *, timeout: float = 60) -> int:
+        """Ctrl-C: SIGINT the stack and wait for it to exit; its exit code."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGINT)
+        return self.process.wait(timeout=timeout)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.interrupt()
+
+
+@pytest.fixture(scope="session")
+def dev_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
+    root = tmp_path_factory.mktemp("dev")
+    manifests = root / "manifests"
+    manifests.mkdir()
+    (manifests / "quick.yaml").write_text(QUICK)
+    stack = DevStack(state=root / "state", manifests=manifests, port=free_port())
+    started = time.monotonic()
+    reported = stack.start()
+    print(f"\nbeatkeeper dev: Flower ready after {reported:.1f}s (reported), "
+          f"{time.monotonic() - started:.1f}s from spawning the process")  # fmt: skip
+    try:
+        yield stack
+    finally:
+        stack.stop()
