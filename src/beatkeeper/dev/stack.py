@@ -88,11 +88,14 @@ def _supervise(
     app = [python, "-m", "celery", "-A", "beatkeeper_worker"]
     try:
         supervisor.start(
-            "beat", [*app, "beat", "-S", "beatkeeper_worker.beat:DatabaseScheduler"], env
+            "beat",
+            [*app, "beat", "-S", "beatkeeper_worker.beat:DatabaseScheduler", "-l", "INFO"],
+            env,
         )
         supervisor.start(
             "worker",
-            [*app, "worker", "--pool", "prefork", "--concurrency", str(options.concurrency)],
+            # INFO: each run's "received" and "succeeded in" lines show in the dev console.
+            [*app, "worker", "-P", "prefork", "-c", str(options.concurrency), "-l", "INFO"],
             env,
         )
         supervisor.start(
