@@ -25,6 +25,8 @@ Fixtures:
   it does not start Redis); ``settings_with_broker`` adds ``broker_url``.
 - ``engine`` (session): an engine on the migrated session schema.
 - ``db`` (function): the same engine, with every table emptied before the test.
+- ``beatkeeper_cli`` (function): runs ``beatkeeper ARGS...`` in-process as a user would,
+  returning its exit code, stdout and stderr (``CliResult``).
 """
 
 from __future__ import annotations
@@ -35,15 +37,17 @@ import os
 import secrets
 import shutil
 import socket
+import sys
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import psutil
 import pytest
 from sqlalchemy import Engine, text
 
+from beatkeeper.cli import main as beatkeeper_main
 from beatkeeper.settings import Settings, normalise_database_url
 from beatkeeper.store import make_engine, metadata, migrate
 
@@ -127,6 +131,32 @@ def db(engine: Engine) -> Engine:
         connection.execute(text("SET LOCAL lock_timeout = '10s'"))
         connection.execute(text(f"TRUNCATE {tables}"))
     return engine
+
+
+@dataclasses.dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def beatkeeper_cli(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., CliResult]:
+    """``beatkeeper_cli("validate", "-f", path)``: the command's exit code and output."""
+
+    def invoke(*args: str) -> CliResult:
+        monkeypatch.setattr(sys, "argv", ["beatkeeper", *args])
+        code = 0
+        try:
+            beatkeeper_main()
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return invoke
 
 
 def _free_port() -> int:

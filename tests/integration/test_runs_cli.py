@@ -8,7 +8,6 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,6 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, insert, select, update
 
-from beatkeeper.cli import main
 from beatkeeper.settings import Settings
 from beatkeeper.spec import validate_manifest
 from beatkeeper.states import RunState
@@ -27,35 +25,14 @@ S = RunState
 NOW = datetime.now(UTC)
 
 
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-
 @pytest.fixture
 def cli(
-    db: Engine,
-    settings: Settings,
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
+    db: Engine, settings: Settings, beatkeeper_cli: Any, monkeypatch: pytest.MonkeyPatch
 ) -> Any:
     del db  # tables emptied for each test
     monkeypatch.setenv("BEATKEEPER_DATABASE_URL", settings.require_database_url())
     monkeypatch.setenv("BEATKEEPER_DB_SCHEMA", settings.db_schema)
-
-    def invoke(*args: str) -> Result:
-        monkeypatch.setattr(sys, "argv", ["beatkeeper", *args])
-        code = 0
-        try:
-            main()
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        captured = capsys.readouterr()
-        return Result(code, captured.out, captured.err)
-
-    return invoke
+    return beatkeeper_cli
 
 
 def schedule(engine: Engine, name: str = "nightly", **spec: Any) -> Applied:

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import secrets
-import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, create_engine, select, text
 
-from beatkeeper.cli import main
 from beatkeeper.settings import Settings
 from beatkeeper.store import make_engine
 from beatkeeper.store.models import schedules
@@ -23,13 +20,6 @@ kind: Schedule
 metadata: {name: nightly, namespace: billing}
 spec: {task: billing.nightly, cron: "0 2 * * *"}
 """
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
 
 
 @pytest.fixture
@@ -44,21 +34,10 @@ def schema(database_url: str) -> Iterator[str]:
 
 
 @pytest.fixture
-def run(capsys, monkeypatch, database_url: str, schema: str):
+def run(beatkeeper_cli, monkeypatch, database_url: str, schema: str):
     monkeypatch.setenv("BEATKEEPER_DATABASE_URL", database_url)
     monkeypatch.setenv("BEATKEEPER_DB_SCHEMA", schema)
-
-    def invoke(*args: str) -> Result:
-        monkeypatch.setattr(sys, "argv", ["beatkeeper", *args])
-        code = 0
-        try:
-            main()
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        captured = capsys.readouterr()
-        return Result(code, captured.out, captured.err)
-
-    return invoke
+    return beatkeeper_cli
 
 
 def live_names(database_url: str, schema: str) -> set[str]:

@@ -3,39 +3,18 @@
 from __future__ import annotations
 
 import json
-import sys
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
-from beatkeeper.cli import main
-
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "manifests" / "examples"
 
 
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-
 @pytest.fixture
-def run(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):
-    def invoke(*args: str) -> Result:
-        monkeypatch.setattr(sys, "argv", ["beatkeeper", *args])
-        code = 0
-        try:
-            main()
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        captured = capsys.readouterr()
-        return Result(code, captured.out, captured.err)
-
-    return invoke
+def run(beatkeeper_cli):
+    return beatkeeper_cli
 
 
 def write(tmp_path: Path, name: str, text: str) -> Path:
