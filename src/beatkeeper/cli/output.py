@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from typing import NoReturn
 
+import click
 from rich.console import Console
 
 #: Usage errors exit 2 (as click does), invalid input 1.
@@ -13,6 +14,18 @@ EXIT_INVALID, EXIT_USAGE = 1, 2
 # Piped output is not cut to 80 columns: scripts and tests read whole table rows.
 stdout = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 stderr = Console(stderr=True, soft_wrap=True, highlight=False)
+
+
+#: `--output/-o table|json`, the same on every command that prints records.
+OUTPUT = click.option(
+    "--output",
+    "-o",
+    "fmt",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="A table for people, or JSON for scripts.",
+)
 
 
 class UserError(Exception):

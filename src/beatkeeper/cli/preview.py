@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 import click
 from rich.table import Table
 
-from beatkeeper.cli.output import EXIT_USAGE, UserError, stdout, warn
+from beatkeeper.cli.output import EXIT_USAGE, OUTPUT, UserError, stdout, warn
 from beatkeeper.manifests import check_paths
 from beatkeeper.problems import SpecError
 from beatkeeper.spec import Validated, recurrence_of, to_instant, validate_manifest
@@ -44,14 +44,7 @@ _FLAGS = {
 @click.option("--end", help="endTime: RFC 3339, or a local time in the zone.")
 @click.option("--after", help="Show occurrences strictly after this time (default now).")
 @click.option("--count", default=10, show_default=True, type=click.IntRange(1, 10_000))
-@click.option(
-    "--output",
-    "-o",
-    "fmt",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-)
+@OUTPUT
 def preview(**options: Any) -> None:
     """Show the next occurrences of a schedule.
 

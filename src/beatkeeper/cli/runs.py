@@ -24,7 +24,7 @@ from rich.progress import Progress
 from rich.table import Table
 from sqlalchemy import Engine
 
-from beatkeeper.cli.output import EXIT_USAGE, UserError, stderr, stdout
+from beatkeeper.cli.output import EXIT_USAGE, OUTPUT, UserError, stderr, stdout
 from beatkeeper.cli.store import database
 from beatkeeper.durations import parse_duration
 from beatkeeper.spec import to_instant, validate_manifest
@@ -74,14 +74,7 @@ def runs() -> None:
 )
 @click.option("--since", help="Planned at or after: an RFC 3339 time, or a duration ago (2h).")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 100_000))
-@click.option(
-    "--output",
-    "-o",
-    "fmt",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-)
+@OUTPUT
 def list_runs(
     schedule: str | None, states: tuple[str, ...], since: str | None, limit: int, fmt: str
 ) -> None:
