@@ -12,7 +12,7 @@ import sys
 import click
 
 from beatkeeper import __version__
-from beatkeeper.cli import crd, dev, preview, runs, store, validate
+from beatkeeper.cli import crd, dev, operator, preview, runs, store, validate
 from beatkeeper.cli.output import UserError, fail
 
 
@@ -37,6 +37,7 @@ for command in (
     store.delete,
     store.migrate,
     dev.dev,
+    operator.operator,
     runs.runs,
     runs.trigger,
     runs.backfill,

@@ -167,6 +167,8 @@ class Run(Base):
         ),
         # concurrencyPolicy looks up a schedule's active runs.
         Index("ix_runs_active", "schedule_id", postgresql_where=text(_in("state", ACTIVE))),
+        # The operator's status refresher polls for runs changed since its last look.
+        Index("ix_runs_updated_at", "updated_at"),
     )
 
 

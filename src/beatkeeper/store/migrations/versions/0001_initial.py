@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2025-11-22
+Create Date: 2026-11-22
 
 Written by hand and frozen: the state and origin lists are spelled out rather than imported
 from beatkeeper.states, because a migration must keep meaning what it meant when it shipped.

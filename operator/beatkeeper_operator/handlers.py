@@ -1,0 +1,174 @@
+"""The kopf handlers: reconcile Schedules on create, update and resume; retire on delete.
+
+Importing this module registers the handlers on kopf's default registry. Each handler
+runs the synchronous store work in a thread (``reconcile``), writes status only through
+``patch.status`` and only the fields that differ, and posts Events through
+``kube.post_event``. A database that cannot be reached is a ``kopf.TemporaryError`` with
+exponential backoff and a ``Ready=False reason=DatabaseUnavailable`` condition, never a
+crash. Deletion waits on the ``beatkeeper.io/finalizer`` until the store has retired the
+schedule.
+
+This module must not hold SQL or status-building logic; it wires kopf to ``reconcile``,
+``status`` and ``refresher``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+from sqlalchemy.exc import OperationalError
+
+from beatkeeper.store.engine import DatabaseUnavailable
+from beatkeeper_operator import health, kube, reconcile, refresher
+from beatkeeper_operator.runtime import OperatorConfig, Runtime, config_from_env, configure_kopf
+from beatkeeper_operator.status import previous_ready, ready_condition, run_fields, status_patch
+
+RESOURCE = ("beatkeeper.io", "v1alpha1", "schedules")
+_UNAVAILABLE = (DatabaseUnavailable, OperationalError)
+logger = logging.getLogger(__name__)
+
+
+@kopf.on.startup()
+async def start(*, settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -> None:
+    # kopf passes every index to every handler by name, but its startup-handler type does
+    # not declare them: read ours from the keyword arguments.
+    schedule_index: kopf.Index[str, dict[str, Any]] = kwargs["schedule_index"]
+    configure_kopf(settings)
+    config = memo.get("config")
+    if not isinstance(config, OperatorConfig):
+        config = config_from_env()
+    runtime = Runtime.build(config, settings)
+    memo["runtime"] = runtime
+    memo["tasks"] = [asyncio.create_task(refresher.run(runtime, schedule_index))]
+    if config.health_port is not None:
+        memo["tasks"].append(asyncio.create_task(health.serve(runtime, port=config.health_port)))
+    runtime.started = True
+
+
+@kopf.on.cleanup()
+async def stop(memo: kopf.Memo, **_: Any) -> None:
+    for task in memo.get("tasks", []):
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    runtime = memo.get("runtime")
+    if isinstance(runtime, Runtime):
+        runtime.engine.dispose()
+
+
+@kopf.index(*RESOURCE)
+def schedule_index(body: kopf.Body, meta: kopf.Meta, **_: Any) -> dict[str, dict[str, Any]]:
+    """uid → where the Schedule is and the status it has now (for the refresher)."""
+    return {
+        str(meta.uid): {
+            "uid": meta.uid,
+            "namespace": meta.namespace,
+            "name": meta.name,
+            "generation": meta.get("generation"),
+            "status": dict(body.get("status") or {}),
+        }
+    }
+
+
+@kopf.on.resume(*RESOURCE)
+@kopf.on.create(*RESOURCE)
+@kopf.on.update(*RESOURCE)
+async def reconcile_schedule(
+    body: kopf.Body, meta: kopf.Meta, patch: kopf.Patch, memo: kopf.Memo, retry: int, **_: Any
+) -> None:
+    runtime: Runtime = memo["runtime"]
+    now = datetime.now(UTC)
+    current: Mapping[str, Any] = body.get("status") or {}
+    generation = meta.get("generation")
+    snapshot = {key: body.get(key) for key in ("apiVersion", "kind", "metadata", "spec")}
+    try:
+        outcome = await asyncio.to_thread(
+            reconcile.reconcile, runtime.engine, snapshot, policy=runtime.config.policy, now=now
+        )
+    except _UNAVAILABLE as exc:
+        runtime.database_ok = False
+        message = (
+            str(exc) if isinstance(exc, DatabaseUnavailable) else "the database is unreachable"
+        )
+        ready = ready_condition(
+            status=False,
+            reason="DatabaseUnavailable",
+            message=message,
+            generation=generation,
+            previous=previous_ready(current),
+            now=now,
+        )
+        _write(patch, current, {"conditions": [ready]})
+        delay = min(runtime.config.max_backoff, 2.0 ** min(retry, 10))
+        raise kopf.TemporaryError(f"database unavailable: {message}", delay=delay) from None
+    runtime.database_ok = True
+    desired: dict[str, Any] = {
+        "conditions": [
+            ready_condition(
+                status=outcome.ready,
+                reason=outcome.reason,
+                message=outcome.message,
+                generation=generation,
+                previous=previous_ready(current),
+                now=now,
+            )
+        ],
+        "observedGeneration": generation,
+    }
+    if outcome.observation is not None:
+        desired["trigger"] = outcome.observation.trigger
+        desired.update(run_fields(outcome.observation))
+        runtime.written[outcome.observation.id] = {**current, **desired}
+        # The refresher need not re-read this row version: the status below already has it.
+        runtime.loaded_versions[outcome.observation.id] = outcome.observation.updated_at
+    elif outcome.reason == "TaskNotAllowed":
+        desired.update({"nextRunTimes": [], "active": []})
+    _write(patch, current, desired)
+    for notice in outcome.notices:
+        await kube.post_event(
+            runtime.kopf_settings,
+            runtime.limiter,
+            schedule={"uid": meta.uid, "namespace": meta.namespace, "name": meta.name},
+            type=notice.type,
+            reason=notice.reason,
+            message=notice.message,
+        )
+
+
+@kopf.on.delete(*RESOURCE)
+async def retire_schedule(meta: kopf.Meta, memo: kopf.Memo, retry: int, **_: Any) -> None:
+    runtime: Runtime = memo["runtime"]
+    try:
+        await asyncio.to_thread(
+            reconcile.forget,
+            runtime.engine,
+            uid=meta.uid,
+            namespace=meta.namespace or "default",
+            name=meta.name or "",
+            now=datetime.now(UTC),
+        )
+    except _UNAVAILABLE as exc:
+        runtime.database_ok = False
+        delay = min(runtime.config.max_backoff, 2.0 ** min(retry, 10))
+        raise kopf.TemporaryError(f"database unavailable: {exc}", delay=delay) from None
+    if (key := _uuid(meta.uid)) is not None:
+        runtime.written.pop(key, None)
+
+
+def _write(patch: kopf.Patch, current: Mapping[str, Any], desired: Mapping[str, Any]) -> None:
+    for key, value in status_patch(current, desired).items():
+        patch.status[key] = value
+
+
+def _uuid(uid: str | None) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(uid or "")
+    except ValueError:
+        return None

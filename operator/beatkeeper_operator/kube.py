@@ -1,0 +1,109 @@
+"""The only module that calls the Kubernetes API itself rather than through kopf's handlers.
+
+The status refresher runs outside any handler, so it cannot return a patch for kopf to
+apply; it uses kopf's own API client instead (the same credentials, retries and
+connection pool as the handlers). Events go through here too, behind ``EventLimiter``:
+every Event a Schedule gets is rate-limited per schedule and reason, and its message is cut
+to the API's 1,024 characters.
+
+kopf's client lives in private modules; keeping every such import here means a kopf
+upgrade touches one file. This module must not decide what to write, only write it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+from kopf._cogs.clients import api, errors
+from kopf._cogs.clients import events as kopf_events
+from kopf._cogs.structs import references
+
+__all__ = ["MAX_EVENT_MESSAGE", "SCHEDULES", "EventLimiter", "patch_status", "post_event"]
+
+MAX_EVENT_MESSAGE = 1024
+SCHEDULES = references.Resource(
+    group="beatkeeper.io",
+    version="v1alpha1",
+    plural="schedules",
+    kind="Schedule",
+    namespaced=True,
+    subresources=frozenset({"status"}),
+)
+_EVENTS = references.Resource(group="", version="v1", plural="events", namespaced=True)
+logger = logging.getLogger(__name__)
+
+
+class EventLimiter:
+    """At most one Event per schedule and reason every ``interval`` seconds."""
+
+    def __init__(self, *, interval: float = 60.0, capacity: int = 100_000) -> None:
+        self.interval = interval
+        self.capacity = capacity
+        self._last: dict[tuple[str, str], float] = {}
+
+    def allow(self, uid: str, reason: str) -> bool:
+        now = time.monotonic()
+        key = (uid, reason)
+        last = self._last.get(key)
+        if last is not None and now - last < self.interval:
+            return False
+        if len(self._last) >= self.capacity:
+            self._last = {k: v for k, v in self._last.items() if now - v < self.interval}
+        self._last[key] = now
+        return True
+
+
+async def patch_status(
+    settings: kopf.OperatorSettings, *, namespace: str, name: str, status: Mapping[str, Any]
+) -> bool:
+    """Merge-patch a Schedule's status subresource; False if the Schedule is gone."""
+    try:
+        await api.patch(
+            url=SCHEDULES.get_url(
+                namespace=references.NamespaceName(namespace), name=name, subresource="status"
+            ),
+            headers={"Content-Type": "application/merge-patch+json"},
+            payload={"status": dict(status)},
+            settings=settings,
+            logger=logger,
+        )
+    except errors.APINotFoundError:
+        return False
+    return True
+
+
+async def post_event(
+    settings: kopf.OperatorSettings,
+    limiter: EventLimiter,
+    *,
+    schedule: Mapping[str, Any],
+    type: str,
+    reason: str,
+    message: str,
+) -> None:
+    """Post an Event on the Schedule unless one with this reason was posted just now."""
+    uid = str(schedule.get("uid", ""))
+    if not limiter.allow(uid, reason):
+        return
+    if len(message) > MAX_EVENT_MESSAGE:
+        message = message[: MAX_EVENT_MESSAGE - 3] + "..."
+    ref = {
+        "apiVersion": "beatkeeper.io/v1alpha1",
+        "kind": "Schedule",
+        "name": schedule["name"],
+        "namespace": schedule["namespace"],
+        "uid": uid,
+    }
+    await kopf_events.post_event(
+        ref=ref,  # type: ignore[arg-type]
+        type=type,
+        reason=reason,
+        message=message,
+        resource=_EVENTS,
+        settings=settings,
+        logger=logger,
+    )

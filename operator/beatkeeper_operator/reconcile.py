@@ -1,0 +1,163 @@
+"""One Schedule resource into the store: validate, check the policy, apply, act on annotations.
+
+``reconcile`` is what every create, update and resume comes down to. It is synchronous
+(handlers run it in a thread) and idempotent: the store's ``apply_schedule`` does nothing
+for an unchanged spec, a trigger token plans its run once, and a backfill window plans each
+occurrence once. It returns an ``Outcome`` (the Ready condition's status, reason and
+message, what the store now says, and the Events to post); it never talks to Kubernetes.
+
+An invalid spec changes nothing in the store: a new Schedule gets no row, and an edited one
+keeps running its last valid spec until the spec is fixed (as a Deployment keeps its last
+good ReplicaSet). A Schedule outside its namespace's policy is retired in the store, so
+nothing of it is planned or enqueued. ``DatabaseUnavailable`` and ``OperationalError``
+propagate: the handler turns them into a retry with backoff.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine
+
+from beatkeeper.problems import SpecError
+from beatkeeper.spec import API_VERSION, KIND, validate_manifest
+from beatkeeper.store import history, manual
+from beatkeeper.store.schedules import apply_schedule, delete_schedule
+from beatkeeper_operator.policy import Policy
+from beatkeeper_operator.status import Observation, load_observations
+
+__all__ = [
+    "BACKFILL_ANNOTATION",
+    "MAX_BACKFILL",
+    "TRIGGER_ANNOTATION",
+    "Notice",
+    "Outcome",
+    "forget",
+    "reconcile",
+]
+
+TRIGGER_ANNOTATION = "beatkeeper.io/trigger"
+BACKFILL_ANNOTATION = "beatkeeper.io/backfill"
+#: A backfill window with more occurrences than this is refused (an Event says so).
+MAX_BACKFILL = 1000
+
+
+@dataclass(frozen=True)
+class Notice:
+    """An Event to post on the Schedule."""
+
+    type: str  # Normal or Warning
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What reconciling one Schedule found: the Ready condition and the store's view."""
+
+    ready: bool
+    reason: str
+    message: str
+    observation: Observation | None = None
+    notices: list[Notice] = field(default_factory=list)
+
+
+def reconcile(engine: Engine, body: Mapping[str, Any], *, policy: Policy, now: datetime) -> Outcome:
+    """Make the store match one Schedule resource; see the module docstring."""
+    document = {
+        "apiVersion": body.get("apiVersion", API_VERSION),
+        "kind": body.get("kind", KIND),
+        "metadata": dict(body.get("metadata") or {}),
+        "spec": body.get("spec"),
+    }
+    try:
+        manifest = validate_manifest(document, now=now).manifest
+    except SpecError as exc:
+        return Outcome(
+            False, "InvalidSpec", str(exc), notices=[Notice("Warning", "InvalidSpec", str(exc))]
+        )
+    meta, spec = manifest.metadata, manifest.spec
+    uid = uuid.UUID(meta.uid) if meta.uid else None
+    refusal = policy.refusal(namespace=meta.namespace, task=spec.task, queue=spec.queue)
+    if refusal is not None:
+        with engine.begin() as db:
+            delete_schedule(db, uid=uid, namespace=meta.namespace, name=meta.name, now=now)
+        return Outcome(
+            False, "TaskNotAllowed", refusal, notices=[Notice("Warning", "TaskNotAllowed", refusal)]
+        )
+    with engine.begin() as db:
+        applied = apply_schedule(db, manifest, now=now)
+        notices = _manual_actions(db, meta.namespace, meta.name, meta.annotations, now=now)
+        seen = load_observations(db, [applied.id]).get(applied.id)
+    if seen is None:  # pragma: no cover (apply_schedule just made the row live)
+        return Outcome(False, "Unknown", "the schedule is not in the database", notices=notices)
+    ready, reason, message = readiness(seen)
+    return Outcome(ready, reason, message, observation=seen, notices=notices)
+
+
+def readiness(seen: Observation) -> tuple[bool, str, str]:
+    """Ready's status, reason and message for a schedule the store holds."""
+    if seen.paused_reason:
+        return False, "PausedAfterFailures", seen.paused_reason
+    if seen.suspended:
+        return True, "Suspended", "spec.suspend is true: no new runs are planned"
+    if not seen.next_run_times:
+        return True, "Finished", "no occurrences are left to plan"
+    return True, "Scheduled", f"planned in the database: {seen.trigger}"
+
+
+def forget(engine: Engine, *, uid: str | None, namespace: str, name: str, now: datetime) -> bool:
+    """Retire the schedule of a deleted resource: planned runs cancelled, history kept."""
+    with engine.begin() as db:
+        if uid:
+            return delete_schedule(db, uid=uuid.UUID(uid), now=now)
+        return delete_schedule(db, namespace=namespace, name=name, now=now)
+
+
+def _manual_actions(
+    db: Connection, namespace: str, name: str, annotations: Mapping[str, str], *, now: datetime
+) -> list[Notice]:
+    token = annotations.get(TRIGGER_ANNOTATION, "").strip()
+    window = annotations.get(BACKFILL_ANNOTATION, "").strip()
+    if not token and not window:
+        return []
+    schedule = history.find_schedule(db, namespace, name)
+    notices: list[Notice] = []
+    if token and manual.trigger_once(db, schedule, token=token, now=now) is not None:
+        notices.append(Notice("Normal", "Triggered", f"planned a run now for token {token!r}"))
+    if window:
+        notices.extend(_backfill(db, schedule, window, now=now))
+    return notices
+
+
+def _backfill(
+    db: Connection, schedule: history.ScheduleRef, window: str, *, now: datetime
+) -> list[Notice]:
+    bounds = _window(window)
+    if bounds is None:
+        detail = f"must be <from>/<to> as RFC 3339 times with an offset, got {window!r}"
+        return [Notice("Warning", "InvalidBackfill", f"{BACKFILL_ANNOTATION}: {detail}")]
+    try:
+        moments = history.occurrences_between(schedule, *bounds, limit=MAX_BACKFILL)
+    except history.RefusedError as exc:
+        return [Notice("Warning", "InvalidBackfill", f"{BACKFILL_ANNOTATION}: {exc}")]
+    planned = history.backfill(db, schedule, moments, now=now)
+    if not planned:
+        return []
+    return [Notice("Normal", "Backfilled", f"planned {planned} run(s) in {window}")]
+
+
+def _window(window: str) -> tuple[datetime, datetime] | None:
+    """The ``<from>/<to>`` of a backfill annotation, or None unless both carry an offset."""
+    start_text, slash, end_text = window.partition("/")
+    try:
+        start, end = datetime.fromisoformat(start_text), datetime.fromisoformat(end_text)
+    except ValueError:
+        return None
+    if not slash or start.tzinfo is None or end.tzinfo is None:
+        return None
+    return start, end

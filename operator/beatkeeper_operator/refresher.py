@@ -1,0 +1,194 @@
+"""One background loop that keeps every Schedule's status a few seconds behind the database.
+
+Every ``refresh_interval`` seconds it asks PostgreSQL which schedules changed since the
+last poll (``schedules.updated_at`` or ``runs.updated_at`` newer than the poll's database
+time, with a small overlap for late commits), loads those in batches, and patches the
+status of only the schedules whose fields differ from what the resource shows (kopf's index
+of the watched Schedules) and from what this loop wrote last. An idle cycle over 10,000
+unchanged schedules therefore costs one small query and no API request.
+
+It also posts the Events a user should notice: a run dead after its last attempt, a missed
+run, a schedule paused after failures. A database outage makes the loop wait and retry;
+it never stops the operator. It must not touch the spec-owned status fields
+(``observedGeneration``, ``trigger``) and writes ``Ready`` only for a pause.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import kopf
+from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
+
+from beatkeeper.states import RunState
+from beatkeeper.store.engine import DatabaseUnavailable
+from beatkeeper.store.models import runs, schedules
+from beatkeeper_operator import kube, reconcile
+from beatkeeper_operator.runtime import Runtime
+from beatkeeper_operator.status import (
+    Observation,
+    load_observations,
+    previous_ready,
+    ready_condition,
+    run_fields,
+    status_patch,
+)
+
+__all__ = ["Changes", "refresh_once", "run"]
+
+OVERLAP = timedelta(seconds=5)
+BATCH = 500
+#: Ready reasons the database decides; others (InvalidSpec, ...) belong to the handler.
+_STORE_REASONS = frozenset({"Scheduled", "Suspended", "Finished", "PausedAfterFailures"})
+_NOTABLE = {
+    RunState.DEAD.value: ("RunDead", "run {id} of {planned} failed its last attempt: {error}"),
+    RunState.MISSED.value: ("RunMissed", "run {id} of {planned} was missed: {error}"),
+}
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Changes:
+    """What changed in the store since the last poll."""
+
+    polled_at: datetime
+    observations: dict[uuid.UUID, Observation]
+    notable: list[Any]  # runs that went dead or missed
+
+
+async def run(runtime: Runtime, index: kopf.Index[str, dict[str, Any]]) -> None:
+    """Poll forever; an unreachable database is logged and retried next interval."""
+    since: datetime | None = None
+    while True:
+        try:
+            since = await refresh_once(runtime, index, since=since)
+            runtime.database_ok = True
+        except (DatabaseUnavailable, OperationalError) as exc:
+            runtime.database_ok = False
+            logger.warning("status refresh skipped: %s", exc)
+        except Exception:  # a bug must not stop status updates for everyone
+            logger.exception("status refresh failed")
+        await asyncio.sleep(runtime.config.refresh_interval)
+
+
+async def refresh_once(
+    runtime: Runtime, index: kopf.Index[str, dict[str, Any]], *, since: datetime | None
+) -> datetime:
+    """One poll: patch what changed after ``since``; returns the next ``since``."""
+    changes = await asyncio.to_thread(_changes, runtime, since)
+    for seen in changes.observations.values():
+        await _refresh(runtime, index, seen)
+    for row in changes.notable:
+        await _notable_event(runtime, index, row)
+    return changes.polled_at
+
+
+def _changes(runtime: Runtime, since: datetime | None) -> Changes:
+    with runtime.engine.connect() as db:
+        polled_at = db.execute(select(func.now())).scalar_one()
+        if since is None:  # the resume handlers bring every status up to date at start-up
+            return Changes(polled_at, {}, [])
+        after = since - OVERLAP
+        edited = select(schedules.c.id, schedules.c.updated_at).where(
+            schedules.c.updated_at > after
+        )
+        versions: dict[uuid.UUID, datetime] = {row.id: row.updated_at for row in db.execute(edited)}
+        with_runs = select(runs.c.schedule_id).where(runs.c.updated_at > after).distinct()
+        wanted = set(db.execute(with_runs).scalars())
+        # A row seen at this updated_at already is only in the overlap again: skip it
+        # unless its runs changed (they are not versioned, so they are always re-read).
+        loaded = runtime.loaded_versions
+        wanted.update(key for key, at in versions.items() if loaded.get(key) != at)
+        ids = list(wanted)
+        runtime.loaded_versions = {
+            **{key: at for key, at in loaded.items() if at > after},
+            **versions,
+        }
+        found: dict[uuid.UUID, Observation] = {}
+        for start in range(0, len(ids), BATCH):
+            found.update(load_observations(db, ids[start : start + BATCH]))
+        notable = list(
+            db.execute(
+                select(
+                    runs.c.id, runs.c.schedule_id, runs.c.state, runs.c.planned_at, runs.c.error
+                ).where(runs.c.updated_at > since, runs.c.state.in_(list(_NOTABLE)))
+            )
+        )
+    return Changes(polled_at, found, notable)
+
+
+def _seen(index: kopf.Index[str, dict[str, Any]], uid: uuid.UUID) -> dict[str, Any] | None:
+    for value in index.get(str(uid), ()):
+        return dict(value)
+    return None
+
+
+async def _refresh(
+    runtime: Runtime, index: kopf.Index[str, dict[str, Any]], seen: Observation
+) -> None:
+    resource = _seen(index, seen.id)
+    if resource is None:  # not a Schedule this operator serves (or not listed yet)
+        return
+    current: dict[str, Any] = resource["status"]
+    desired = run_fields(seen)
+    ready = previous_ready(current)
+    paused_now = False
+    if (
+        ready
+        and ready.get("reason") in _STORE_REASONS
+        and seen.generation == resource["generation"]
+    ):
+        status, reason, message = reconcile.readiness(seen)
+        if reason != ready.get("reason"):
+            desired["conditions"] = [
+                ready_condition(
+                    status=status,
+                    reason=reason,
+                    message=message,
+                    generation=resource["generation"],
+                    previous=ready,
+                    now=datetime.now().astimezone(),
+                )
+            ]
+            paused_now = reason == "PausedAfterFailures"
+    written = runtime.written.get(seen.id)
+    patch = status_patch(current, desired)
+    if not patch or (written is not None and not status_patch(written, desired)):
+        return
+    if await kube.patch_status(
+        runtime.kopf_settings, namespace=seen.namespace, name=seen.name, status=patch
+    ):
+        runtime.written[seen.id] = {**current, **desired}
+    if paused_now:
+        await kube.post_event(
+            runtime.kopf_settings,
+            runtime.limiter,
+            schedule=resource,
+            type="Warning",
+            reason="PausedAfterFailures",
+            message=f"paused: {seen.paused_reason}; edit the spec to resume",
+        )
+
+
+async def _notable_event(
+    runtime: Runtime, index: kopf.Index[str, dict[str, Any]], row: Any
+) -> None:
+    resource = _seen(index, row.schedule_id)
+    if resource is None:
+        return
+    reason, template = _NOTABLE[row.state]
+    message = template.format(id=row.id, planned=row.planned_at.isoformat(), error=row.error or "")
+    await kube.post_event(
+        runtime.kopf_settings,
+        runtime.limiter,
+        schedule=resource,
+        type="Warning",
+        reason=reason,
+        message=message.rstrip(": "),
+    )

@@ -1,0 +1,95 @@
+"""What one running operator holds: its configuration, engine, caches and health flags.
+
+``OperatorConfig`` is everything the operator is told (built from the environment by
+``config_from_env``, or directly by tests and benchmarks and handed to kopf as ``memo``);
+``Runtime`` is what it builds from that at start-up and shares between the handlers and
+the status refresher. No I/O here beyond building the (lazy) engine.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+from sqlalchemy import Engine
+
+from beatkeeper.settings import Settings
+from beatkeeper.store.engine import make_engine
+from beatkeeper_operator.kube import EventLimiter
+from beatkeeper_operator.policy import Policy, load_policy
+
+__all__ = ["OperatorConfig", "Runtime", "config_from_env", "configure_kopf"]
+
+FINALIZER = "beatkeeper.io/finalizer"
+# kopf leaves its own prefix out of the essence it diffs, so it must not be the prefix
+# of the user-facing annotations (beatkeeper.io/trigger, beatkeeper.io/backfill).
+PREFIX = "operator.beatkeeper.io"
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    """What the operator is told: settings, tenancy policy and loop timings."""
+
+    settings: Settings
+    policy: Policy = field(default_factory=Policy)
+    refresh_interval: float = 2.0  # seconds between status polls of the database
+    event_interval: float = 60.0  # seconds between Events of one reason on one schedule
+    health_port: int | None = None  # /readyz and /metrics; None: not served
+    max_backoff: float = 60.0  # seconds, for retries while the database is down
+
+
+@dataclass
+class Runtime:
+    """Shared by the handlers and the refresher of one operator run."""
+
+    config: OperatorConfig
+    engine: Engine
+    kopf_settings: kopf.OperatorSettings
+    limiter: EventLimiter
+    #: The status fields last written per schedule uid, so a status the watch has not
+    #: echoed back yet is not written twice.
+    written: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)
+    #: The ``schedules.updated_at`` the refresher last loaded per schedule uid (only those
+    #: inside its look-back overlap), so a row is not re-read on every poll of the overlap.
+    loaded_versions: dict[uuid.UUID, Any] = field(default_factory=dict)
+    database_ok: bool = True
+    started: bool = False
+
+    @classmethod
+    def build(cls, config: OperatorConfig, kopf_settings: kopf.OperatorSettings) -> Runtime:
+        engine = make_engine(
+            config.settings, application_name="beatkeeper-operator", pool_size=8, max_overflow=4
+        )
+        limiter = EventLimiter(interval=config.event_interval)
+        return cls(config=config, engine=engine, kopf_settings=kopf_settings, limiter=limiter)
+
+
+def config_from_env() -> OperatorConfig:
+    """The configuration a deployed operator reads (``SettingsError``/``PolicyError``)."""
+    settings = Settings.from_env()
+    policy_file = (
+        getattr(settings, "policy_file", None)
+        or os.environ.get("BEATKEEPER_POLICY_FILE", "").strip()
+    )
+    return OperatorConfig(
+        settings=settings,
+        policy=load_policy(policy_file or None),
+        health_port=settings.metrics_port,
+    )
+
+
+def configure_kopf(settings: kopf.OperatorSettings) -> None:
+    """Brand kopf's bookkeeping with beatkeeper.io and keep it off the status."""
+    settings.persistence.finalizer = FINALIZER
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=PREFIX, key="last-handled-configuration"
+    )
+    # kopf's own per-handler Events ("Handler succeeded") would cost a request per change;
+    # beatkeeper posts the Events a user should notice itself (kube.post_event).
+    settings.posting.enabled = False
+    settings.peering.standalone = True
+    settings.queueing.error_delays = [1, 2, 5, 10, 30, 60]

@@ -1,0 +1,229 @@
+"""What a Schedule's status should say, read from the store in one batch of queries.
+
+``load_observations`` turns schedule ids into ``Observation``s: the live row's planning
+state and its runs (latest, active, counts per final state). ``run_fields`` renders those
+as the status fields the database owns, ``ready_condition`` builds the ``Ready`` condition
+keeping ``lastTransitionTime`` while the status stays the same, and ``status_patch`` keeps
+only what differs from the status the resource already has, so unchanged schedules get no
+PATCH at all. Times are RFC 3339 in UTC, to the second.
+
+Reads only; never writes to the database or talks to Kubernetes.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, func, select
+from sqlalchemy.dialects.postgresql import distinct_on
+
+from beatkeeper.spec import ScheduleSpec, recurrence_of
+from beatkeeper.spec.status import ActiveRun, Condition, RunSummary
+from beatkeeper.states import ACTIVE, FINAL, RunState
+from beatkeeper.store.models import runs, schedules
+
+__all__ = [
+    "NEXT_RUN_TIMES",
+    "RUN_FIELDS",
+    "Observation",
+    "load_observations",
+    "previous_ready",
+    "ready_condition",
+    "rfc3339",
+    "run_fields",
+    "status_patch",
+]
+
+#: How many upcoming occurrences ``nextRunTimes`` lists.
+NEXT_RUN_TIMES = 3
+#: The status fields that follow the database (the rest follow the spec).
+RUN_FIELDS = (
+    "nextRunTimes",
+    "lastScheduleTime",
+    "lastSuccessfulTime",
+    "lastRun",
+    "active",
+    "counts",
+)
+_MAX_ACTIVE = 100
+_MESSAGE = 1024
+
+
+@dataclass
+class Observation:
+    """One live schedule row and its runs, as the status reports them."""
+
+    id: uuid.UUID
+    namespace: str
+    name: str
+    generation: int
+    trigger: str
+    suspended: bool
+    paused_reason: str | None
+    next_run_times: list[datetime]
+    last_scheduled_at: datetime | None
+    updated_at: datetime | None = None  # the row's version, for the refresher
+    last_success: datetime | None = None
+    last_run: Any = None
+    active: list[Any] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def rfc3339(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def load_observations(db: Connection, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Observation]:
+    """The live schedules among ``ids`` (deleted ones are left out), with their runs."""
+    if not ids:
+        return {}
+    found = {
+        row.id: _observation(row)
+        for row in db.execute(
+            select(schedules).where(schedules.c.id.in_(ids), schedules.c.deleted_at.is_(None))
+        )
+    }
+    if not found:
+        return found
+    wanted = list(found)
+    latest = (
+        select(runs)
+        .where(runs.c.schedule_id.in_(wanted))
+        .ext(distinct_on(runs.c.schedule_id))
+        .order_by(runs.c.schedule_id, runs.c.planned_at.desc())
+    )
+    for row in db.execute(latest):
+        found[row.schedule_id].last_run = row
+    active = (
+        select(runs.c.schedule_id, runs.c.id, runs.c.planned_at)
+        .where(runs.c.schedule_id.in_(wanted), runs.c.state.in_([s.value for s in ACTIVE]))
+        .order_by(runs.c.planned_at)
+    )
+    for row in db.execute(active):
+        found[row.schedule_id].active.append(row)
+    totals = (
+        select(runs.c.schedule_id, runs.c.state, func.count(), func.max(runs.c.finished_at))
+        .where(runs.c.schedule_id.in_(wanted), runs.c.state.in_([s.value for s in FINAL]))
+        .group_by(runs.c.schedule_id, runs.c.state)
+    )
+    for schedule_id, state, count, finished in db.execute(totals):
+        found[schedule_id].counts[state] = count
+        if state == RunState.SUCCEEDED.value:
+            found[schedule_id].last_success = finished
+    return found
+
+
+def _observation(row: Any) -> Observation:
+    return Observation(
+        id=row.id,
+        namespace=row.namespace,
+        name=row.name,
+        generation=row.generation,
+        trigger=row.trigger,
+        suspended=row.suspended,
+        paused_reason=row.paused_reason,
+        next_run_times=_upcoming(row),
+        last_scheduled_at=row.last_scheduled_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _upcoming(row: Any) -> list[datetime]:
+    if row.suspended or row.next_run_at is None:
+        return []
+    spec = ScheduleSpec.model_validate(row.spec)
+    recurrence = recurrence_of(spec, seed=str(row.id), created_at=row.created_at)
+    moments = [row.next_run_at]
+    while len(moments) < NEXT_RUN_TIMES:
+        following = recurrence.next_after(
+            moments[-1], planned_so_far=row.planned_count + len(moments)
+        )
+        if following is None:
+            break
+        moments.append(following)
+    return moments
+
+
+def run_fields(seen: Observation) -> dict[str, Any]:
+    """The database-owned status fields; None for those with nothing to say."""
+    last = seen.last_run
+    summary = None
+    if last is not None:
+        summary = RunSummary(
+            id=str(last.id),
+            planned_time=rfc3339(last.planned_at) or "",
+            state=last.state,
+            attempt=last.attempt,
+            start_time=rfc3339(last.started_at),
+            finish_time=rfc3339(last.finished_at),
+            message=_clip(last.error or last.result),
+        ).model_dump(mode="json", by_alias=True, exclude_none=True)
+    active = [
+        ActiveRun(id=str(run.id), planned_time=rfc3339(run.planned_at) or "").model_dump(
+            mode="json", by_alias=True
+        )
+        for run in seen.active[:_MAX_ACTIVE]
+    ]
+    return {
+        "nextRunTimes": [rfc3339(moment) for moment in seen.next_run_times],
+        "lastScheduleTime": rfc3339(seen.last_scheduled_at),
+        "lastSuccessfulTime": rfc3339(seen.last_success),
+        "lastRun": summary,
+        "active": active,
+        "counts": dict(sorted(seen.counts.items())),
+    }
+
+
+def ready_condition(
+    *,
+    status: bool,
+    reason: str,
+    message: str,
+    generation: int | None,
+    previous: Mapping[str, Any] | None,
+    now: datetime,
+) -> dict[str, Any]:
+    """The ``Ready`` condition; its transition time moves only when its status does."""
+    value = "True" if status else "False"
+    since = rfc3339(now)
+    if previous and previous.get("status") == value and previous.get("lastTransitionTime"):
+        since = str(previous["lastTransitionTime"])
+    condition = Condition(
+        type="Ready",
+        status=value,
+        reason=reason,
+        message=_clip(message) or "",
+        last_transition_time=since,
+        observed_generation=generation,
+    )
+    return condition.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def previous_ready(status: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    for condition in (status or {}).get("conditions") or []:
+        if isinstance(condition, Mapping) and condition.get("type") == "Ready":
+            return condition
+    return None
+
+
+def status_patch(current: Mapping[str, Any] | None, desired: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of ``desired`` that differ from ``current`` (None removes a field)."""
+    current = current or {}
+    patch: dict[str, Any] = {}
+    for key, value in desired.items():
+        empty = value is None or value in ([], {})
+        if empty and current.get(key) in (None, [], {}):
+            continue
+        if current.get(key) != value:
+            patch[key] = None if empty else value
+    return patch
+
+
+def _clip(text: str | None) -> str | None:
+    if text is None or len(text) <= _MESSAGE:
+        return text
+    return text[: _MESSAGE - 3] + "..."

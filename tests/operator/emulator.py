@@ -1,0 +1,224 @@
+"""A Kubernetes API emulator that behaves enough like a real API server for kopf.
+
+kmock's ``KubernetesEmulator`` stores objects but does not assign ``metadata.uid``,
+``resourceVersion`` or ``generation``, and merges every PATCH body naively. kopf needs more:
+its finalizer patches are JSON patches guarded by a ``test`` on ``resourceVersion``, and
+``observedGeneration`` only means something when ``generation`` moves with the spec. This
+subclass adds exactly that, and the status subresource's split (a status PATCH changes only
+``status``, a main PATCH never does). It counts requests per kind for the benchmark.
+
+``make_emulator`` serves discovery for everything kopf waits for (FIELD-NOTES). Test- and
+benchmark-side only: nothing in the product imports it.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import copy
+import datetime
+import itertools
+import uuid
+from collections import Counter
+from typing import Any
+
+import aiohttp.web
+import attrs
+import kmock
+
+GROUP_VERSION = "beatkeeper.io/v1alpha1"
+SCHEDULES = f"{GROUP_VERSION}/schedules"
+
+
+_serving: contextvars.ContextVar[Any] = contextvars.ContextVar("serving", default=None)
+
+
+class _Requests(list[Any]):
+    """kmock's request log, seen as only the request being served while one is.
+
+    kmock picks a reaction by checking ``request in reaction's view of all requests``, which
+    filters the whole log on every request: quadratic, minutes for a few thousand Schedules.
+    While a request is served (its own task, so its own context) the log it checks is just
+    that request; outside, it is the whole log.
+    """
+
+    def __iter__(self) -> Any:
+        serving = _serving.get()
+        return iter((serving,)) if serving is not None else super().__iter__()
+
+
+@attrs.define(kw_only=True)
+class Emulator(kmock.KubernetesEmulator):  # type: ignore[misc]
+    counts: Counter[str] = attrs.field(factory=Counter, init=False)
+    _versions: itertools.count[int] = attrs.field(factory=lambda: itertools.count(1), init=False)
+
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()
+        self._requests = _Requests(self._requests)
+
+    async def _handle(self, request: Any) -> aiohttp.web.StreamResponse:
+        action = str(request.action.value) if request.action is not None else "other"
+        self.counts[f"{action}:{request.subresource or ''}"] += 1
+        token = _serving.set(request)
+        try:
+            return await self._emulate(request)
+        finally:
+            _serving.reset(token)
+
+    async def _emulate(self, request: Any) -> aiohttp.web.StreamResponse:
+        if request.resource is None:
+            return await super()._handle(request)
+        if request.action == kmock.action.CREATE and isinstance(request.data, dict):
+            self._stamp_new(request.data)
+        elif request.action == kmock.action.UPDATE and request.name is not None:
+            key = (request.resource, request.namespace, request.name)
+            if key in self.objects and not self.objects[key].deleted:
+                current = copy.deepcopy(self.objects[key].raw)
+                changed = _apply(current, request.data, subresource=request.subresource)
+                if changed is None:
+                    return await self._render_error(
+                        kmock.KubernetesError(status=422, reason="Invalid", message="test failed")
+                    )
+                self._stamp_update(current, changed)
+                # Request is a frozen attrs class; a new instance would not match kmock's
+                # fallback reactions, so the parsed body is replaced in place.
+                object.__setattr__(request, "data", _merge_diff(current, changed))
+        return await super()._handle(request)
+
+    async def _serve_watch(self, request: Any) -> Any:
+        # kmock snapshots the objects, then subscribes to its event bus: a change in between
+        # is lost and kopf waits forever. Mark the bus under the same lock as the snapshot.
+        yield b""
+        bus = self._buses[request.resource]
+        async with self._lock:
+            marker = await bus.mark()
+            snapshot = [
+                obj.raw
+                for (resource, namespace, _), obj in self.objects.items()
+                if resource == request.resource
+                and request.namespace in (None, namespace)
+                and not obj.deleted
+            ]
+        if request.params.get("resourceVersion"):
+            snapshot = []  # the client listed first; a real watch does not repeat the list
+        try:
+            for raw in snapshot:
+                yield {"type": "ADDED", "object": raw}
+            async for event in bus.stream(since=marker):
+                namespace = event.get("object", {}).get("metadata", {}).get("namespace")
+                if request.namespace in (None, namespace):
+                    yield event
+        finally:
+            await bus.unmark(marker)
+
+    def _stamp_new(self, body: dict[str, Any]) -> None:
+        meta = body.setdefault("metadata", {})
+        meta.setdefault("uid", str(uuid.uuid4()))
+        meta.setdefault("generation", 1)
+        meta["resourceVersion"] = str(next(self._versions))
+        meta.setdefault("creationTimestamp", _now())
+
+    def _stamp_update(self, old: dict[str, Any], new: dict[str, Any]) -> None:
+        if old == new:
+            return
+        meta = new.setdefault("metadata", {})
+        meta["resourceVersion"] = str(next(self._versions))
+        if _content(old) != _content(new):
+            meta["generation"] = int(old.get("metadata", {}).get("generation", 1)) + 1
+
+
+def make_emulator() -> Emulator:
+    emulator = Emulator()
+    verbs = ["get", "list", "watch", "create", "patch", "delete"]
+    emulator.resources[SCHEDULES] = kmock.ResourceInfo(
+        kind="Schedule", namespaced=True, singular="schedule", verbs=verbs, subresources=["status"]
+    )
+    emulator.resources["apiextensions.k8s.io/v1/customresourcedefinitions"] = kmock.ResourceInfo(
+        kind="CustomResourceDefinition",
+        namespaced=False,
+        singular="customresourcedefinition",
+        verbs=verbs,
+    )
+    emulator.resources["v1/namespaces"] = kmock.ResourceInfo(
+        kind="Namespace", namespaced=False, singular="namespace", verbs=verbs
+    )
+    emulator.resources["v1/events"] = kmock.ResourceInfo(
+        kind="Event", namespaced=True, singular="event", verbs=verbs
+    )
+    return emulator
+
+
+def _now() -> str:
+    return datetime.datetime.now(tz=datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _content(body: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in body.items() if key not in {"metadata", "status"}}
+
+
+def _apply(
+    current: dict[str, Any], patch: Any, *, subresource: str | None
+) -> dict[str, Any] | None:
+    """The object after the patch, or None when a JSON-patch ``test`` fails (HTTP 422)."""
+    result = copy.deepcopy(current)
+    if isinstance(patch, list):
+        for op in patch:
+            if not _json_patch_op(result, op):
+                return None
+    elif isinstance(patch, dict):
+        result = _merge(result, patch)
+    if subresource == "status":
+        kept = copy.deepcopy(current)
+        kept["status"] = result.get("status", {})
+        return kept
+    result["status"] = copy.deepcopy(current.get("status", {}))
+    if not result["status"]:
+        result.pop("status")
+    return result
+
+
+def _merge(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch: dicts merge, null removes, anything else replaces."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    merged = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = _merge(merged.get(key), value)
+    return merged
+
+
+def _json_patch_op(body: dict[str, Any], op: dict[str, Any]) -> bool:
+    parts = [p.replace("~1", "/").replace("~0", "~") for p in op["path"].split("/")[1:]]
+    parent: Any = body
+    for part in parts[:-1]:
+        parent = parent[int(part)] if isinstance(parent, list) else parent.setdefault(part, {})
+    last = parts[-1]
+    kind = op["op"]
+    if kind == "test":
+        return bool(parent.get(last) == op["value"])
+    if isinstance(parent, list):
+        index = len(parent) if last == "-" else int(last)
+        if kind == "add":
+            parent.insert(index, op["value"])
+        elif kind == "remove":
+            parent.pop(index)
+        elif kind == "replace":
+            parent[index] = op["value"]
+    elif kind in {"add", "replace"}:
+        parent[last] = op["value"]
+    elif kind == "remove":
+        parent.pop(last, None)
+    return True
+
+
+def _merge_diff(old: Any, new: Any) -> Any:
+    """A merge patch that turns ``old`` into ``new`` under kmock's naive merge."""
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return new
+    diff: dict[str, Any] = {key: None for key in old if key not in new}
+    for key, value in new.items():
+        if key not in old or old[key] != value:
+            diff[key] = _merge_diff(old.get(key), value)
+    return diff

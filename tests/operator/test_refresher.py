@@ -1,0 +1,96 @@
+"""The status refresher follows the runs table and leaves unchanged Schedules alone."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from harness import create, current, eventually, manifest, ready
+from sqlalchemy import Engine, update
+
+from beatkeeper.store.models import runs, schedules
+
+
+def status_patches(cluster) -> int:  # type: ignore[no-untyped-def]
+    return cluster.counts["UPDATE:status"]
+
+
+def record_runs(db: Engine, schedule_id: uuid.UUID) -> dict[str, uuid.UUID]:
+    """Two runs as a worker leaves them: one succeeded an hour ago, one running now."""
+    now = datetime.now(UTC)
+    earlier, latest = now - timedelta(hours=1), now - timedelta(seconds=30)
+    ids = {"succeeded": uuid.uuid4(), "running": uuid.uuid4()}
+    common = {"schedule_id": schedule_id, "task": "billing.tasks.charge", "updated_at": now}
+    with db.begin() as connection:
+        connection.execute(
+            runs.insert(),
+            [
+                {
+                    **common,
+                    "id": ids["succeeded"],
+                    "planned_at": earlier,
+                    "due_at": earlier,
+                    "state": "succeeded",
+                    "started_at": earlier,
+                    "finished_at": earlier + timedelta(seconds=2),
+                    "result": "charged 3 invoices",
+                },
+                {
+                    **common,
+                    "id": ids["running"],
+                    "planned_at": latest,
+                    "due_at": latest,
+                    "state": "running",
+                    "started_at": latest,
+                    "finished_at": None,
+                    "result": None,
+                },
+            ],
+        )
+        connection.execute(
+            update(schedules)
+            .where(schedules.c.id == schedule_id)
+            .values(last_scheduled_at=latest, updated_at=now)
+        )
+    return ids
+
+
+async def test_status_follows_the_runs_table(cluster, start_operator, db):
+    await start_operator()
+    created = await create(cluster, manifest("busy"))
+    uid = uuid.UUID(created["metadata"]["uid"])
+    await eventually(lambda: ready(cluster, "team-a", "busy")["reason"] == "Scheduled")
+
+    ids = record_runs(db, uid)
+    status = await eventually(
+        lambda: (
+            current(cluster, "team-a", "busy")["status"].get("counts")
+            and current(cluster, "team-a", "busy")["status"]
+        )
+    )
+    assert status["counts"] == {"succeeded": 1}
+    assert status["lastRun"]["id"] == str(ids["running"])
+    assert status["lastRun"]["state"] == "running"
+    assert [run["id"] for run in status["active"]] == [str(ids["running"])]
+    assert status["lastScheduleTime"] == status["lastRun"]["plannedTime"]
+    assert status["lastSuccessfulTime"]
+    assert ready(cluster, "team-a", "busy")["reason"] == "Scheduled"
+
+
+async def test_unchanged_schedules_get_no_status_patch(cluster, start_operator, db):
+    await start_operator()
+    busy = await create(cluster, manifest("busy"))
+    await create(cluster, manifest("quiet"))
+    for name in ("busy", "quiet"):
+        await eventually(lambda name=name: ready(cluster, "team-a", name)["reason"] == "Scheduled")
+    await asyncio.sleep(0.5)  # the refresher's first polls
+    quiet_before = current(cluster, "team-a", "quiet")
+    patches = status_patches(cluster)
+
+    record_runs(db, uuid.UUID(busy["metadata"]["uid"]))
+    await eventually(lambda: current(cluster, "team-a", "busy")["status"].get("counts"))
+    await asyncio.sleep(1.0)  # several more polls, with the new runs inside their overlap
+
+    assert status_patches(cluster) == patches + 1
+    assert current(cluster, "team-a", "quiet") == quiet_before
