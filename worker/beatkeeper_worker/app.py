@@ -11,6 +11,13 @@ What the configuration pins, and why: JSON only (invariant 5: pickle is refused)
 backend (runs are recorded in PostgreSQL); late acknowledgement and one prefetched message
 so a worker killed mid-run leaves its message to be redelivered (invariant 2).
 
+Logging: the app's ``log`` is ``Logging``, which hands Celery's logging set-up (in Beat, in
+the worker's main process and again in each pool process) to ``beatkeeper.logging.configure``
+instead, so Celery's lines and ours come out in one format (``BEATKEEPER_LOG_FORMAT``) at
+``BEATKEEPER_LOG_LEVEL``. It is this app's class, not a ``setup_logging`` signal receiver:
+a signal would take over the logging of every Celery app in the process, including a user's
+own app that merely installed run tracking.
+
 This module must not connect to anything at import time.
 """
 
@@ -19,10 +26,12 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
+from celery.app import log as celery_log
 
+from beatkeeper import logging as beatkeeper_logging
 from beatkeeper.settings import Settings, SettingsError
 
-__all__ = ["SETTINGS_KEY", "app", "configuration", "make_app", "settings_of"]
+__all__ = ["SETTINGS_KEY", "Logging", "app", "configuration", "make_app", "settings_of"]
 
 #: Where the app keeps its ``Settings`` (the Beat scheduler reads the database URL there).
 SETTINGS_KEY = "beatkeeper_settings"
@@ -51,7 +60,7 @@ def configuration(settings: Settings) -> dict[str, Any]:
 
 def make_app(settings: Settings | None = None) -> Celery:
     """The beatkeeper Celery app; without ``settings`` it reads the environment when first used."""
-    celery_app = Celery("beatkeeper", include=["beatkeeper_worker.tasks"])
+    celery_app = Celery("beatkeeper", include=["beatkeeper_worker.tasks"], log=Logging)
     if settings is None:
         celery_app.add_defaults(_from_environment)
     else:
@@ -69,6 +78,18 @@ def settings_of(celery_app: Celery) -> Settings:
     if not isinstance(settings, Settings):
         raise TypeError("this Celery app was not made by beatkeeper_worker.app.make_app")
     return settings
+
+
+class Logging(celery_log.Logging):  # type: ignore[misc]  # celery has no type hints
+    """Celery's logging set-up for this app, done by ``beatkeeper.logging.configure``."""
+
+    def setup_logging_subsystem(self, *_args: Any, **_kwargs: Any) -> None:
+        if self.already_setup:
+            return
+        celery_log.Logging._setup = True
+        beatkeeper_logging.configure(settings_of(self.app))
+        # Returns nothing, as Celery's own does: ``setup`` then still redirects print() and
+        # stray stderr output of task bodies into logging, where they get the run's fields.
 
 
 def _from_environment() -> dict[str, Any]:

@@ -30,17 +30,21 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
+import redis
 from celery import Celery
 from celery.beat import Scheduler
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import InterfaceError, OperationalError, ProgrammingError
 
+from beatkeeper.observability import metrics
+from beatkeeper.observability.http import HealthServer
 from beatkeeper.recurrence import Recurrence
 from beatkeeper.settings import SettingsError, mask_url
 from beatkeeper.spec import ScheduleSpec, recurrence_of
 from beatkeeper.states import RunState
 from beatkeeper.store import DatabaseUnavailable, make_engine, planning, transition_many
 from beatkeeper_worker.app import settings_of
+from beatkeeper_worker.health import BeatHealth, QueueLength
 from beatkeeper_worker.publish import Phases, Publisher, RunPublisher, Templates, timed
 
 __all__ = ["Backoff", "DatabaseScheduler", "TickReport", "Ticker", "Waiter"]
@@ -52,6 +56,7 @@ MAX_TICK_SECONDS = 2.0  # hand control back to Celery's loop at least this often
 IDLE_WAKE_SECONDS = 60.0  # a safety net under LISTEN/NOTIFY, not a poll
 CONTENDED_WAIT_SECONDS = 0.01  # what is due is held by another replica for a moment
 PRUNE_EVERY = 25  # prune a schedule's history every this many occurrences
+MEASURE_EVERY = 5.0  # count the due backlog and the queue at most this often
 _UNDEFINED_TABLE = "42P01"
 
 
@@ -125,6 +130,12 @@ class Ticker:
         db = self._connection("plan")
         with db.begin():
             return planning.next_wake(db)
+
+    def due_backlog(self) -> int:
+        """How many due runs wait to be published (after a tick: those it had no time for)."""
+        db = self._connection("plan")
+        with db.begin():
+            return planning.count_due_runs(db, now=self._clock())
 
     def close(self) -> None:
         """Drop the held connections (after an error, or at shutdown); the next tick reconnects."""
@@ -309,11 +320,11 @@ class Backoff:
 
     def __init__(self, first: float = 0.5, longest: float = 30.0) -> None:
         self._first = first
-        self._longest = longest
+        self.longest = longest
         self.failures = 0
 
     def failed(self, problem: str) -> float:
-        delay = min(self._longest, self._first * 2.0**self.failures)
+        delay = min(self.longest, self._first * 2.0**self.failures)
         self.failures += 1
         log.warning("beat: %s; retrying in %.1fs", problem, delay)
         return delay
@@ -345,33 +356,73 @@ class DatabaseScheduler(Scheduler):  # type: ignore[misc]
         self._totals, self._ticks = TickReport(), 0
         self._database = mask_url(settings.require_database_url())
         self._schema = settings.db_schema
+        self._queue = QueueLength(settings.require_broker_url(), self.app.conf.task_default_queue)
+        self._measure_at = 0.0
+        self._health = BeatHealth(longest_sleep=max(self._longest_wait(), Backoff().longest))
+        self._server: HealthServer | None = None
+        if settings.metrics_port is not None:
+            self._server = self._health.serve(settings.metrics_port)
         if self.app.conf.beat_schedule:
             log.warning("beat: beat_schedule entries are ignored; schedules come from the database")
 
     def tick(self, *_args: Any, **_kwargs: Any) -> float:
         """Plan and publish what is due, then wait; returns 0 as the wait is done here."""
         try:
+            self._tick()
+        finally:
+            self._health.heartbeat.beat()  # the loop turned, whether the tick worked or not
+        return 0.0
+
+    def _tick(self) -> None:
+        started = time.perf_counter()
+        try:
             report = self._ticker.tick()
             wake = self._ticker.next_wake()
+            self._health.reached("database")
+            if report.published:
+                self._health.reached("broker")
+            self._measure()
         except (OperationalError, InterfaceError, DatabaseUnavailable) as error:
             self._ticker.close()
             self._waiter.close()
-            time.sleep(self._backoff.failed(_database_problem(self._database, error)))
-            return 0.0
+            problem = _database_problem(self._database, error)
+            self._health.unreachable("database", problem)
+            time.sleep(self._backoff.failed(problem))
+            return
         except ProgrammingError as error:
             if getattr(error.orig, "sqlstate", None) != _UNDEFINED_TABLE:
                 raise
             self._ticker.close()
             problem = f"schema {self._schema!r} has no beatkeeper tables: run `beatkeeper migrate`"
+            self._health.unreachable("database", problem)
             time.sleep(self._backoff.failed(problem))
-            return 0.0
+            return
         except self._publisher.connection_errors as error:
-            time.sleep(self._backoff.failed(f"cannot publish to the broker: {error}"))
-            return 0.0
+            problem = f"cannot publish to the broker: {error}"
+            self._health.unreachable("broker", problem)
+            time.sleep(self._backoff.failed(problem))
+            return
+        metrics.TICKS.inc()
+        metrics.TICK_SECONDS.observe(time.perf_counter() - started)
         self._backoff.succeeded()
         self._account(report)
         self._waiter.wait(self._seconds_until(wake, idle=not (report.claimed or report.published)))
-        return 0.0
+
+    def _measure(self) -> None:
+        """Count the due backlog and the broker queue, at most every ``MEASURE_EVERY`` seconds."""
+        now = time.monotonic()
+        if now < self._measure_at:
+            return
+        self._measure_at = now + MEASURE_EVERY
+        metrics.DUE_BACKLOG.set(self._ticker.due_backlog())
+        if not self._queue.enabled:
+            return
+        try:
+            self._queue.measure()
+        except redis.RedisError as error:
+            self._health.unreachable("broker", f"cannot count queue {self._queue.queue}: {error}")
+        else:
+            self._health.reached("broker")
 
     def _account(self, report: TickReport) -> None:
         """Add a tick to the totals; log them every ``beatkeeper_beat_stats_every`` seconds."""
@@ -385,8 +436,11 @@ class DatabaseScheduler(Scheduler):  # type: ignore[misc]
         log.info("beat: stats %s", json.dumps({"ticks": self._ticks, **totals}))
         self._totals, self._ticks, self._stats_at = TickReport(), 0, now + self._stats_every
 
+    def _longest_wait(self) -> float:
+        return min(float(self.max_interval), IDLE_WAKE_SECONDS)
+
     def _seconds_until(self, wake: datetime | None, *, idle: bool) -> float:
-        longest = min(float(self.max_interval), IDLE_WAKE_SECONDS)
+        longest = self._longest_wait()
         if wake is None:
             return longest
         seconds = (wake - utcnow()).total_seconds()
@@ -406,6 +460,9 @@ class DatabaseScheduler(Scheduler):  # type: ignore[misc]
         pass  # every change is committed as it happens
 
     def close(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+        self._queue.close()
         self._ticker.close()
         self._publisher.close()
         self._waiter.close()

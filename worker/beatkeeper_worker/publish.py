@@ -37,6 +37,7 @@ from celery.utils.nodenames import anon_nodename
 from kombu import common, exceptions, messaging
 from sqlalchemy import Connection
 
+from beatkeeper.observability import metrics
 from beatkeeper.spec import ScheduleSpec
 from beatkeeper.states import RunState
 from beatkeeper.store import planning, transition_many
@@ -283,6 +284,7 @@ class RunPublisher:
                 outgoing, sent, dropped = self._messages(runs, templates, now=now)
             with timed(phases, "broker"):
                 self._publisher.publish(outgoing)
+            _observe_lag(runs, set(sent), published_at=datetime.now(UTC))
             with timed(phases, "publish_mark"):
                 transition_many(db, sent, RunState.ENQUEUED, now=datetime.now(UTC))
                 for state, ids in dropped.items():
@@ -336,6 +338,15 @@ class RunPublisher:
             now=now,
             origin=self._publisher.origin,
         )
+
+
+def _observe_lag(
+    runs: list[planning.PublishableRun], sent: set[uuid.UUID], *, published_at: datetime
+) -> None:
+    """How late each sent run left, after its due time (``beatkeeper_scheduling_lag_seconds``)."""
+    for run in runs:
+        if run.id in sent:
+            metrics.SCHEDULING_LAG.observe(max(0.0, (published_at - run.due_at).total_seconds()))
 
 
 _DROP_REASONS = {

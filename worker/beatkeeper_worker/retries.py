@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from prometheus_client import Counter
 from sqlalchemy import Connection, Update, bindparam, select, update
 
+from beatkeeper.observability.metrics import RUNS_FINISHED
 from beatkeeper.retry import next_delay
 from beatkeeper.spec.model import Retry
 from beatkeeper.states import RunState
@@ -35,15 +35,9 @@ from beatkeeper.store.models import runs, schedules
 from beatkeeper.store.planning import notify
 from beatkeeper.store.runs import transition
 
-__all__ = ["RESET_FAILURES", "RUNS_FINISHED", "Settled", "settle_failure"]
+__all__ = ["RESET_FAILURES", "Settled", "settle_failure"]
 
 logger = logging.getLogger("beatkeeper.worker")
-
-RUNS_FINISHED = Counter(
-    "beatkeeper_worker_runs_finished",
-    "Attempts finished by this worker process, by the state they left the run in.",
-    ["state"],
-)
 
 #: After a success (parameter ``schedule_id``): the count restarts from zero. It updates
 #: only a schedule that has a count, so it usually writes nothing.

@@ -79,12 +79,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.pool import NullPool
 
+from beatkeeper import logging as beatkeeper_logging
+from beatkeeper.observability import metrics
 from beatkeeper.settings import Settings, SettingsError
 from beatkeeper.states import RunState
 from beatkeeper.store.engine import DatabaseUnavailable, make_engine
 from beatkeeper.store.models import runs
 from beatkeeper.store.runs import SUMMARY_MAX_CHARS, transition
-from beatkeeper_worker import retries
+from beatkeeper_worker import health, retries
 
 __all__ = ["HEADERS", "describe_error", "install", "message_headers", "session_name"]
 
@@ -167,10 +169,13 @@ def _redeliver_lost_runs(source: Any, **_: Any) -> None:
 def _on_worker_init(sender: Any, **_: Any) -> None:
     """Check the settings once, loudly, and wrap every task before any pool process forks."""
     try:
-        Settings.from_env().require_database_url()
+        settings = Settings.from_env()
+        settings.require_database_url()
     except SettingsError as error:
         # SystemExit: Celery prints the one line and stops, no traceback.
         raise SystemExit(f"beatkeeper run tracking cannot start: {error}") from None
+    if settings.metrics_port is not None:
+        health.serve_worker(settings, port=settings.metrics_port)
     pool = sender.pool_cls  # a name or a class: worker_init comes before Celery resolves it
     pool_name = pool if isinstance(pool, str) else pool.__module__
     # A prefork process runs one task at a time; thread pools run `concurrency` at once
@@ -200,6 +205,8 @@ class _Message:
     schedule_id: uuid.UUID
     hostname: str | None
     redelivered: bool
+    planned_at: str | None = None
+    attempt: int | None = None
 
 
 class _Running(threading.local):
@@ -233,10 +240,24 @@ def _message(request: Any) -> _Message:
         schedule_id=uuid.UUID(request.beatkeeper_schedule_id),
         hostname=request.hostname,
         redelivered=bool((request.delivery_info or {}).get("redelivered")),
+        planned_at=getattr(request, "beatkeeper_planned_at", None),
+        attempt=getattr(request, "beatkeeper_attempt", None),
     )
 
 
 def _execute(message: _Message, body: Callable[..., Any], args: Any, kwargs: Any) -> Any:
+    context = beatkeeper_logging.run_context(
+        schedule=message.schedule,
+        run_id=str(message.run_id),
+        planned_at=message.planned_at,
+        attempt=message.attempt,
+        task_id=str(message.run_id),  # Beat publishes a run under its own id
+    )
+    with context:
+        return _execute_in_context(message, body, args, kwargs)
+
+
+def _execute_in_context(message: _Message, body: Callable[..., Any], args: Any, kwargs: Any) -> Any:
     process = _Process.current()
     me = process.owner(message.hostname)
     try:
@@ -248,6 +269,7 @@ def _execute(message: _Message, body: Callable[..., Any], args: Any, kwargs: Any
     if not started:
         raise Ignore
     _running.message, _running.owner = message, me
+    began = time.perf_counter()
     try:
         result = body(*args, **kwargs)
     except (Retry, Reject) as handed_back:
@@ -260,16 +282,22 @@ def _execute(message: _Message, body: Callable[..., Any], args: Any, kwargs: Any
         _finish(message, lambda db, now: _ignored(db, message.run_id, now=now))
         raise
     except Exception as error:
+        _observe_duration(RunState.FAILED, began)
         _finish_failed(message, error)
         raise
     finally:
         _running.message = None
+    _observe_duration(RunState.SUCCEEDED, began)
     summary = saferepr(result, SUMMARY_MAX_CHARS)
     try:
         process.retrying(FINISH_RETRY_DELAYS, lambda: _succeeded(process, message, summary))
     except _DatabaseDown as down:
         logger.error("run %s of %s succeeded, not recorded: %s", *_at(message), down)  # noqa: TRY400
     return result
+
+
+def _observe_duration(state: RunState, began: float) -> None:
+    metrics.RUN_DURATION.labels(state.value).observe(time.perf_counter() - began)
 
 
 def _at(message: _Message) -> tuple[uuid.UUID, str]:
@@ -490,7 +518,7 @@ def _succeeded(process: _Process, message: _Message, summary: str) -> None:
     values = {"result": summary, "schedule_id": message.schedule_id}
     db, now = process.connection(), datetime.now(UTC)
     if process.success.execute(db, message.run_id, now, **values).first():
-        retries.RUNS_FINISHED.labels(RunState.SUCCEEDED.value).inc()
+        metrics.RUNS_FINISHED.labels(RunState.SUCCEEDED.value).inc()
     else:
         logger.warning("run %s of %s succeeded but was no longer running", *_at(message))
 

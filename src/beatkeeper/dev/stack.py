@@ -169,6 +169,8 @@ def _child_env(settings: Settings, database_url: str, broker_url: str) -> dict[s
         "FLOWER_UNAUTHENTICATED_API": "true",
         "PYTHONUNBUFFERED": "1",
     }
+    # Beat and the worker would both try to listen on it; one machine needs no probes.
+    env.pop("BEATKEEPER_METRICS_PORT", None)
     if not env.get("BEATKEEPER_IMPORTS", "").strip():
         # The example Schedules' tasks, so `beatkeeper dev` runs out of the box.
         env["BEATKEEPER_IMPORTS"] = EXAMPLE_TASKS

@@ -52,6 +52,7 @@ __all__ = [
     "channel_for",
     "claim_due_schedules",
     "claim_publishable_runs",
+    "count_due_runs",
     "decide",
     "next_wake",
     "notify",
@@ -356,6 +357,16 @@ def claim_publishable_runs(db: Connection, *, now: datetime, limit: int) -> list
     """Lock up to ``limit`` due planned or retrying runs no other replica holds."""
     rows = db.execute(_PUBLISHABLE, {"now": now, "limit": limit})
     return [PublishableRun(**row._mapping) for row in rows]
+
+
+_DUE_RUNS = text(
+    "SELECT count(*) FROM runs WHERE state IN ('planned', 'retrying') AND due_at <= :now"
+)
+
+
+def count_due_runs(db: Connection, *, now: datetime) -> int:
+    """How many planned or retrying runs are due at ``now`` and not yet published."""
+    return int(db.execute(_DUE_RUNS, {"now": now}).scalar_one())
 
 
 _SPECS = text(

@@ -1,0 +1,128 @@
+"""Every Prometheus metric beatkeeper exports, and how a process (or a prefork pool) shows them.
+
+Beat is one process: its metrics live in the default registry. A prefork worker is not:
+runs finish in pool processes, which Celery forks and replaces (``max_tasks_per_child``,
+crashes, time limits), while only the main process serves ``/metrics``. Counting in the main
+process instead was the other option, but the outcome of a run (``retrying`` or ``dead``,
+the duration of its body) is decided in the pool process by run tracking, and Celery
+reports nothing of it back to the parent. So a worker uses prometheus_client's
+multiprocess mode: ``share_across_processes`` (called by the main process before any pool
+process forks) points ``PROMETHEUS_MULTIPROC_DIR`` at a fresh directory and makes every
+value created from then on a memory-mapped file per process; ``exposition`` then sums the
+files of every process, living or gone, so a counter never goes backwards when a pool
+process is replaced.
+
+prometheus_client picks its value class when it is imported, from that same variable;
+``share_across_processes`` swaps it afterwards, which is only sound for values not created
+yet. That is why the per-run metrics (``PER_RUN``) have labels: a labelled metric creates
+its values on first ``labels()``, which happens in the pool processes, after the swap (and
+the swap clears any created before it).
+
+This module must not import Celery or talk to anything.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+    values,
+)
+
+__all__ = [
+    "DUE_BACKLOG",
+    "PER_RUN",
+    "QUEUE_LENGTH",
+    "RUNS_FINISHED",
+    "RUN_DURATION",
+    "SCHEDULING_LAG",
+    "TICKS",
+    "TICK_SECONDS",
+    "exposition",
+    "process_exited",
+    "share_across_processes",
+]
+
+MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
+
+#: From a few milliseconds (a healthy Beat publishes that late) to minutes (an outage).
+LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
+
+# -- Beat (one process) -------------------------------------------------------------------
+
+TICKS = Counter("beatkeeper_ticks", "Beat ticks that reached the database and the broker.")
+TICK_SECONDS = Histogram(
+    "beatkeeper_tick_seconds",
+    "Time a Beat tick spent planning and publishing.",
+    buckets=LAG_BUCKETS,
+)
+SCHEDULING_LAG = Histogram(
+    "beatkeeper_scheduling_lag_seconds",
+    "How long after its due time each run was published to the broker.",
+    buckets=LAG_BUCKETS,
+)
+DUE_BACKLOG = Gauge(
+    "beatkeeper_due_backlog",
+    "Planned and retrying runs already due but not yet published, as Beat last counted.",
+    multiprocess_mode="livemax",
+)
+QUEUE_LENGTH = Gauge(
+    "beatkeeper_queue_length",
+    "Messages waiting in a Redis broker queue, as Beat last counted (Redis brokers only).",
+    ["queue"],
+    multiprocess_mode="livemax",
+)
+
+# -- workers (every pool process) ---------------------------------------------------------
+
+RUNS_FINISHED = Counter(
+    "beatkeeper_runs_finished",
+    "Attempts finished by workers, by the state they left the run in.",
+    ["state"],
+)
+RUN_DURATION = Histogram(
+    "beatkeeper_run_duration_seconds",
+    "Time the task body of a run took, by the state it left the run in.",
+    ["state"],
+    buckets=DURATION_BUCKETS,
+)
+PER_RUN = (RUNS_FINISHED, RUN_DURATION)
+
+
+def share_across_processes() -> str:
+    """Count from now on in files every forked process shares; returns their directory.
+
+    Call it in a worker's main process before the pool forks. A directory already named by
+    ``PROMETHEUS_MULTIPROC_DIR`` is kept (its owner cleans it); otherwise a fresh one is made.
+    """
+    directory = os.environ.get(MULTIPROC_DIR) or tempfile.mkdtemp(prefix="beatkeeper-metrics-")
+    os.environ[MULTIPROC_DIR] = directory
+    values.ValueClass = values.MultiProcessValue()  # type: ignore[no-untyped-call]
+    for metric in PER_RUN:
+        metric.clear()  # values made before the swap would stay private to each process
+    return directory
+
+
+def process_exited(pid: int) -> None:
+    """Forget the live gauges of a pool process that exited (its counters stay counted)."""
+    if os.environ.get(MULTIPROC_DIR):
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
+
+
+def exposition() -> tuple[bytes, str]:
+    """The metrics of this process, or of every process sharing its directory; content type."""
+    registry = REGISTRY
+    if os.environ.get(MULTIPROC_DIR):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return generate_latest(registry), CONTENT_TYPE_LATEST

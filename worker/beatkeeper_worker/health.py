@@ -1,0 +1,178 @@
+"""What the probes of Beat and of a worker check, and the server that answers them.
+
+Beat (``BeatHealth``, fed by ``DatabaseScheduler`` once per turn of its loop):
+
+- live while its tick loop turns: a turn (a tick and its wait, or a failed tick and its
+  backoff) at least every ``max(60 s, 3 * the longest sleep)``; a wedged Beat is restarted.
+- ready while the database and the broker were reachable the last time Beat used them (the
+  database every tick; the broker whenever it published, and every few seconds when it
+  counts the Redis queue). An outage makes Beat unready, not dead: restarting would not help.
+
+A worker (``serve_worker``, called from ``worker_init`` in the main process, before the pool
+forks):
+
+- live while the main process's event loop turns: a timer on the consumer's own timer (the
+  one the event loop drives) stamps a heartbeat every few seconds. Before the worker is
+  ready there is no loop to watch, so it counts as live (readiness says it is starting).
+- ready once ``worker_ready`` fired and a ``SELECT 1`` succeeded (run from the probe's
+  thread at most every ``DATABASE_CHECK_EVERY`` seconds, with a short connect timeout).
+- its run metrics are counted across the pool's processes (``metrics.share_across_processes``).
+
+This module serves; it must not decide anything about runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import shutil
+from typing import Any
+
+import redis
+from celery import signals
+from sqlalchemy import make_url, text
+from sqlalchemy.pool import NullPool
+
+from beatkeeper.observability import metrics
+from beatkeeper.observability.http import CachedCheck, Check, HealthServer, Heartbeat
+from beatkeeper.settings import Settings
+from beatkeeper.store.engine import make_engine
+
+__all__ = ["BeatHealth", "QueueLength", "serve_worker"]
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_EVERY = 5.0
+WORKER_LOOP_MAX_AGE = 60.0
+DATABASE_CHECK_EVERY = 10.0
+DATABASE_CHECK_CONNECT_TIMEOUT = 2
+#: kombu's Redis transport keeps priorities 3, 6 and 9 of a queue in lists of their own.
+_REDIS_PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
+
+
+class BeatHealth:
+    """Beat's probes: a heartbeat per turn of the loop, and what each tick could reach."""
+
+    def __init__(self, *, longest_sleep: float) -> None:
+        self.heartbeat = Heartbeat("Beat's tick loop", max_age=max(60.0, 3 * longest_sleep))
+        self._unreachable: dict[str, str] = {"database": "no tick has finished yet"}
+
+    def reached(self, server: str) -> None:
+        self._unreachable.pop(server, None)
+
+    def unreachable(self, server: str, reason: str) -> None:
+        self._unreachable[server] = reason
+
+    def ready(self) -> tuple[bool, str]:
+        problems = dict(self._unreachable)  # a copy: the tick loop writes meanwhile
+        if problems:
+            return False, "; ".join(f"{server}: {why}" for server, why in problems.items())
+        return True, ""
+
+    def serve(self, port: int) -> HealthServer:
+        liveness = {"loop": self.heartbeat}
+        return HealthServer(port=port, liveness=liveness, readiness={"beat": self.ready}).start()
+
+
+class QueueLength:
+    """``LLEN`` of one queue on a Redis broker (every priority list); nothing on other brokers."""
+
+    def __init__(self, broker_url: str, queue: str) -> None:
+        self.queue = queue
+        self._client: redis.Redis | None = None
+        if broker_url.partition("://")[0] in {"redis", "rediss"}:
+            self._client = redis.Redis.from_url(
+                broker_url, socket_timeout=1.0, socket_connect_timeout=1.0
+            )
+
+    @property
+    def enabled(self) -> bool:
+        return self._client is not None
+
+    def measure(self) -> int:
+        """The number of waiting messages, also set as ``beatkeeper_queue_length``."""
+        if self._client is None:
+            return 0
+        pipeline = self._client.pipeline(transaction=False)
+        for suffix in _REDIS_PRIORITY_SUFFIXES:
+            pipeline.llen(self.queue + suffix)
+        length = sum(int(n) for n in pipeline.execute())
+        metrics.QUEUE_LENGTH.labels(self.queue).set(length)
+        return length
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+
+
+# -- workers --------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class _WorkerHealth:
+    heartbeat: Heartbeat
+    database: CachedCheck
+    ready: bool = False
+
+    def live(self) -> tuple[bool, str]:
+        return self.heartbeat() if self.ready else (True, "")
+
+    def serving(self) -> tuple[bool, str]:
+        return (True, "") if self.ready else (False, "the worker is starting")
+
+
+def serve_worker(settings: Settings, *, port: int) -> HealthServer:
+    """Serve this worker's probes and metrics; call it in the main process before the fork."""
+    ours = not os.environ.get(metrics.MULTIPROC_DIR)  # else whoever set it cleans it up
+    directory = metrics.share_across_processes()
+    health = _WorkerHealth(
+        heartbeat=Heartbeat("the worker's event loop", max_age=WORKER_LOOP_MAX_AGE),
+        database=CachedCheck(_database_check(settings), every=DATABASE_CHECK_EVERY),
+    )
+    server = HealthServer(
+        port=port,
+        liveness={"loop": health.live},
+        readiness={"worker": health.serving, "database": health.database},
+    ).start()
+
+    def on_ready(sender: Any, **_: Any) -> None:
+        health.heartbeat.beat()
+        sender.timer.call_repeatedly(HEARTBEAT_EVERY, health.heartbeat.beat)
+        health.ready = True
+
+    def on_process_exit(pid: int, **_: Any) -> None:
+        metrics.process_exited(pid)
+
+    def on_shutdown(**_: Any) -> None:
+        health.ready = False
+        server.stop()
+        if ours:
+            shutil.rmtree(directory, ignore_errors=True)
+
+    signals.worker_ready.connect(on_ready, weak=False)
+    signals.worker_process_shutdown.connect(on_process_exit, weak=False)
+    signals.worker_shutdown.connect(on_shutdown, weak=False)
+    log.info("serving /metrics, /healthz and /readyz on port %d", server.port)
+    return server
+
+
+def _database_check(settings: Settings) -> Check:
+    # A probe has a second or so: fail fast rather than wait out the usual connect timeout.
+    url = make_url(settings.require_database_url()).update_query_dict(
+        {"connect_timeout": str(DATABASE_CHECK_CONNECT_TIMEOUT)}
+    )
+    quick = dataclasses.replace(settings, database_url=url.render_as_string(hide_password=False))
+    engine = make_engine(quick, application_name="beatkeeper-worker-probe", poolclass=NullPool)
+
+    def check() -> tuple[bool, str]:
+        try:
+            with engine.connect() as db:
+                db.execute(text("SELECT 1"))
+        except Exception as error:  # noqa: BLE001 (any failure is the reason)
+            original = getattr(error, "orig", None) or error
+            reason = " ".join(str(original).split()) or type(error).__name__
+            return False, f"cannot reach PostgreSQL: {reason}"
+        return True, ""
+
+    return check
