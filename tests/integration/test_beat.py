@@ -219,6 +219,8 @@ def test_beat_wakes_on_a_schedule_change_instead_of_polling(stack: Stack) -> Non
         at = datetime.now(UTC) + timedelta(seconds=1)
         stack.apply("once", interval=None, at=at.isoformat())
         wait_for(stack.messages, timeout=5, what="the one-shot to be published")
+        # Beat records `enqueued` just after the broker took the message.
+        wait_for(lambda: stack.runs()[0].enqueued_at, timeout=5, what="the run marked enqueued")
     [run] = stack.runs()
     assert run.enqueued_at - run.due_at < timedelta(seconds=1), log_of(beat)
 

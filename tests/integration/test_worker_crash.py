@@ -50,7 +50,9 @@ def test_database_down_requeues_the_message_and_a_later_worker_runs_it(
     )
     schedule = beat.schedule("patient", "userapp.add")
     run_id = beat.plan(schedule)
-    with running_worker(tmp_path, unreachable, concurrency=1) as cut_off:
+    # A message the cut-off worker still held when it stopped comes back within seconds.
+    quick = {"USERAPP_VISIBILITY_TIMEOUT": "5"}
+    with running_worker(tmp_path, unreachable, concurrency=1, environment=quick) as cut_off:
         beat.publish(schedule, run_id, cut_off, 40, 2)
         cut_off.wait_for_log(
             rf"run {run_id} of tests/patient not started, message requeued: "
@@ -60,7 +62,7 @@ def test_database_down_requeues_the_message_and_a_later_worker_runs_it(
         queue = cut_off.queue
     assert cut_off.bodies(run_id) == []
     assert beat.run(run_id).state == S.ENQUEUED
-    with running_worker(tmp_path, settings_with_broker, queue=queue) as healthy:
+    with running_worker(tmp_path, settings_with_broker, queue=queue, environment=quick) as healthy:
         run = beat.wait_for_state(run_id, S.SUCCEEDED, timeout=30)
         assert run.result == "42"
         assert len(healthy.bodies(run_id)) == 1

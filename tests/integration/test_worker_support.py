@@ -56,6 +56,13 @@ app.conf.update(
     worker_prefetch_multiplier=1,
     broker_connection_retry_on_startup=True,
     worker_hijack_root_logger=True,
+    # Redis redelivers a message left unacknowledged by a stopped worker only after the
+    # visibility timeout (an hour by default); tests that stop workers may shorten it.
+    broker_transport_options={
+        "visibility_timeout": float(os.environ.get("USERAPP_VISIBILITY_TIMEOUT", "3600")),
+        "unacked_restore_interval": 1,
+        "unacked_restore_throttle": 1,
+    },
 )
 tracking.install(app)  # the one line
 
