@@ -25,7 +25,7 @@ from sqlalchemy import Connection, Engine
 
 from beatkeeper.problems import SpecError
 from beatkeeper.spec import API_VERSION, KIND, validate_manifest
-from beatkeeper.store import history, manual
+from beatkeeper.store import history
 from beatkeeper.store.schedules import apply_schedule, delete_schedule
 from beatkeeper_operator.policy import Policy
 from beatkeeper_operator.status import Observation, load_observations
@@ -127,7 +127,7 @@ def _manual_actions(
         return []
     schedule = history.find_schedule(db, namespace, name)
     notices: list[Notice] = []
-    if token and manual.trigger_once(db, schedule, token=token, now=now) is not None:
+    if token and history.trigger_once(db, schedule, token=token, now=now) is not None:
         notices.append(Notice("Normal", "Triggered", f"planned a run now for token {token!r}"))
     if window:
         notices.extend(_backfill(db, schedule, window, now=now))

@@ -41,7 +41,9 @@ __all__ = [
     "list_runs",
     "occurrences_between",
     "replay",
+    "token_run_id",
     "trigger",
+    "trigger_once",
 ]
 
 REPLAYABLE = frozenset({RunState.DEAD, RunState.FAILED})
@@ -156,6 +158,28 @@ def trigger(db: Connection, schedule: ScheduleRef, *, now: datetime) -> uuid.UUI
     return _plan_now(db, schedule, task=schedule.task, origin=RunOrigin.MANUAL, now=now)
 
 
+def token_run_id(schedule_id: uuid.UUID, token: str) -> uuid.UUID:
+    """The id of the run a trigger token asks for on this schedule."""
+    return uuid.uuid5(schedule_id, f"trigger/{token}")
+
+
+def trigger_once(
+    db: Connection, schedule: ScheduleRef, *, token: str, now: datetime
+) -> uuid.UUID | None:
+    """Plan the run of ``token`` due now; None when that token was planned before.
+
+    The operator sees the annotation ``beatkeeper.io/trigger: <token>`` again on every
+    update and after every restart, so the run id is derived from the schedule and the
+    token (``uuid5``): a token already planned finds its run and plans nothing.
+    """
+    run_id = token_run_id(schedule.id, token)
+    if db.execute(select(runs.c.id).where(runs.c.id == run_id)).first() is not None:
+        return None
+    return _plan_now(
+        db, schedule, task=schedule.task, origin=RunOrigin.MANUAL, now=now, run_id=run_id
+    )
+
+
 def replay(db: Connection, run_id: uuid.UUID, *, now: datetime) -> uuid.UUID:
     """A new run, due now, of the schedule of the dead or failed run ``run_id``."""
     row = db.execute(
@@ -249,8 +273,9 @@ def _plan_now(
     origin: RunOrigin,
     now: datetime,
     replay_of: uuid.UUID | None = None,
+    run_id: uuid.UUID | None = None,
 ) -> uuid.UUID:
-    run_id = uuid.uuid4()
+    run_id = run_id or uuid.uuid4()
     planned = now
     # The run key is (schedule, planned instant): a request in the same microsecond as a
     # planned occurrence or another request takes the next free microsecond.
