@@ -33,6 +33,7 @@ bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/scale.py --quick
 	$(BIN)/python benchmarks/overhead.py --messages 1000 --rounds 1
 	$(BIN)/python benchmarks/end_to_end.py --schedules 60 --seconds 20 --warm-up 5
+	$(BIN)/python benchmarks/kube_operator.py --quick
 
 e2e: $(BIN)/.installed
 	$(BIN)/pytest tests/e2e -v

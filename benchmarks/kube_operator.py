@@ -1,6 +1,6 @@
 """How the operator copes with many Schedules, against the Kubernetes API emulator.
 
-    python benchmarks/operator.py [--quick] [-n 10000] [--idle 60]
+    python benchmarks/kube_operator.py [--quick] [-n 10000] [--idle 60]
 
 Creates N Schedules (spread over 10 namespaces) in the API emulator of the operator tests
 (``tests/operator/emulator.py``) while the real operator runs in its own process (this
