@@ -42,6 +42,22 @@ def test_run_of_a_sigkilled_process_is_taken_over_and_finishes_once(
         worker.wait_for_log(rf"run {run_id} of tests/long taken over from .*pid {victim},")
 
 
+def test_process_killed_right_after_the_body_returned_has_its_success_recorded(
+    tmp_path: Path, settings_with_broker: Settings, beat: Beat
+) -> None:
+    # The outcome must have left the process before the task returns: the process is
+    # killed before Celery learns the result, the message comes back, and the run it
+    # carries is found finished rather than run again.
+    with running_worker(tmp_path, settings_with_broker, concurrency=1) as worker:
+        schedule = beat.schedule("sudden", "userapp.add_then_die")
+        run_id = beat.plan(schedule)
+        beat.publish(schedule, run_id, worker, 20, 22)
+        run = beat.wait_for_state(run_id, S.SUCCEEDED, timeout=30)
+        worker.wait_for_log(rf"run {run_id} of tests/sudden is succeeded: not run again")
+        assert run.result == "42"
+        assert len(worker.bodies(run_id)) == 1
+
+
 def test_database_down_requeues_the_message_and_a_later_worker_runs_it(
     tmp_path: Path, settings_with_broker: Settings, beat: Beat
 ) -> None:

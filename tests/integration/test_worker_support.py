@@ -43,9 +43,10 @@ T = TypeVar("T")
 
 USER_APP = """
 import os
+import signal
 import time
 
-from celery import Celery, shared_task
+from celery import Celery, shared_task, signals
 
 from beatkeeper_worker import tracking
 
@@ -121,6 +122,21 @@ class Audited(app.Task):
 def custom_call(self, value):
     record(self, "start")
     return value
+
+
+@app.task(bind=True, name="userapp.add_then_die")
+def add_then_die(self, x, y):
+    record(self, "start")
+    return x + y
+
+
+@signals.task_postrun.connect
+def die_after_returning(sender=None, task_id=None, **_):
+    # Once per run: the task has returned, Celery has not yet had its result (nor acked).
+    marker = os.path.join(os.path.dirname(os.environ["USERAPP_BODY_LOG"]), f"died-{task_id}")
+    if sender is not None and sender.name == "userapp.add_then_die" and not os.path.exists(marker):
+        open(marker, "w").close()
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 @app.task(bind=True, name="userapp.retry_once")

@@ -29,66 +29,40 @@ base classes alike. To refuse, it raises ``celery.exceptions.Ignore``: the trace
 the body, stores no result, and the worker acknowledges the message. When PostgreSQL
 cannot be reached it raises ``Reject(requeue=True)``: the message goes back to the queue.
 
-Who owns a running run. Each pool process has its own engine, opened after the fork, whose
-PostgreSQL ``application_name`` carries a random per-process token; the run's ``worker``
-column names the host, pid and that token. A message for a ``running`` run may take it
-over only when no database session with the owner's token exists any more: the owning
-process died (SIGKILL, OOM; its socket closed and its backend exited) and the message came
-back through ``acks_late``/``task_reject_on_worker_lost`` or a visibility timeout. A live
-owner keeps its run, so a duplicate delivered while the body runs elsewhere is dropped.
-This needs a direct session per process (or PgBouncer in session mode).
-
-What it costs. A bare no-op costs Celery about a millisecond of CPU, so every run's two
-round trips (the claim; the outcome, with the reset of the schedule's failure count in the
-same statement) go through a connection each process holds (no pool checkout, no ping),
-as the SQL ``transition`` builds, compiled once (``_Compiled``). The outcome is committed
-before the task returns, so before Celery acknowledges the message: a process killed after
-its body ran gets its run taken over and run again rather than left unrecorded.
+What the claim and the outcome write and cost: ``ledger`` (one waited-for round trip per
+run; the success is sent before the task returns and confirmed later). Who owns a running
+run and when a redelivered message may take it over: ``ownership``. This module wires Celery
+to them and records the rarer outcomes (failures, releases, unknown tasks).
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
-import os
-import re
-import secrets
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar, cast
+from typing import Any
 
 from celery import Celery, Task, signals
 from celery.exceptions import Ignore, Reject, Retry, TimeLimitExceeded
 from celery.utils.saferepr import saferepr
-from sqlalchemy import (
-    Connection,
-    CursorResult,
-    Dialect,
-    Engine,
-    Update,
-    bindparam,
-    exc,
-    select,
-    text,
-    update,
-)
+from sqlalchemy import Connection, Engine, update
 from sqlalchemy.pool import NullPool
 
 from beatkeeper import logging as beatkeeper_logging
 from beatkeeper.observability import metrics
 from beatkeeper.settings import Settings, SettingsError
 from beatkeeper.states import RunState
-from beatkeeper.store.engine import DatabaseUnavailable, make_engine
+from beatkeeper.store.engine import make_engine
 from beatkeeper.store.models import runs
 from beatkeeper.store.runs import SUMMARY_MAX_CHARS, transition
-from beatkeeper_worker import health, retries
+from beatkeeper_worker import health, ledger, retries
+from beatkeeper_worker.ledger import FINISH_RETRY_DELAYS, DatabaseDown, Delivery, Process, at, line
 
-__all__ = ["HEADERS", "describe_error", "install", "message_headers", "session_name"]
+__all__ = ["HEADERS", "describe_error", "install", "message_headers"]
 
 logger = logging.getLogger("beatkeeper.worker")
 
@@ -101,17 +75,10 @@ HEADERS = (
 )
 """The headers that mark a message as a run (Beat's side of the contract)."""
 
-#: Waits between tries of a database step; then the message is requeued (before the
-#: body) or the outcome is given up with an error line (after it: the body never reruns).
+#: Waits between tries of the claim; then the message is requeued.
 START_RETRY_DELAYS = (0.1, 0.3, 1.0, 2.0)
-FINISH_RETRY_DELAYS = (0.1, 0.3, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0)
-OWNER_EXIT_GRACE_SECONDS = 2.0
 
-_DOWN = (DatabaseUnavailable, exc.OperationalError, exc.InterfaceError)
-_SESSION = re.compile(r"session ([0-9a-f]{12})\)$")
 _INSTALLED = "_beatkeeper_tracking"
-_CREATING = threading.Lock()
-_T = TypeVar("_T")
 
 
 def message_headers(
@@ -146,6 +113,7 @@ def install(app: Celery) -> None:
     connections: list[tuple[Any, Callable[..., None]]] = [
         (signals.worker_init, only_for(_on_worker_init, lambda worker: worker.app)),
         (signals.worker_process_init, _on_process_init),
+        (signals.worker_process_shutdown, _on_process_exit),
         (signals.before_task_publish, _on_publish),
         (signals.task_unknown, only_for(_on_unknown_task, lambda consumer: consumer.app)),
         (signals.task_rejected, only_for(_on_invalid_task, lambda consumer: consumer.app)),
@@ -181,8 +149,8 @@ def _on_worker_init(sender: Any, **_: Any) -> None:
     # A prefork process runs one task at a time; thread pools run `concurrency` at once
     # (still "auto" here when so configured: then the pool's overflow makes up for it).
     concurrency = sender.concurrency if isinstance(sender.concurrency, int) else 0
-    _Process.threads = 1 if "prefork" in pool_name else max(4, concurrency)
-    _Process.wanted = True
+    Process.threads = 1 if "prefork" in pool_name else max(4, concurrency)
+    Process.wanted = True
     for name, task in sender.app.tasks.items():
         if not name.startswith("celery.") and not getattr(task.run, "_beatkeeper", False):
             task.run = _tracked(task, task.run)
@@ -191,28 +159,23 @@ def _on_worker_init(sender: Any, **_: Any) -> None:
 
 
 def _on_process_init(**_: Any) -> None:
-    if _Process.wanted:  # not in a worker of some other app that merely imported us
-        _Process.current()  # build the engine now rather than on the first run
+    if Process.wanted:  # not in a worker of some other app that merely imported us
+        Process.current()  # build the engine now rather than on the first run
+
+
+def _on_process_exit(**_: Any) -> None:
+    """Read the answers to the outcomes this process sent last (see ``ledger``)."""
+    if Process.wanted:
+        Process.current().settle_all()
 
 
 # -- the wrapper around each task's body --------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Message:
-    run_id: uuid.UUID
-    schedule: str
-    schedule_id: uuid.UUID
-    hostname: str | None
-    redelivered: bool
-    planned_at: str | None = None
-    attempt: int | None = None
-
-
 class _Running(threading.local):
     """The run this thread is executing, if any, and the owner name it runs under."""
 
-    message: _Message | None = None
+    message: Delivery | None = None
     owner: str = ""
 
 
@@ -233,8 +196,8 @@ def _tracked(task: Task, body: Callable[..., Any]) -> Callable[..., Any]:
     return run
 
 
-def _message(request: Any) -> _Message:
-    return _Message(
+def _message(request: Any) -> Delivery:
+    return Delivery(
         run_id=uuid.UUID(request.id),
         schedule=request.beatkeeper_schedule,
         schedule_id=uuid.UUID(request.beatkeeper_schedule_id),
@@ -245,7 +208,7 @@ def _message(request: Any) -> _Message:
     )
 
 
-def _execute(message: _Message, body: Callable[..., Any], args: Any, kwargs: Any) -> Any:
+def _execute(message: Delivery, body: Callable[..., Any], args: Any, kwargs: Any) -> Any:
     context = beatkeeper_logging.run_context(
         schedule=message.schedule,
         run_id=str(message.run_id),
@@ -257,14 +220,14 @@ def _execute(message: _Message, body: Callable[..., Any], args: Any, kwargs: Any
         return _execute_in_context(message, body, args, kwargs)
 
 
-def _execute_in_context(message: _Message, body: Callable[..., Any], args: Any, kwargs: Any) -> Any:
-    process = _Process.current()
+def _execute_in_context(message: Delivery, body: Callable[..., Any], args: Any, kwargs: Any) -> Any:
+    process = Process.current()
     me = process.owner(message.hostname)
     try:
-        started = process.retrying(START_RETRY_DELAYS, lambda: _start(process, message, me))
-    except _DatabaseDown as down:
+        started = process.retrying(START_RETRY_DELAYS, lambda: ledger.claim(process, message, me))
+    except DatabaseDown as down:
         # One line, no traceback: an outage is not a bug.
-        logger.error("run %s of %s not started, message requeued: %s", *_at(message), down)  # noqa: TRY400
+        logger.error("run %s of %s not started, message requeued: %s", *at(message), down)  # noqa: TRY400
         raise Reject(str(down), requeue=True) from None
     if not started:
         raise Ignore
@@ -288,11 +251,7 @@ def _execute_in_context(message: _Message, body: Callable[..., Any], args: Any, 
     finally:
         _running.message = None
     _observe_duration(RunState.SUCCEEDED, began)
-    summary = saferepr(result, SUMMARY_MAX_CHARS)
-    try:
-        process.retrying(FINISH_RETRY_DELAYS, lambda: _succeeded(process, message, summary))
-    except _DatabaseDown as down:
-        logger.error("run %s of %s succeeded, not recorded: %s", *_at(message), down)  # noqa: TRY400
+    ledger.succeeded(process, message, me, saferepr(result, SUMMARY_MAX_CHARS))
     return result
 
 
@@ -300,230 +259,10 @@ def _observe_duration(state: RunState, began: float) -> None:
     metrics.RUN_DURATION.labels(state.value).observe(time.perf_counter() - began)
 
 
-def _at(message: _Message) -> tuple[uuid.UUID, str]:
-    return message.run_id, message.schedule
+# -- the rarer outcomes: one transaction each on a pooled connection ---------------------
 
 
-# -- this pool process: its engine, its held connections, its identity --------------------
-
-
-class _Process:
-    """This process's engine, the connections it holds, and the owner name of its runs."""
-
-    threads = 1
-    wanted = False  # set when a worker of a tracked app starts
-    _instance: _Process | None = None
-
-    def __init__(self) -> None:
-        self.pid = os.getpid()
-        self.token = secrets.token_hex(6)
-        self.engine = make_engine(
-            Settings.from_env(),
-            application_name=session_name(self.token),
-            pool_size=self.threads + 1,  # one held per thread, one for failures
-            max_overflow=self.threads,
-        )
-        dialect = self.engine.dialect
-        self.claim = _Compiled.of_transition(dialect, RunState.RUNNING, "worker")
-        # One round trip records a success and, if the run did move, restarts the count of
-        # the schedule's consecutive failures.
-        self.success = _Compiled.of_transition(dialect, RunState.SUCCEEDED, "result").then(
-            _Compiled.of(retries.RESET_FAILURES, dialect, "schedule_id")
-        )
-        self._held = threading.local()
-
-    @classmethod
-    def current(cls) -> _Process:
-        """Built after the fork: a connection inherited from a parent must never be used."""
-        instance = cls._instance
-        if instance is None or instance.pid != os.getpid():
-            with _CREATING:  # thread pools: every thread must share the one identity
-                if cls._instance is None or cls._instance.pid != os.getpid():
-                    cls._instance = _Process()
-                instance = cls._instance
-        return instance
-
-    def owner(self, hostname: str | None) -> str:
-        return f"{hostname or 'unknown'} (pid {self.pid}, session {self.token})"
-
-    def connection(self) -> Connection:
-        """This thread's held autocommit connection (no pool checkout, no ping per run)."""
-        connection: Connection | None = getattr(self._held, "connection", None)
-        if connection is None or connection.closed or connection.invalidated:
-            connection = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-            self._held.connection = connection
-        return connection
-
-    def retrying(self, delays: tuple[float, ...], step: Callable[[], _T]) -> _T:
-        """Run ``step``; while the database is unreachable, drop held connections and retry."""
-        for delay in delays:
-            try:
-                return step()
-            except _DOWN as error:
-                self._drop()
-                logger.warning(
-                    "database unavailable, trying again in %.1fs: %s", delay, _line(error)
-                )
-                time.sleep(delay)
-        try:
-            return step()
-        except _DOWN as error:
-            self._drop()
-            raise _DatabaseDown(_line(error)) from None
-
-    def _drop(self) -> None:
-        connection: Connection | None = getattr(self._held, "connection", None)
-        self._held.connection = None
-        if connection is not None:
-            with contextlib.suppress(Exception):  # it is broken already; drop it whatever
-                connection.invalidate()
-                connection.close()
-
-
-def session_name(token: str) -> str:
-    """The ``application_name`` of a worker process's sessions (at most 63 bytes)."""
-    return f"beatkeeper-worker {token}"
-
-
-class _Recorder:
-    """Stands in for a Connection: keeps the statement ``transition`` builds, runs nothing."""
-
-    statement: Update
-
-    def execute(self, statement: Update) -> _Recorder:
-        self.statement = statement
-        return self
-
-    def first(self) -> tuple[bool]:
-        return (True,)
-
-
-_SOME_RUN = uuid.UUID("00000000-0000-4000-8000-00000000b33f")
-_SOME_TIME = datetime(2000, 1, 1, 0, 0, 0, 424242, tzinfo=UTC)
-
-
-@dataclass(frozen=True)
-class _Compiled:
-    """A statement as driver SQL, compiled once; ``of_transition`` for a run's moves.
-
-    ``transition`` stays the one definition of a move (its source states, the timestamps
-    it stamps): ``of_transition`` records the statement it builds for a placeholder run and
-    time, with the named fields left as bind parameters, which gives the exact same UPDATE
-    for tens of microseconds per run instead of hundreds.
-    """
-
-    sql: str
-    constants: dict[str, Any]
-    now_keys: tuple[str, ...] = ()
-    id_keys: tuple[str, ...] = ()
-
-    @classmethod
-    def of_transition(cls, dialect: Dialect, to: RunState, *fields: str) -> _Compiled:
-        recorder = _Recorder()
-        placeholders: dict[str, Any] = {name: bindparam(name, None) for name in fields}
-        transition(cast(Connection, recorder), _SOME_RUN, to, now=_SOME_TIME, **placeholders)
-        return cls.of(recorder.statement, dialect, *fields)
-
-    @classmethod
-    def of(cls, statement: Update, dialect: Dialect, *fields: str) -> _Compiled:
-        compiled = statement.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
-        values = compiled.params
-        now_keys = tuple(key for key, value in values.items() if value == _SOME_TIME)
-        id_keys = tuple(key for key, value in values.items() if value == _SOME_RUN)
-        constants = {k: v for k, v in values.items() if k not in {*now_keys, *id_keys, *fields}}
-        return cls(str(compiled), constants, now_keys, id_keys)
-
-    def then(self, other: _Compiled) -> _Compiled:
-        """This ``UPDATE … RETURNING`` and, when it changed a row, ``other`` (an UPDATE …
-        WHERE), as one statement returning what this one returns."""
-        # Two compiled statements put together; every value travels as a parameter.
-        moved = f"WITH moved AS ({self.sql}), "
-        sql = f"{moved}followed AS ({other.sql} AND EXISTS (SELECT FROM moved)) SELECT * FROM moved"  # noqa: S608
-        constants = {**self.constants, **other.constants}
-        return _Compiled(
-            sql, constants, self.now_keys + other.now_keys, self.id_keys + other.id_keys
-        )
-
-    def execute(
-        self,
-        db: Connection,
-        run_id: uuid.UUID | None = None,
-        now: datetime | None = None,
-        **values: Any,
-    ) -> CursorResult[Any]:
-        parameters: dict[str, Any] = {**self.constants, **values}
-        parameters.update(dict.fromkeys(self.now_keys, now))
-        parameters.update(dict.fromkeys(self.id_keys, run_id))
-        return db.exec_driver_sql(self.sql, parameters)
-
-
-# -- the database steps ------------------------------------------------------------------
-
-
-def _start(process: _Process, message: _Message, me: str) -> bool:
-    db = process.connection()
-    if process.claim.execute(db, message.run_id, datetime.now(UTC), worker=me).first():
-        return True
-    return _take_over(db, message, me, now=datetime.now(UTC))
-
-
-def _take_over(db: Connection, message: _Message, me: str, *, now: datetime) -> bool:
-    """Run ``message``'s run after all if it is ``running`` for a process that is gone."""
-    row = db.execute(select(runs.c.state, runs.c.worker).where(runs.c.id == message.run_id)).first()
-    if row is None:
-        logger.warning("run %s of %s does not exist: message dropped", *_at(message))
-        return False
-    if row.state != RunState.RUNNING:
-        logger.info("run %s of %s is %s: not run again", *_at(message), row.state)
-        return False
-    if row.worker == me or _still_owned(db, row.worker, redelivered=message.redelivered):
-        logger.info("run %s of %s is running on %s: not run twice", *_at(message), row.worker)
-        return False
-    taken = db.execute(
-        update(runs)
-        .where(runs.c.id == message.run_id, runs.c.state == RunState.RUNNING.value)
-        .where(runs.c.worker.is_not_distinct_from(row.worker))
-        .values(worker=me, started_at=now, finished_at=None, updated_at=now)
-        .returning(runs.c.id)
-    ).first()
-    if taken is not None:
-        logger.warning("run %s of %s taken over from %s: it is gone", *_at(message), row.worker)
-    return taken is not None
-
-
-def _still_owned(db: Connection, owner: str | None, *, redelivered: bool) -> bool:
-    """Whether ``owner`` still runs the run; a redelivery gives a dying owner a moment.
-
-    A killed process's backend exits as soon as PostgreSQL reads the closed socket, which
-    can be a moment after the worker already requeued the message.
-    """
-    deadline = time.monotonic() + (OWNER_EXIT_GRACE_SECONDS if redelivered else 0.0)
-    while _alive(db, owner):
-        if time.monotonic() >= deadline:
-            return True
-        time.sleep(0.05)
-    return False
-
-
-def _alive(db: Connection, owner: str | None) -> bool:
-    """Whether the process named ``owner`` (a ``worker`` column value) still has a session."""
-    found = _SESSION.search(owner or "")
-    if found is None:
-        return False  # released (NULL) or not ours: nobody holds it
-    query = text("SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = :name)")
-    return bool(db.execute(query, {"name": session_name(found.group(1))}).scalar())
-
-
-def _succeeded(process: _Process, message: _Message, summary: str) -> None:
-    values = {"result": summary, "schedule_id": message.schedule_id}
-    db, now = process.connection(), datetime.now(UTC)
-    if process.success.execute(db, message.run_id, now, **values).first():
-        metrics.RUNS_FINISHED.labels(RunState.SUCCEEDED.value).inc()
-    else:
-        logger.warning("run %s of %s succeeded but was no longer running", *_at(message))
-
-
-def _finish_failed(message: _Message, error: BaseException) -> None:
+def _finish_failed(message: Delivery, error: BaseException) -> None:
     described = describe_error(error)
     _finish(message, lambda db, now: _failed(db, message.run_id, described, now=now))
 
@@ -560,9 +299,9 @@ def describe_error(error: BaseException) -> str:
     return f"{type(error).__name__}: {message}" if message else type(error).__name__
 
 
-def _finish(message: _Message, step: Callable[[Connection, datetime], None]) -> None:
+def _finish(message: Delivery, step: Callable[[Connection, datetime], None]) -> None:
     """A rarer outcome (failure, release): one transaction on a pooled connection."""
-    process = _Process.current()
+    process = Process.current()
 
     def attempt() -> None:
         with process.engine.begin() as db:
@@ -570,17 +309,8 @@ def _finish(message: _Message, step: Callable[[Connection, datetime], None]) -> 
 
     try:
         process.retrying(FINISH_RETRY_DELAYS, attempt)
-    except _DatabaseDown as down:
-        logger.error("run %s of %s finished but not recorded: %s", *_at(message), down)  # noqa: TRY400
-
-
-class _DatabaseDown(Exception):  # noqa: N818 (a state, like TimeoutError)
-    pass
-
-
-def _line(error: BaseException) -> str:
-    original = getattr(error, "orig", None) or error
-    return " ".join(str(original).split())
+    except DatabaseDown as down:
+        logger.error("run %s of %s finished but not recorded: %s", *at(message), down)  # noqa: TRY400
 
 
 # -- messages a pool process never sees (the worker's main process) ------------------------
@@ -619,9 +349,9 @@ def _fail_main(run_id: uuid.UUID, error: str, *, worker: str | None = None) -> N
                 if transition(db, run_id, RunState.FAILED, now=now, error=error, **extra):
                     retries.settle_failure(db, run_id, error=error, now=now)
             return
-        except _DOWN as down:
+        except ledger.DOWN as down:
             if delay is None:
-                logger.error("run %s failed (%s), not recorded: %s", run_id, error, _line(down))  # noqa: TRY400
+                logger.error("run %s failed (%s), not recorded: %s", run_id, error, line(down))  # noqa: TRY400
                 return
             time.sleep(delay)
 

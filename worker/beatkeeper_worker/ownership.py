@@ -1,0 +1,100 @@
+"""Who owns a running run, and when a redelivered message may take it over.
+
+A run's ``worker`` column names the host, pid and per-process token of the pool process
+running it (``ledger.Process.owner``); the token is also the ``application_name`` of that
+process's sessions (``session_name``). A message for a ``running`` run may take it over only
+when no session with the owner's token exists any more: the owning process died (SIGKILL,
+OOM; its socket closed and its backend exited) and the message came back through
+``acks_late``/``task_reject_on_worker_lost`` or a visibility timeout. A live owner keeps its
+run, so a duplicate delivered while the body runs elsewhere is dropped.
+
+This module decides and writes one take-over; it must not talk to Celery.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Connection, select, text, update
+
+from beatkeeper.states import RunState
+from beatkeeper.store.models import runs
+
+if TYPE_CHECKING:
+    from beatkeeper_worker.ledger import Delivery
+
+__all__ = ["OWNER_EXIT_GRACE_SECONDS", "session_name", "take_over"]
+
+logger = logging.getLogger("beatkeeper.worker")
+
+OWNER_EXIT_GRACE_SECONDS = 2.0
+_SESSION = re.compile(r"session ([0-9a-f]{12})\)$")
+
+
+def session_name(token: str) -> str:
+    """The ``application_name`` of a worker process's sessions (at most 63 bytes)."""
+    return f"beatkeeper-worker {token}"
+
+
+def take_over(db: Connection, delivery: Delivery, me: str, *, now: datetime) -> bool:
+    """Run ``delivery``'s run after all if it is ``running`` for a process that is gone."""
+    run = (delivery.run_id, delivery.schedule)
+    row = db.execute(
+        select(runs.c.state, runs.c.worker).where(runs.c.id == delivery.run_id)
+    ).first()
+    if row is None:
+        logger.warning("run %s of %s does not exist: message dropped", *run)
+        return False
+    if row.state != RunState.RUNNING:
+        logger.info("run %s of %s is %s: not run again", *run, row.state)
+        return False
+    if row.worker == me or _still_owned(db, row.worker, redelivered=delivery.redelivered):
+        logger.info(
+            "run %s of %s is running on %s: not run twice",
+            delivery.run_id,
+            delivery.schedule,
+            row.worker,
+        )
+        return False
+    taken = db.execute(
+        update(runs)
+        .where(runs.c.id == delivery.run_id, runs.c.state == RunState.RUNNING.value)
+        .where(runs.c.worker.is_not_distinct_from(row.worker))
+        .values(worker=me, started_at=now, finished_at=None, updated_at=now)
+        .returning(runs.c.id)
+    ).first()
+    if taken is not None:
+        logger.warning(
+            "run %s of %s taken over from %s: it is gone",
+            delivery.run_id,
+            delivery.schedule,
+            row.worker,
+        )
+    return taken is not None
+
+
+def _still_owned(db: Connection, owner: str | None, *, redelivered: bool) -> bool:
+    """Whether ``owner`` still runs the run; a redelivery gives a dying owner a moment.
+
+    A killed process's backend exits as soon as PostgreSQL reads the closed socket, which
+    can be a moment after the worker already requeued the message.
+    """
+    deadline = time.monotonic() + (OWNER_EXIT_GRACE_SECONDS if redelivered else 0.0)
+    while _alive(db, owner):
+        if time.monotonic() >= deadline:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _alive(db: Connection, owner: str | None) -> bool:
+    """Whether the process named ``owner`` (a ``worker`` column value) still has a session."""
+    found = _SESSION.search(owner or "")
+    if found is None:
+        return False  # released (NULL) or not ours: nobody holds it
+    query = text("SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = :name)")
+    return bool(db.execute(query, {"name": session_name(found.group(1))}).scalar())

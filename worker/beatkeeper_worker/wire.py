@@ -1,0 +1,187 @@
+"""A held PostgreSQL connection that sends a statement now and reads its result later.
+
+Why by hand. A pool process writes a run's outcome after the task body and before Celery
+acknowledges the message. Waiting for PostgreSQL's answer there costs a round trip on every
+run (about as much as a no-op task), yet what protects the outcome is that it has *left the
+process*: once the statement is in the kernel's socket buffer, a process killed a moment later
+still delivers it, and PostgreSQL commits it. So the outcome is sent before the task returns and
+its answer is read when the connection is next used. psycopg's high-level API cannot do that
+outside pipeline mode, and in pipeline mode statements up to a Sync share one implicit
+transaction and ``Pipeline.sync()`` waits for every result. libpq's asynchronous calls
+(``PQsendQueryPrepared``, ``PQgetResult``), which psycopg exposes as its documented ``pq``
+layer, do exactly this on the connection psycopg opened, so SQLAlchemy's engine still builds
+it (schema, time-outs, application name) and reports a refused connection as usual.
+
+A ``Wire`` holds one connection for one thread; it is not thread-safe. Statements are
+prepared once per connection from SQLAlchemy-compiled SQL (``Statement.of``), so the SQL text
+is still built by the store's functions. It must not decide what to write: ``ledger`` does.
+"""
+
+from __future__ import annotations
+
+import re
+import select
+import uuid
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from psycopg import OperationalError, pq
+from sqlalchemy import Connection
+
+__all__ = ["Statement", "Wire", "WireError"]
+
+_PYFORMAT = re.compile(r"%\((\w+)\)s|%%")
+_ROWS = (pq.ExecStatus.TUPLES_OK, pq.ExecStatus.COMMAND_OK)
+
+
+class WireError(OperationalError):
+    """The statement failed or the connection broke; the connection is unusable now."""
+
+
+@dataclass(frozen=True)
+class Statement:
+    """A statement as positional (``$n``) SQL with its constant values, preparable by name."""
+
+    name: bytes
+    sql: bytes
+    order: tuple[str, ...]  # the parameter name behind each $n
+    constants: Mapping[str, Any]
+
+    @classmethod
+    def of(cls, name: str, sql: str, constants: Mapping[str, Any]) -> Statement:
+        """From psycopg-dialect SQL (``%(name)s`` parameters), as SQLAlchemy compiles it."""
+        order: list[str] = []
+
+        def positional(match: re.Match[str]) -> str:
+            if match.group(0) == "%%":
+                return "%"
+            if match.group(1) not in order:
+                order.append(match.group(1))
+            return f"${order.index(match.group(1)) + 1}"
+
+        converted = _PYFORMAT.sub(positional, sql)
+        return cls(name.encode(), converted.encode(), tuple(order), dict(constants))
+
+    def values(self, given: Mapping[str, Any]) -> list[bytes | None]:
+        merged = {**self.constants, **given}
+        return [_text(merged[name]) for name in self.order]
+
+
+@dataclass(frozen=True)
+class _Pending:
+    statement: Statement
+    tag: Any  # the caller's note for this statement, handed back with its row count
+
+
+class Wire:
+    """One connection: ``send`` returns once the statement is on its way; ``execute`` waits."""
+
+    def __init__(self, connection: Connection) -> None:
+        """Hold ``connection`` (in autocommit) for good; ``close`` gives it back broken."""
+        self._connection = connection.execution_options(isolation_level="AUTOCOMMIT")
+        driver = connection.connection.driver_connection
+        self._pg: pq.abc.PGconn = driver.pgconn  # type: ignore[union-attr]
+        self._prepared: set[bytes] = set()
+        self._pending: deque[_Pending] = deque()
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def send(self, statement: Statement, values: Mapping[str, Any], *, tag: Any = None) -> None:
+        """Send ``statement`` and return without its result; ``collect`` reads it.
+
+        One statement at a time is in flight (libpq outside pipeline mode): collect the
+        pending answer first.
+        """
+        if self._pending:
+            raise RuntimeError("collect the pending answer before sending another statement")
+        try:
+            self._prepare(statement)
+            self._pg.send_query_prepared(statement.name, statement.values(values))
+            self._flush()
+        except WireError:
+            raise
+        except OperationalError as error:  # raised by libpq: the connection is gone
+            raise WireError(_line(error)) from None
+        self._pending.append(_Pending(statement, tag))
+
+    def collect(self) -> list[tuple[Any, int]]:
+        """Read the answer to the statement in flight, if any: ``[(tag, rows)]`` or ``[]``."""
+        answers = []
+        while self._pending:
+            try:
+                rows = self._read()
+            except WireError:
+                raise
+            except OperationalError as error:
+                raise WireError(_line(error)) from None
+            answers.append((self._pending.popleft().tag, rows))
+        return answers
+
+    def execute(self, statement: Statement, values: Mapping[str, Any]) -> int:
+        """Send ``statement`` and wait: the rows it returned or changed."""
+        self.send(statement, values)
+        return self.collect()[0][1]
+
+    def unanswered(self) -> list[Any]:
+        """The tag of the statement sent but not answered (after a ``WireError``)."""
+        tags = [pending.tag for pending in self._pending]
+        self._pending.clear()
+        return tags
+
+    def close(self) -> None:
+        """Give the connection back broken: the pool discards it rather than reuse it."""
+        self._pending.clear()
+        self._connection.invalidate()
+        self._connection.close()
+
+    def _prepare(self, statement: Statement) -> None:
+        if statement.name in self._prepared:
+            return
+        self._check(self._pg.prepare(statement.name, statement.sql))
+        self._prepared.add(statement.name)
+
+    def _flush(self) -> None:
+        while self._pg.flush() == 1:  # the socket is full: wait until it takes more
+            select.select([], [self._pg.socket], [])
+
+    def _read(self) -> int:
+        rows = 0
+        while True:
+            while self._pg.is_busy():
+                select.select([self._pg.socket], [], [])
+                self._pg.consume_input()
+            result = self._pg.get_result()
+            if result is None:
+                return rows
+            rows = self._check(result)
+
+    def _check(self, result: pq.abc.PGresult) -> int:
+        if result.status not in _ROWS:
+            message = (result.error_message or self._pg.error_message).decode(errors="replace")
+            raise WireError(_line(message) or f"PostgreSQL answered {result.status}")
+        if result.status == pq.ExecStatus.TUPLES_OK:
+            return result.ntuples
+        status = (result.command_status or b"").split()
+        return int(status[-1]) if status and status[-1].isdigit() else 0
+
+
+def _line(error: object) -> str:
+    return " ".join(str(error).split())
+
+
+def _text(value: Any) -> bytes | None:
+    """A parameter in PostgreSQL's text format; the SQL casts it to the column's type."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return b"true" if value else b"false"
+    if isinstance(value, datetime):
+        return value.isoformat().encode()
+    if isinstance(value, str | int | uuid.UUID):
+        return str(value).encode()
+    raise TypeError(f"cannot send {type(value).__name__} as a statement parameter")
