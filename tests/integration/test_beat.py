@@ -28,7 +28,7 @@ import pytest
 import redis
 from beatkeeper_worker.app import make_app
 from beatkeeper_worker.beat import Ticker
-from beatkeeper_worker.publish import Publisher
+from beatkeeper_worker.broker import Publisher
 from sqlalchemy import Engine, select, text
 
 from beatkeeper.settings import Settings

@@ -21,7 +21,7 @@ import pytest
 import redis
 from beatkeeper_worker.app import make_app
 from beatkeeper_worker.beat import Ticker
-from beatkeeper_worker.publish import Publisher
+from beatkeeper_worker.broker import Publisher
 from celery import Celery
 from sqlalchemy import Engine, insert, select, text, update
 

@@ -44,8 +44,9 @@ from beatkeeper.spec import ScheduleSpec, recurrence_of
 from beatkeeper.states import RunState
 from beatkeeper.store import DatabaseUnavailable, make_engine, planning, transition_many
 from beatkeeper_worker.app import settings_of
+from beatkeeper_worker.broker import Publisher
 from beatkeeper_worker.health import BeatHealth, QueueLength
-from beatkeeper_worker.publish import Phases, Publisher, RunPublisher, Templates, timed
+from beatkeeper_worker.publish import Phases, RunPublisher, Templates, timed
 
 __all__ = ["Backoff", "DatabaseScheduler", "TickReport", "Ticker", "Waiter"]
 
