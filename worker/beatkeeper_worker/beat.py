@@ -7,7 +7,8 @@ Run it the Celery way::
 Each tick (``Ticker.tick``) repeats, batch by batch, until nothing is due: claim due
 schedules, plan their runs and advance them, commit; then lock due runs, publish them with
 the run id as task id, mark them ``enqueued``, commit (the queries and the reasoning for
-why replicas never duplicate nor lose an occurrence are in ``beatkeeper.store.planning``).
+why replicas never duplicate nor lose an occurrence are in ``beatkeeper.store.planning``;
+what each due schedule gets is ``beatkeeper.plans``).
 Between ticks Beat sleeps until the next due instant, or until a ``NOTIFY`` says a schedule
 changed, whichever comes first; it never polls on a fixed period and never holds schedules
 in memory beyond the batch at hand.
@@ -36,6 +37,7 @@ from celery.beat import Scheduler
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import InterfaceError, OperationalError, ProgrammingError
 
+from beatkeeper import plans
 from beatkeeper.observability import metrics
 from beatkeeper.observability.http import HealthServer
 from beatkeeper.recurrence import Recurrence
@@ -87,9 +89,9 @@ class TickReport:
 
 @dataclasses.dataclass(frozen=True)
 class _Claimed:
-    due: planning.DueSchedule
+    due: plans.DueSchedule
     spec: ScheduleSpec
-    plan: planning.Plan
+    plan: plans.Plan
 
 
 class Ticker:
@@ -192,8 +194,8 @@ class Ticker:
         return len(due) == self.batch_size or behind
 
     def _decide(
-        self, db: Any, due: list[planning.DueSchedule], templates: Templates, *, now: datetime
-    ) -> tuple[list[_Claimed], list[planning.Advance]]:
+        self, db: Any, due: list[plans.DueSchedule], templates: Templates, *, now: datetime
+    ) -> tuple[list[_Claimed], list[plans.Advance]]:
         """Plans of the readable schedules, and a stop for each unreadable one."""
         parsed = [(d, self._read(d)) for d in due]
         forbid = [d.id for d, r in parsed if r and r[0].concurrency_policy == "Forbid"]
@@ -201,21 +203,21 @@ class Ticker:
         claimed, stopped = [], []
         for d, read in parsed:
             if read is None:  # stop planning it rather than claim it again every tick
-                stopped.append(planning.Advance(d.id, None, None, d.planned_count, None))
+                stopped.append(plans.Advance(d.id, None, None, d.planned_count, None))
                 continue
             spec, recurrence = read
-            plan = planning.decide(d, spec, recurrence, now=now, busy=d.id in busy)
+            plan = plans.decide(d, spec, recurrence, now=now, busy=d.id in busy)
             if plan.jumped:
                 log.warning(
                     "schedule %s/%s was down for more than %d occurrences; "
                     "the ones in between were not recorded (missedRuns: %s)",
-                    *(d.namespace, d.name, planning.CATCH_UP_PER_TICK, spec.missed_runs),
+                    *(d.namespace, d.name, plans.CATCH_UP_PER_TICK, spec.missed_runs),
                 )
             templates[d.id, d.spec_hash] = self._runs.template(d.id, d.namespace, d.name, spec)
             claimed.append(_Claimed(d, spec, plan))
         return claimed, stopped
 
-    def _read(self, due: planning.DueSchedule) -> tuple[ScheduleSpec, Recurrence] | None:
+    def _read(self, due: plans.DueSchedule) -> tuple[ScheduleSpec, Recurrence] | None:
         try:
             spec = ScheduleSpec.model_validate_json(due.spec_json)
             return spec, recurrence_of(spec, seed=str(due.id), created_at=due.created_at)
