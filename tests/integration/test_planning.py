@@ -20,8 +20,8 @@ import psycopg
 import pytest
 import redis
 from beatkeeper_worker.app import make_app
-from beatkeeper_worker.beat import Ticker
 from beatkeeper_worker.broker import Publisher
+from beatkeeper_worker.tick import Ticker
 from celery import Celery
 from sqlalchemy import Engine, insert, select, text, update
 
