@@ -27,8 +27,8 @@ from typing import Any
 import pytest
 import redis
 from beatkeeper_worker.app import make_app
-from beatkeeper_worker.beat import Ticker
-from beatkeeper_worker.publish import Publisher
+from beatkeeper_worker.broker import Publisher
+from beatkeeper_worker.tick import Ticker
 from sqlalchemy import Engine, select, text
 
 from beatkeeper.settings import Settings

@@ -20,11 +20,12 @@ import psycopg
 import pytest
 import redis
 from beatkeeper_worker.app import make_app
-from beatkeeper_worker.beat import Ticker
-from beatkeeper_worker.publish import Publisher
+from beatkeeper_worker.broker import Publisher
+from beatkeeper_worker.tick import Ticker
 from celery import Celery
 from sqlalchemy import Engine, insert, select, text, update
 
+from beatkeeper import plans
 from beatkeeper.settings import Settings
 from beatkeeper.spec import validate_manifest
 from beatkeeper.states import RunState
@@ -225,7 +226,7 @@ def test_a_long_downtime_is_jumped_over_in_bounded_work(beat: Beat) -> None:
     beat.tick_at(T0 + timedelta(days=2))  # 172,800 occurrences late
     states = beat.states(schedule_id)
     assert states[-1] == S.ENQUEUED
-    assert len(states) == planning.CATCH_UP_PER_TICK + 1
+    assert len(states) == plans.CATCH_UP_PER_TICK + 1
     assert beat.runs(schedule_id)[-1].planned_at == T0 + timedelta(days=2)
 
 

@@ -1,10 +1,10 @@
-"""What the Beat scheduler plans, and the named queries that record and publish it.
+"""The named queries of a Beat tick: claim due schedules, record their runs, publish them.
 
 One tick of any Beat replica is: ``claim_due_schedules`` (``FOR UPDATE SKIP LOCKED``, so
-replicas split the due rows instead of waiting for each other), ``decide`` for each claimed
-schedule (pure: which occurrences become runs, in which state, and where ``next_run_at``
-moves), ``record_plans`` (insert the runs, ``ON CONFLICT (schedule_id, planned_at) DO
-NOTHING``, and advance the schedules, in one round trip), commit; then
+replicas split the due rows instead of waiting for each other), ``beatkeeper.plans.decide``
+for each claimed schedule (pure: which occurrences become runs, in which state, and where
+``next_run_at`` moves), ``record_plans`` (insert the runs, ``ON CONFLICT (schedule_id,
+planned_at) DO NOTHING``, and advance the schedules, in one round trip), commit; then
 ``claim_publishable_runs`` locks due ``planned``/``retrying`` runs, the caller publishes them
 and moves them to ``enqueued`` in the same transaction. Publishing only rows locked by the
 publisher is what makes "no duplicate, no gap" hold for any number of replicas: a run is
@@ -16,36 +16,23 @@ Every query reads through an index whose size follows what is due (``ix_schedule
 ``ix_runs_publishable``), so a tick costs what is due, never what exists. Arrays go in with
 ``unnest`` so a batch is one statement whatever its size.
 
-Catch-up after downtime (``missedRuns``): an occurrence is *overdue* when the next one is
-due as well. ``RunAll`` plans each (at most ``CATCH_UP_PER_TICK`` per schedule per tick, the
-rest next tick); ``RunLatest`` records the overdue ones as ``missed`` and plans the latest;
-``Skip`` records them all as ``missed``. Past ``CATCH_UP_PER_TICK`` overdue occurrences the
-rest are jumped over without a row each. ``maxRuns`` counts every occurrence that got a row.
-
 This module never commits, never talks to a broker and never reads the clock: callers pass
-``now``.
+``now``. It decides nothing either: ``beatkeeper.plans`` says what a due schedule gets.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import Connection, text
 
-from beatkeeper.recurrence import Recurrence
-from beatkeeper.spec import ScheduleSpec
-from beatkeeper.states import RunState
+from beatkeeper.plans import Advance, DueSchedule, NewRun
 
 __all__ = [
-    "CATCH_UP_PER_TICK",
     "NOTIFY_PREFIX",
-    "Advance",
-    "DueSchedule",
-    "NewRun",
-    "Plan",
     "PublishableRun",
     "Recorded",
     "busy_runs",
@@ -53,7 +40,6 @@ __all__ = [
     "claim_due_schedules",
     "claim_publishable_runs",
     "count_due_runs",
-    "decide",
     "next_wake",
     "notify",
     "prune_history",
@@ -61,7 +47,6 @@ __all__ = [
     "schedule_specs",
 ]
 
-CATCH_UP_PER_TICK = 100
 NOTIFY_PREFIX = "beatkeeper_"
 
 
@@ -81,48 +66,6 @@ def notify(db: Connection, payload: str = "") -> None:
 # --- planning ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class DueSchedule:
-    """A schedule row locked by ``claim_due_schedules``; its spec is parsed only if needed."""
-
-    id: uuid.UUID
-    namespace: str
-    name: str
-    spec_json: str
-    spec_hash: str
-    created_at: datetime
-    planned_count: int
-    next_run_at: datetime
-    next_due_at: datetime
-
-
-@dataclass(frozen=True)
-class NewRun:
-    schedule_id: uuid.UUID
-    planned_at: datetime
-    due_at: datetime
-    state: RunState
-    task: str
-    max_attempts: int
-    reason: str | None = None  # why a run was born finished (missed, skipped, expired)
-
-
-@dataclass(frozen=True)
-class Advance:
-    schedule_id: uuid.UUID
-    next_run_at: datetime | None
-    next_due_at: datetime | None
-    planned_count: int
-    last_scheduled_at: datetime | None
-
-
-@dataclass(frozen=True)
-class Plan:
-    runs: list[NewRun] = field(default_factory=list)
-    advance: Advance | None = None
-    jumped: bool = False  # overdue occurrences were passed over without a row
-
-
 _CLAIM = text("""
     SELECT id, namespace, name, spec::text AS spec_json, spec_hash, created_at,
            planned_count, next_run_at, next_due_at
@@ -139,105 +82,6 @@ def claim_due_schedules(db: Connection, *, now: datetime, limit: int) -> list[Du
     """Lock up to ``limit`` due schedules that no other replica holds, earliest first."""
     rows = db.execute(_CLAIM, {"now": now, "limit": limit})
     return [DueSchedule(**row._mapping) for row in rows]
-
-
-def decide(
-    due: DueSchedule, spec: ScheduleSpec, recurrence: Recurrence, *, now: datetime, busy: bool
-) -> Plan:
-    """The runs one claimed schedule gets now and where its ``next_run_at`` moves.
-
-    ``busy``: the schedule has a run that is not finished (only asked for ``Forbid``).
-    """
-    occurrences, upcoming, count = _due_occurrences(due, recurrence, now=now)
-    jumped = upcoming is not None and upcoming[1] <= now and spec.missed_runs != "RunAll"
-    if jumped:
-        assert upcoming is not None
-        latest = _latest_at_or_before(recurrence, upcoming[0], now)
-        occurrences.append((latest, _due(recurrence, latest)))
-        count += 1
-        following = recurrence.next_after(latest, planned_so_far=count)
-        upcoming = None if following is None else (following, _due(recurrence, following))
-    runs = _runs(due, spec, occurrences, now=now, busy=busy)
-    advance = Advance(
-        schedule_id=due.id,
-        next_run_at=upcoming[0] if upcoming else None,
-        next_due_at=upcoming[1] if upcoming else None,
-        planned_count=count,
-        last_scheduled_at=occurrences[-1][0] if occurrences else None,
-    )
-    return Plan(runs, advance, jumped)
-
-
-def _due_occurrences(
-    due: DueSchedule, recurrence: Recurrence, *, now: datetime
-) -> tuple[list[tuple[datetime, datetime]], tuple[datetime, datetime] | None, int]:
-    """Due (planned, due) pairs from ``next_run_at`` on, at most CATCH_UP_PER_TICK; the next."""
-    found: list[tuple[datetime, datetime]] = []
-    count = due.planned_count
-    upcoming: tuple[datetime, datetime] | None = (due.next_run_at, due.next_due_at)
-    while upcoming is not None and upcoming[1] <= now and len(found) < CATCH_UP_PER_TICK:
-        found.append(upcoming)
-        count += 1
-        following = recurrence.next_after(upcoming[0], planned_so_far=count)
-        upcoming = None if following is None else (following, _due(recurrence, following))
-    return found, upcoming, count
-
-
-def _runs(
-    due: DueSchedule,
-    spec: ScheduleSpec,
-    occurrences: list[tuple[datetime, datetime]],
-    *,
-    now: datetime,
-    busy: bool,
-) -> list[NewRun]:
-    runs = []
-    caught_up = len(occurrences) > 1  # more than one due at once: Beat was down
-    for index, (planned, due_at) in enumerate(occurrences):
-        latest = index == len(occurrences) - 1
-        state: RunState = RunState.MISSED
-        reason: str | None = f"overdue after downtime (missedRuns: {spec.missed_runs})"
-        if (
-            not caught_up
-            or spec.missed_runs == "RunAll"
-            or (latest and spec.missed_runs == "RunLatest")
-        ):
-            state, reason = _state_of(spec, due_at, now=now, busy=busy)
-        if state is RunState.PLANNED and spec.concurrency_policy == "Forbid":
-            busy = True  # one run at a time, within a catch-up too
-        runs.append(
-            NewRun(due.id, planned, due_at, state, spec.task, spec.retry.max_attempts, reason)
-        )
-    return runs
-
-
-def _state_of(
-    spec: ScheduleSpec, due_at: datetime, *, now: datetime, busy: bool
-) -> tuple[RunState, str | None]:
-    if spec.starting_deadline is not None and due_at + spec.starting_deadline < now:
-        return RunState.MISSED, "could not start within startingDeadline"
-    if spec.expires is not None and due_at + spec.expires < now:
-        return RunState.EXPIRED, "expires passed before it could be published"
-    if busy and spec.concurrency_policy == "Forbid":
-        return RunState.SKIPPED, "a run was still active (concurrencyPolicy: Forbid)"
-    return RunState.PLANNED, None
-
-
-def _due(recurrence: Recurrence, planned: datetime) -> datetime:
-    return planned + recurrence.jitter_for(planned)
-
-
-def _latest_at_or_before(recurrence: Recurrence, start: datetime, cutoff: datetime) -> datetime:
-    """The last occurrence <= ``cutoff``, found by bisection from ``start`` (an occurrence)."""
-    low, high = start, cutoff
-    while high - low > timedelta(microseconds=1):
-        middle = low + (high - low) / 2
-        found = recurrence.next_after(middle)
-        if found is not None and found <= cutoff:
-            low = found
-        else:
-            high = middle
-    return low
 
 
 # --- recording ---------------------------------------------------------------------------

@@ -1,0 +1,242 @@
+"""One Beat tick: plan what is due, then publish it, batch by batch until nothing is due.
+
+``Ticker.tick`` repeats: claim due schedules, plan their runs and advance them, commit; then
+lock due runs, publish them with the run id as task id, mark them ``enqueued``, commit (the
+queries and the reasoning for why replicas never duplicate nor lose an occurrence are in
+``beatkeeper.store.planning``; what each due schedule gets is ``beatkeeper.plans``; how runs
+become messages is ``beatkeeper_worker.publish``). A tick hands control back after
+``MAX_TICK_SECONDS`` even with more due, so Beat's loop keeps turning.
+
+The ticker knows nothing of Celery's Beat loop: it never waits, and it leaves database and
+broker errors to ``beatkeeper_worker.beat``, which waits between ticks and backs off.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from celery import Celery
+from sqlalchemy import Connection, Engine
+
+from beatkeeper import plans
+from beatkeeper.recurrence import Recurrence
+from beatkeeper.spec import ScheduleSpec, recurrence_of
+from beatkeeper.states import RunState
+from beatkeeper.store import planning, transition_many
+from beatkeeper_worker.broker import Publisher
+from beatkeeper_worker.publish import Phases, RunPublisher, Templates, timed
+
+__all__ = ["BATCH_SIZE", "TickReport", "Ticker", "utcnow"]
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 500
+MAX_TICK_SECONDS = 2.0  # hand control back to Celery's loop at least this often
+PRUNE_EVERY = 25  # prune a schedule's history every this many occurrences
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclasses.dataclass
+class TickReport:
+    claimed: int = 0
+    planned: int = 0
+    finished_at_birth: int = 0  # missed, skipped or expired when planned
+    published: int = 0
+    dropped: int = 0  # missed or expired when their turn to publish came
+    cancelled: int = 0  # by concurrencyPolicy: Replace
+    pruned: int = 0
+    phases: Phases = dataclasses.field(default_factory=lambda: Phases(float))
+
+    def add(self, other: TickReport) -> None:
+        for name in ("claimed", "planned", "finished_at_birth", "published", "dropped"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.cancelled += other.cancelled
+        self.pruned += other.pruned
+        for phase, seconds in other.phases.items():
+            self.phases[phase] += seconds
+
+
+@dataclasses.dataclass(frozen=True)
+class _Claimed:
+    due: plans.DueSchedule
+    spec: ScheduleSpec
+    plan: plans.Plan
+
+
+class Ticker:
+    """Plans and publishes what is due, batch by batch; knows nothing of Celery's loop."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        app: Celery,
+        publisher: Publisher,
+        *,
+        batch_size: int = BATCH_SIZE,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._engine = engine
+        self._connections: dict[str, Connection] = {}
+        self._app = app
+        self._runs = RunPublisher(app, publisher)
+        self.batch_size = batch_size
+        self._clock = clock
+
+    def tick(self) -> TickReport:
+        report = TickReport()
+        templates: Templates = {}
+        started = time.monotonic()
+        while True:
+            more = self._plan_batch(templates, report)
+            db, now = self._connection("publish"), self._clock()
+            published = self._runs.publish_due(
+                db, templates, report.phases, now=now, limit=self.batch_size
+            )
+            report.published += published.sent
+            report.dropped += published.dropped
+            more = more or published.locked == self.batch_size
+            if not more or time.monotonic() - started > MAX_TICK_SECONDS:
+                return report
+
+    def next_wake(self) -> datetime | None:
+        db = self._connection("plan")
+        with db.begin():
+            return planning.next_wake(db)
+
+    def due_backlog(self) -> int:
+        """How many due runs wait to be published (after a tick: those it had no time for)."""
+        db = self._connection("plan")
+        with db.begin():
+            return planning.count_due_runs(db, now=self._clock())
+
+    def close(self) -> None:
+        """Drop the held connections (after an error, or at shutdown); the next tick reconnects."""
+        connections, self._connections = self._connections, {}
+        for connection in connections.values():
+            with contextlib.suppress(Exception):  # it may be the broken one
+                connection.invalidate()
+                connection.close()
+
+    def _connection(self, role: str) -> Connection:
+        """One connection per role held across ticks: no pool checkout or ping per transaction.
+
+        The publishing connection commits asynchronously: losing its last commits in a
+        PostgreSQL crash only sends a run again under the same id, which workers drop
+        (invariant 3), while planning commits are durable before anything is published.
+        """
+        connection = self._connections.get(role)
+        if connection is None or connection.closed:
+            connection = self._engine.connect()
+            if role == "publish":
+                connection.exec_driver_sql("SET synchronous_commit = off")
+                connection.commit()
+            self._connections[role] = connection
+        return connection
+
+    # --- planning ---------------------------------------------------------------------------
+
+    def _plan_batch(self, templates: Templates, report: TickReport) -> bool:
+        """Plan one batch; True if more may be due (a full batch, or a catch-up to go on)."""
+        phases = report.phases
+        db = self._connection("plan")
+        with db.begin():
+            now = self._clock()
+            with timed(phases, "plan_claim"):
+                due = planning.claim_due_schedules(db, now=now, limit=self.batch_size)
+            if not due:
+                return False
+            with timed(phases, "decide"):
+                claimed, advances = self._decide(db, due, templates, now=now)
+            with timed(phases, "plan_record"):
+                replaced = self._replace(db, claimed, now=now)
+                runs = [run for c in claimed for run in c.plan.runs]
+                advances += [c.plan.advance for c in claimed if c.plan.advance is not None]
+                recorded = planning.record_plans(db, runs, advances, now=now)
+                db.commit()
+        report.claimed += len(due)
+        report.planned += recorded.planned
+        report.finished_at_birth += recorded.born - recorded.planned
+        report.cancelled += len(replaced)
+        self._revoke(replaced)
+        report.pruned += self._prune(claimed)
+        behind = any(a.next_due_at is not None and a.next_due_at <= now for a in advances)
+        return len(due) == self.batch_size or behind
+
+    def _decide(
+        self, db: Any, due: list[plans.DueSchedule], templates: Templates, *, now: datetime
+    ) -> tuple[list[_Claimed], list[plans.Advance]]:
+        """Plans of the readable schedules, and a stop for each unreadable one."""
+        parsed = [(d, self._read(d)) for d in due]
+        forbid = [d.id for d, r in parsed if r and r[0].concurrency_policy == "Forbid"]
+        busy = {schedule_id for _, schedule_id, _ in planning.busy_runs(db, forbid)}
+        claimed, stopped = [], []
+        for d, read in parsed:
+            if read is None:  # stop planning it rather than claim it again every tick
+                stopped.append(plans.Advance(d.id, None, None, d.planned_count, None))
+                continue
+            spec, recurrence = read
+            plan = plans.decide(d, spec, recurrence, now=now, busy=d.id in busy)
+            if plan.jumped:
+                log.warning(
+                    "schedule %s/%s was down for more than %d occurrences; "
+                    "the ones in between were not recorded (missedRuns: %s)",
+                    *(d.namespace, d.name, plans.CATCH_UP_PER_TICK, spec.missed_runs),
+                )
+            templates[d.id, d.spec_hash] = self._runs.template(d.id, d.namespace, d.name, spec)
+            claimed.append(_Claimed(d, spec, plan))
+        return claimed, stopped
+
+    def _read(self, due: plans.DueSchedule) -> tuple[ScheduleSpec, Recurrence] | None:
+        try:
+            spec = ScheduleSpec.model_validate_json(due.spec_json)
+            return spec, recurrence_of(spec, seed=str(due.id), created_at=due.created_at)
+        except ValueError as error:
+            log.error(  # noqa: TRY400 (a data problem, not a bug: no traceback)
+                "schedule %s/%s has a stored spec beatkeeper cannot plan (%s); "
+                "it is stopped until it is applied again",
+                *(due.namespace, due.name, " ".join(str(error).split())),
+            )
+            return None
+
+    def _replace(self, db: Any, claimed: list[_Claimed], *, now: datetime) -> list[uuid.UUID]:
+        """Cancel the unfinished runs of Replace schedules that get a new run now."""
+        replacing = [
+            c.due.id
+            for c in claimed
+            if c.spec.concurrency_policy == "Replace"
+            and any(run.state is RunState.PLANNED for run in c.plan.runs)
+        ]
+        old = [run_id for run_id, _, _ in planning.busy_runs(db, replacing)]
+        reason = "replaced by a newer run (concurrencyPolicy: Replace)"
+        return transition_many(db, old, RunState.CANCELLED, now=now, error=reason)
+
+    def _revoke(self, run_ids: list[uuid.UUID]) -> None:
+        if not run_ids:
+            return
+        try:
+            self._app.control.revoke([str(i) for i in run_ids], terminate=True)
+        except Exception as error:  # noqa: BLE001 (the database already says cancelled)
+            log.warning("could not ask workers to revoke %d replaced runs: %s", len(run_ids), error)
+
+    def _prune(self, claimed: list[_Claimed]) -> int:
+        keep = [
+            (c.due.id, c.spec.history.succeeded, c.spec.history.failed)
+            for c in claimed
+            if c.plan.advance is not None
+            and c.plan.advance.planned_count // PRUNE_EVERY != c.due.planned_count // PRUNE_EVERY
+        ]
+        if not keep:
+            return 0
+        db = self._connection("plan")
+        with db.begin():
+            return planning.prune_history(db, keep)
