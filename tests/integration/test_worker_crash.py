@@ -58,6 +58,20 @@ def test_process_killed_right_after_the_body_returned_has_its_success_recorded(
         assert len(worker.bodies(run_id)) == 1
 
 
+def test_a_run_that_kills_every_process_running_it_is_failed_after_three(
+    tmp_path: Path, settings_with_broker: Settings, beat: Beat
+) -> None:
+    with running_worker(tmp_path, settings_with_broker, concurrency=1) as worker:
+        schedule = beat.schedule("poison", "userapp.crash")
+        run_id = beat.plan(schedule)
+        beat.publish(schedule, run_id, worker)
+        run = beat.wait_for_state(run_id, S.FAILED, timeout=60)
+        assert run.error.startswith("WorkerLost: 3 worker processes died running this run")
+        assert run.worker_losses == 3
+        assert len(set(worker.bodies(run_id))) == 3  # three processes, each killed once
+        worker.wait_for_log(rf"run {run_id} of tests/poison failed: WorkerLost")
+
+
 def test_database_down_requeues_the_message_and_a_later_worker_runs_it(
     tmp_path: Path, settings_with_broker: Settings, beat: Beat
 ) -> None:

@@ -124,6 +124,12 @@ def custom_call(self, value):
     return value
 
 
+@app.task(bind=True, name="userapp.crash")
+def crash(self):
+    record(self, "start")
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
 @app.task(bind=True, name="userapp.add_then_die")
 def add_then_die(self, x, y):
     record(self, "start")

@@ -6,7 +6,8 @@ process's sessions (``session_name``). A message for a ``running`` run may take 
 when no session with the owner's token exists any more: the owning process died (SIGKILL,
 OOM; its socket closed and its backend exited) and the message came back through
 ``acks_late``/``task_reject_on_worker_lost`` or a visibility timeout. A live owner keeps its
-run, so a duplicate delivered while the body runs elsewhere is dropped.
+run, so a duplicate delivered while the body runs elsewhere is dropped. A run that has killed
+``MAX_WORKER_LOSSES`` processes is failed instead (its retry policy still applies).
 
 This module decides and writes one take-over; it must not talk to Celery.
 """
@@ -23,15 +24,20 @@ from sqlalchemy import Connection, select, text, update
 
 from beatkeeper.states import RunState
 from beatkeeper.store.models import runs
+from beatkeeper.store.runs import transition
+from beatkeeper_worker import retries
 
 if TYPE_CHECKING:
     from beatkeeper_worker.ledger import Delivery
 
-__all__ = ["OWNER_EXIT_GRACE_SECONDS", "session_name", "take_over"]
+__all__ = ["MAX_WORKER_LOSSES", "OWNER_EXIT_GRACE_SECONDS", "session_name", "take_over"]
 
 logger = logging.getLogger("beatkeeper.worker")
 
 OWNER_EXIT_GRACE_SECONDS = 2.0
+#: A run whose body killed this many processes (segfault, OOM killer, a hard exit) is failed
+#: instead of handed to the next one, which it would kill in turn.
+MAX_WORKER_LOSSES = 3
 _SESSION = re.compile(r"session ([0-9a-f]{12})\)$")
 
 
@@ -44,7 +50,9 @@ def take_over(db: Connection, delivery: Delivery, me: str, *, now: datetime) -> 
     """Run ``delivery``'s run after all if it is ``running`` for a process that is gone."""
     run = (delivery.run_id, delivery.schedule)
     row = db.execute(
-        select(runs.c.state, runs.c.worker).where(runs.c.id == delivery.run_id)
+        select(runs.c.state, runs.c.worker, runs.c.worker_losses).where(
+            runs.c.id == delivery.run_id
+        )
     ).first()
     if row is None:
         logger.warning("run %s of %s does not exist: message dropped", *run)
@@ -53,28 +61,35 @@ def take_over(db: Connection, delivery: Delivery, me: str, *, now: datetime) -> 
         logger.info("run %s of %s is %s: not run again", *run, row.state)
         return False
     if row.worker == me or _still_owned(db, row.worker, redelivered=delivery.redelivered):
-        logger.info(
-            "run %s of %s is running on %s: not run twice",
-            delivery.run_id,
-            delivery.schedule,
-            row.worker,
-        )
+        logger.info("run %s of %s is running on %s: not run twice", *run, row.worker)
         return False
+    losses = row.worker_losses + (row.worker is not None)  # NULL: handed back, not lost
+    if losses >= MAX_WORKER_LOSSES:
+        return _give_up(db, delivery, row.worker, losses, now=now)
     taken = db.execute(
         update(runs)
         .where(runs.c.id == delivery.run_id, runs.c.state == RunState.RUNNING.value)
         .where(runs.c.worker.is_not_distinct_from(row.worker))
-        .values(worker=me, started_at=now, finished_at=None, updated_at=now)
+        .values(worker=me, started_at=now, finished_at=None, updated_at=now, worker_losses=losses)
         .returning(runs.c.id)
     ).first()
     if taken is not None:
-        logger.warning(
-            "run %s of %s taken over from %s: it is gone",
-            delivery.run_id,
-            delivery.schedule,
-            row.worker,
-        )
+        logger.warning("run %s of %s taken over from %s: it is gone", *run, row.worker)
     return taken is not None
+
+
+def _give_up(
+    db: Connection, delivery: Delivery, owner: str | None, losses: int, *, now: datetime
+) -> bool:
+    """The run killed every process that ran it: fail it (retry policy applies) unrun."""
+    error = (
+        f"WorkerLost: {losses} worker processes died running this run (the last: {owner}); "
+        "not run again"
+    )
+    if transition(db, delivery.run_id, RunState.FAILED, now=now, error=error, worker_losses=losses):
+        logger.error("run %s of %s failed: %s", delivery.run_id, delivery.schedule, error)
+        retries.settle_failure(db, delivery.run_id, error=error, now=now)
+    return False
 
 
 def _still_owned(db: Connection, owner: str | None, *, redelivered: bool) -> bool:

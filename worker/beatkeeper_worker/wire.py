@@ -48,7 +48,7 @@ class Statement:
     name: bytes
     sql: bytes
     order: tuple[str, ...]  # the parameter name behind each $n
-    constants: Mapping[str, Any]
+    constants: Mapping[str, bytes | None]  # already in text form: encoded once
 
     @classmethod
     def of(cls, name: str, sql: str, constants: Mapping[str, Any]) -> Statement:
@@ -63,11 +63,12 @@ class Statement:
             return f"${order.index(match.group(1)) + 1}"
 
         converted = _PYFORMAT.sub(positional, sql)
-        return cls(name.encode(), converted.encode(), tuple(order), dict(constants))
+        encoded = {key: _text(value) for key, value in constants.items()}
+        return cls(name.encode(), converted.encode(), tuple(order), encoded)
 
     def values(self, given: Mapping[str, Any]) -> list[bytes | None]:
-        merged = {**self.constants, **given}
-        return [_text(merged[name]) for name in self.order]
+        constants = self.constants
+        return [constants[name] if name in constants else _text(given[name]) for name in self.order]
 
 
 @dataclass(frozen=True)

@@ -148,6 +148,7 @@ class Run(Base):
     result: Mapped[str | None]  # a bounded summary, never the full return value
     error: Mapped[str | None]
     replay_of: Mapped[uuid.UUID | None]  # no FK: pruning history must not touch replays
+    worker_losses: Mapped[int] = mapped_column(server_default=text("0"))  # processes it killed
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
 

@@ -50,6 +50,7 @@ _WRITABLE = frozenset(
         "worker",
         "result",
         "error",
+        "worker_losses",
     }
 )
 
