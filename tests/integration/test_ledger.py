@@ -25,7 +25,11 @@ def probe(sql: str) -> Statement:
 
 @pytest.fixture
 def wire(db: Engine) -> Wire:
-    return Wire(db.connect())
+    connection = db.connect()
+    # A pooled session may come back from a test that changed it (Beat's publishing one).
+    connection.exec_driver_sql("SET synchronous_commit = on")
+    connection.commit()
+    return Wire(connection)
 
 
 def test_a_sent_statement_is_answered_when_collected(wire: Wire) -> None:
