@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import socket
 import statistics
 import subprocess
@@ -173,15 +172,20 @@ class Beats:
                 process.kill()
 
     def stats(self, start: float, end: float) -> list[dict[str, Any]]:
-        """Beat's own stats lines (one per second per process) inside the window."""
+        """Beat's own stats lines (one per second per process) inside the window.
+
+        Beat logs JSON lines here (``BEATKEEPER_LOG_FORMAT=json``); a stats line's event is
+        ``beat: stats {...}``.
+        """
         found = []
         for log in self.logs:
             for line in log.read_text().splitlines():
-                match = re.match(r"\[(\S+ \S+): INFO/\S+\] beat: stats (\{.*\})", line)
-                if match:
-                    stamp = datetime.strptime(match[1], "%Y-%m-%d %H:%M:%S,%f").timestamp()
-                    if start <= stamp <= end:
-                        found.append(json.loads(match[2]))
+                if '"beat: stats ' not in line:
+                    continue
+                entry = json.loads(line)
+                stamp = datetime.fromisoformat(entry["timestamp"]).timestamp()
+                if start <= stamp <= end:
+                    found.append(json.loads(entry["event"].removeprefix("beat: stats ")))
         return found
 
 
@@ -370,7 +374,7 @@ def main() -> None:
         "BEATKEEPER_DATABASE_URL": settings.require_database_url(),
         "BEATKEEPER_DB_SCHEMA": SCHEMA,
         "BEATKEEPER_BROKER_URL": broker,
-        "BEATKEEPER_LOG_FORMAT": "console",
+        "BEATKEEPER_LOG_FORMAT": "json",
         "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
     }
     drain = Drain(broker)
@@ -432,7 +436,7 @@ def ratios(results: list[dict[str, Any]]) -> dict[str, Any]:
     mine = {
         r["schedules"]: r
         for r in results
-        if r.get("scheduler") == "beatkeeper" and r["beats"] == 1 and r["period_s"] == 60.0
+        if r.get("scheduler") == "beatkeeper" and r["beats"] == 1 and r.get("period_s") == 60.0
     }
     found: dict[str, Any] = {}
     for r in results:
