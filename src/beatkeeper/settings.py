@@ -16,8 +16,11 @@ import os
 import re
 import sys
 from collections.abc import Callable, Mapping
+from datetime import timedelta
 from typing import Literal, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from beatkeeper.durations import parse_duration
 
 __all__ = [
     "PREFIX",
@@ -107,6 +110,9 @@ class Settings:
     metrics_port: int | None = None
     imports: tuple[str, ...] = ()
     namespaces: tuple[str, ...] = ()
+    #: A run ``enqueued`` this long, not started and with its queue empty, is published
+    #: again (its message was lost between a Redis broker and a worker); None: never.
+    redeliver_after: timedelta | None = timedelta(minutes=5)
 
     def __post_init__(self) -> None:
         # Settings built in code get the same checks and normalisation as the environment.
@@ -142,6 +148,7 @@ class Settings:
             metrics_port=_optional(get("METRICS_PORT"), "METRICS_PORT", _parse_port),
             imports=_parse_list(get("IMPORTS"), "IMPORTS", _check_module_name),
             namespaces=_parse_list(get("NAMESPACES"), "NAMESPACES", _check_namespace),
+            redeliver_after=_parse_redeliver_after(get("REDELIVER_AFTER")),
         )
 
     def require_database_url(self) -> str:
@@ -211,6 +218,22 @@ def _parse_log_level(value: str, variable: str) -> str:
     if upper not in _LOG_LEVELS:
         raise SettingsError(f"{variable} must be one of {', '.join(_LOG_LEVELS)}, got {value!r}")
     return upper
+
+
+def _parse_redeliver_after(value: str | None) -> timedelta | None:
+    if value is None:
+        return timedelta(minutes=5)
+    if value.lower() in {"off", "never"}:
+        return None
+    try:
+        after = parse_duration(value)
+    except ValueError as error:
+        raise SettingsError(f"{PREFIX}REDELIVER_AFTER: {error} (or 'off')") from None
+    if after < timedelta(seconds=1):
+        raise SettingsError(
+            f"{PREFIX}REDELIVER_AFTER must be at least 1s (or 'off'), got {value!r}"
+        )
+    return after
 
 
 def _parse_port(value: str, variable: str) -> int:

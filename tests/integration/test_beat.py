@@ -28,6 +28,7 @@ import pytest
 import redis
 from beatkeeper_worker.app import make_app
 from beatkeeper_worker.broker import Publisher
+from beatkeeper_worker.health import WaitingMessages
 from beatkeeper_worker.tick import Ticker
 from sqlalchemy import Engine, select, text
 
@@ -335,3 +336,33 @@ def test_the_publish_path_works_with_rabbitmq_as_the_broker(stack: Stack) -> Non
     assert sorted(seen["kwargs"]["n"] for seen in stack.received()) == [0, 1, 2]
     enqueued = {str(run.id) for run in stack.runs() if run.state == RunState.ENQUEUED}
     assert {seen["id"] for seen in stack.received()} == enqueued
+
+
+def test_a_run_whose_message_was_lost_is_published_again_once(stack: Stack) -> None:
+    for name in ("lost-a", "lost-b"):
+        stack.apply(name, interval="1h")
+    app = make_app(stack.settings)
+    due = datetime.now(UTC) + timedelta(hours=1, seconds=1)
+    assert Ticker(stack.engine, app, Publisher(app), clock=lambda: due).tick().published == 2
+    run_ids = sorted(str(run.id) for run in stack.runs())
+    waiting = WaitingMessages(stack.settings.require_broker_url())
+    later = due + timedelta(minutes=1)
+
+    def sweeper() -> Ticker:
+        return Ticker(
+            stack.engine,
+            app,
+            Publisher(app),
+            clock=lambda: later,
+            redeliver_after=timedelta(seconds=10),
+            queue_is_empty=waiting.empty,
+        )
+
+    # Not started for a minute, but their messages still wait in the queue: nothing resent.
+    assert sweeper().tick().republished == 0
+    redis.Redis.from_url(stack.settings.require_broker_url()).delete(stack.queue)  # lost
+    assert sweeper().tick().republished == 2
+    assert sorted(message["headers"]["id"] for message in stack.messages()) == run_ids
+    assert sweeper().tick().republished == 0  # the copies are waiting now
+    assert len(stack.messages()) == 2
+    assert {run.state for run in stack.runs()} == {RunState.ENQUEUED}

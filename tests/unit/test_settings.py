@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import sys
+from datetime import timedelta
 
 import pytest
 
@@ -315,3 +316,17 @@ def test_repr_masks_passwords() -> None:
 def test_normalise_names_the_variable_it_was_given() -> None:
     with pytest.raises(SettingsError, match=r"^BEATKEEPER_TEST_DATABASE_URL must be"):
         normalise_database_url("mysql://h/db", variable="BEATKEEPER_TEST_DATABASE_URL")
+
+
+def test_redeliver_after_defaults_to_five_minutes_and_may_be_turned_off() -> None:
+    assert Settings.from_env({}).redeliver_after == timedelta(minutes=5)
+    assert Settings.from_env({"BEATKEEPER_REDELIVER_AFTER": "90s"}).redeliver_after == timedelta(
+        seconds=90
+    )
+    assert Settings.from_env({"BEATKEEPER_REDELIVER_AFTER": "off"}).redeliver_after is None
+
+
+@pytest.mark.parametrize("value", ["soon", "0s", "5 minutes"])
+def test_a_bad_redeliver_after_names_the_variable(value: str) -> None:
+    with pytest.raises(SettingsError, match="BEATKEEPER_REDELIVER_AFTER"):
+        Settings.from_env({"BEATKEEPER_REDELIVER_AFTER": value})

@@ -36,7 +36,7 @@ from beatkeeper.settings import SettingsError, mask_url
 from beatkeeper.store import DatabaseUnavailable, make_engine, planning
 from beatkeeper_worker.app import settings_of
 from beatkeeper_worker.broker import Publisher
-from beatkeeper_worker.health import BeatHealth, QueueLength
+from beatkeeper_worker.health import BeatHealth, QueueLength, WaitingMessages
 from beatkeeper_worker.tick import BATCH_SIZE, Ticker, TickReport, utcnow
 from beatkeeper_worker.waiting import Backoff, Waiter
 
@@ -63,7 +63,15 @@ class DatabaseScheduler(Scheduler):  # type: ignore[misc]
         self._engine = make_engine(settings, application_name="beatkeeper-beat", pool_size=2)
         self._publisher = Publisher(self.app)
         batch = int(self.app.conf.get("beatkeeper_beat_batch_size") or BATCH_SIZE)
-        self._ticker = Ticker(self._engine, self.app, self._publisher, batch_size=batch)
+        self._queues = WaitingMessages(settings.require_broker_url())
+        self._ticker = Ticker(
+            self._engine,
+            self.app,
+            self._publisher,
+            batch_size=batch,
+            redeliver_after=settings.redeliver_after,
+            queue_is_empty=self._queues.empty if self._queues.enabled else None,
+        )
         self._waiter = Waiter(self._engine, planning.channel_for(settings.db_schema))
         self._backoff = Backoff()
         self._stats_every = float(self.app.conf.get("beatkeeper_beat_stats_every") or 60)
@@ -178,6 +186,7 @@ class DatabaseScheduler(Scheduler):  # type: ignore[misc]
         if self._server is not None:
             self._server.stop()
         self._queue.close()
+        self._queues.close()
         self._ticker.close()
         self._publisher.close()
         self._waiter.close()

@@ -106,6 +106,33 @@ class QueueLength:
             self._client.close()
 
 
+class WaitingMessages:
+    """Whether a queue on a Redis broker holds no message now; nothing on other brokers.
+
+    Only Redis loses a message between broker and worker (an AMQP broker keeps an
+    unacknowledged delivery), so only there does Beat look for lost ones.
+    """
+
+    def __init__(self, broker_url: str) -> None:
+        self._url = broker_url
+        self._lengths: dict[str, QueueLength] = {}
+        self.enabled = broker_url.partition("://")[0] in {"redis", "rediss"}
+
+    def empty(self, queue: str) -> bool:
+        """``False`` also when Redis cannot say: then nothing is sent twice."""
+        length = self._lengths.get(queue)
+        if length is None:
+            length = self._lengths[queue] = QueueLength(self._url, queue)
+        try:
+            return length.measure() == 0
+        except redis.RedisError:
+            return False
+
+    def close(self) -> None:
+        for length in self._lengths.values():
+            length.close()
+
+
 # -- workers --------------------------------------------------------------------------------
 
 

@@ -20,7 +20,7 @@ import dataclasses
 import logging
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -97,6 +97,43 @@ class RunPublisher:
                     transition_many(db, ids, state, now=now, error=_DROP_REASONS[state])
                 db.commit()
         return Published(len(runs), len(sent), len(runs) - len(sent))
+
+    def republish_unstarted(
+        self,
+        db: Connection,
+        templates: Templates,
+        *,
+        now: datetime,
+        before: datetime,
+        limit: int,
+        queue_is_empty: Callable[[str], bool],
+    ) -> int:
+        """Send again runs ``enqueued`` before ``before`` and never started, whose queue is
+        empty now (so their message is not merely waiting behind others); the number sent."""
+        with db.begin():
+            runs = planning.claim_unstarted_runs(db, enqueued_before=before, limit=limit)
+            if not runs:
+                return 0
+            self._fill(db, runs, templates)
+            outgoing, sent, dropped = self._messages(runs, templates, now=now)
+            for state, dropped_ids in dropped.items():
+                transition_many(db, dropped_ids, state, now=now, error=_DROP_REASONS[state])
+            empty: dict[str, bool] = {}
+            chosen = [
+                (message, run_id)
+                for message, run_id in zip(outgoing, sent, strict=True)
+                if empty.setdefault(message.queue, queue_is_empty(message.queue))
+            ]
+            if not chosen:
+                db.commit()
+                return 0
+            self._publisher.publish([message for message, _ in chosen])
+            ids = [run_id for _, run_id in chosen]
+            planning.mark_republished(db, ids, now=datetime.now(UTC))
+            db.commit()
+        for run_id in ids:
+            log.warning("run %s was enqueued long ago and never started: published again", run_id)
+        return len(ids)
 
     def _messages(
         self, runs: list[planning.PublishableRun], templates: Templates, *, now: datetime

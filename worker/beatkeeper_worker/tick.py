@@ -19,7 +19,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from celery import Celery
@@ -55,6 +55,7 @@ class TickReport:
     dropped: int = 0  # missed or expired when their turn to publish came
     cancelled: int = 0  # by concurrencyPolicy: Replace
     pruned: int = 0
+    republished: int = 0  # enqueued long ago, never started: their message was lost
     phases: Phases = dataclasses.field(default_factory=lambda: Phases(float))
 
     def add(self, other: TickReport) -> None:
@@ -62,6 +63,7 @@ class TickReport:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.cancelled += other.cancelled
         self.pruned += other.pruned
+        self.republished += other.republished
         for phase, seconds in other.phases.items():
             self.phases[phase] += seconds
 
@@ -84,13 +86,20 @@ class Ticker:
         *,
         batch_size: int = BATCH_SIZE,
         clock: Callable[[], datetime] = utcnow,
+        redeliver_after: timedelta | None = None,
+        queue_is_empty: Callable[[str], bool] | None = None,
     ) -> None:
+        """``redeliver_after`` and ``queue_is_empty`` (both or neither): publish again runs
+        enqueued that long ago, never started, whose queue is empty (a lost message)."""
         self._engine = engine
         self._connections: dict[str, Connection] = {}
         self._app = app
         self._runs = RunPublisher(app, publisher)
         self.batch_size = batch_size
         self._clock = clock
+        self._redeliver_after = redeliver_after if queue_is_empty is not None else None
+        self._queue_is_empty = queue_is_empty
+        self._sweep_at = time.monotonic()
 
     def tick(self) -> TickReport:
         report = TickReport()
@@ -106,7 +115,25 @@ class Ticker:
             report.dropped += published.dropped
             more = more or published.locked == self.batch_size
             if not more or time.monotonic() - started > MAX_TICK_SECONDS:
+                self._republish_unstarted(templates, report)
                 return report
+
+    def _republish_unstarted(self, templates: Templates, report: TickReport) -> None:
+        """Now and then, publish again what was enqueued long ago and never started."""
+        after, is_empty = self._redeliver_after, self._queue_is_empty
+        if after is None or is_empty is None or time.monotonic() < self._sweep_at:
+            return
+        self._sweep_at = time.monotonic() + min(60.0, max(1.0, after.total_seconds() / 4))
+        now = self._clock()
+        with timed(report.phases, "republish"):
+            report.republished += self._runs.republish_unstarted(
+                self._connection("publish"),
+                templates,
+                now=now,
+                before=now - after,
+                limit=self.batch_size,
+                queue_is_empty=is_empty,
+            )
 
     def next_wake(self) -> datetime | None:
         db = self._connection("plan")

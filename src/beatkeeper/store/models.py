@@ -168,6 +168,8 @@ class Run(Base):
         ),
         # concurrencyPolicy looks up a schedule's active runs.
         Index("ix_runs_active", "schedule_id", postgresql_where=text(_in("state", ACTIVE))),
+        # Beat's search for runs whose message was lost (enqueued long ago, never started).
+        Index("ix_runs_enqueued", "enqueued_at", postgresql_where=text("state = 'enqueued'")),
         # The operator's status refresher polls for runs changed since its last look.
         Index("ix_runs_updated_at", "updated_at"),
     )

@@ -12,8 +12,15 @@ published by whoever locked it, and a run whose publisher died is unlocked and d
 next tick of any replica publishes it (invariant 2). The unique key, not a lock, keeps an
 occurrence from being planned twice (invariant 1).
 
+A message can still be lost after the broker took it: kombu's Redis transport pops a
+message before it records it as unacknowledged, so a worker killed (or a Redis restarted)
+in between drops it for good. ``claim_unstarted_runs`` finds runs ``enqueued`` long ago
+and never started, for Beat to publish again (``mark_republished``); a worker drops the
+copy if the first message did arrive (invariant 3).
+
 Every query reads through an index whose size follows what is due (``ix_schedules_due``,
-``ix_runs_publishable``), so a tick costs what is due, never what exists. Arrays go in with
+``ix_runs_publishable``, ``ix_runs_enqueued``), so a tick costs what is due, never what
+exists. Arrays go in with
 ``unnest`` so a batch is one statement whatever its size.
 
 This module never commits, never talks to a broker and never reads the clock: callers pass
@@ -39,7 +46,9 @@ __all__ = [
     "channel_for",
     "claim_due_schedules",
     "claim_publishable_runs",
+    "claim_unstarted_runs",
     "count_due_runs",
+    "mark_republished",
     "next_wake",
     "notify",
     "prune_history",
@@ -201,6 +210,37 @@ def claim_publishable_runs(db: Connection, *, now: datetime, limit: int) -> list
     """Lock up to ``limit`` due planned or retrying runs no other replica holds."""
     rows = db.execute(_PUBLISHABLE, {"now": now, "limit": limit})
     return [PublishableRun(**row._mapping) for row in rows]
+
+
+_LOST = text("""
+    SELECT r.id, r.schedule_id, r.planned_at, r.due_at, r.attempt, r.max_attempts, r.task,
+           r.state, s.spec_hash, s.namespace, s.name
+    FROM runs AS r JOIN schedules AS s ON s.id = r.schedule_id
+    WHERE r.state = 'enqueued' AND r.enqueued_at <= :before
+    ORDER BY r.enqueued_at
+    LIMIT :limit
+    FOR UPDATE OF r SKIP LOCKED
+""")
+
+
+def claim_unstarted_runs(
+    db: Connection, *, enqueued_before: datetime, limit: int
+) -> list[PublishableRun]:
+    """Lock up to ``limit`` runs ``enqueued`` before then and never started, oldest first."""
+    rows = db.execute(_LOST, {"before": enqueued_before, "limit": limit})
+    return [PublishableRun(**row._mapping) for row in rows]
+
+
+_REPUBLISHED = text("""
+    UPDATE runs SET enqueued_at = :now, updated_at = :now
+    WHERE id = ANY(CAST(:ids AS uuid[])) AND state = 'enqueued'
+""")
+
+
+def mark_republished(db: Connection, run_ids: Sequence[uuid.UUID], *, now: datetime) -> None:
+    """The runs' messages were sent again: their wait starts over (not a state transition)."""
+    if run_ids:
+        db.execute(_REPUBLISHED, {"ids": list(run_ids), "now": now})
 
 
 _DUE_RUNS = text(

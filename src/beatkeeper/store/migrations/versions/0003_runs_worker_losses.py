@@ -1,4 +1,4 @@
-"""Count, per run, the worker processes that died running it.
+"""Count, per run, the worker processes that died running it; index runs waiting enqueued.
 
 Revision ID: 0003
 Revises: 0002
@@ -8,6 +8,10 @@ A message whose body kills its process (a segfault, the OOM killer) comes back t
 ``task_reject_on_worker_lost`` and is taken over by the next process, which dies in turn:
 without a count it would loop for ever. The worker fails the run once the count reaches its
 limit (``beatkeeper_worker.ownership.MAX_WORKER_LOSSES``).
+
+Beat looks for runs ``enqueued`` long ago and never started (a message lost between a Redis
+broker and a worker) to publish them again; ``ix_runs_enqueued`` keeps that query's cost to
+the runs waiting, not the table.
 """
 
 from __future__ import annotations
@@ -28,7 +32,14 @@ def upgrade() -> None:
         "runs",
         sa.Column("worker_losses", sa.Integer(), server_default=sa.text("0"), nullable=False),
     )
+    op.create_index(
+        op.f("ix_runs_enqueued"),
+        "runs",
+        ["enqueued_at"],
+        postgresql_where=sa.text("state = 'enqueued'"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_index(op.f("ix_runs_enqueued"), table_name="runs")
     op.drop_column("runs", "worker_losses")
