@@ -17,7 +17,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from reliability_harness import Consumer, Fleet, Scenario, occurrences_between, wait_for
+from reliability_harness import Consumer, Fleet, Scenario, occurrences_between
+from waiting import wait_for
 
 pytestmark = pytest.mark.slow
 
