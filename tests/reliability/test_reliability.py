@@ -98,18 +98,21 @@ def run_scenario(
 
 
 def _explain(scenario: Scenario, fleet: Fleet, timed_out: AssertionError) -> None:
-    """Print what the fleet did; name runs whose message no worker ever received."""
+    """Print what the fleet did, and name the cause when it is one of these two."""
     print(fleet.logs(), "\nruns by state:", scenario.counts(), "\nkills:", fleet.kills)
-    print("exited by themselves:", fleet.crashed())
     received = fleet.deliveries()
     unsettled = scenario.unsettled()
     for run in unsettled:
         print(f"unsettled: {run}; received by a worker {received[str(run.id)]} times")
-    lost = [run.id for run in unsettled if run.state == "enqueued" and not received[str(run.id)]]
-    if lost:
+    if crashed := fleet.crashed():
         raise AssertionError(
-            f"{len(lost)} run(s) published and marked enqueued, then never received by any "
-            f"worker: the message was lost between the broker and the workers: {lost}"
+            f"exited by themselves instead of reconnecting (exit codes): {crashed}"
+        ) from timed_out
+    lost = [run.id for run in unsettled if run.state == "enqueued" and not received[str(run.id)]]
+    if lost and scenario.broker_holds() == 0:
+        raise AssertionError(
+            f"{len(lost)} run(s) published and marked enqueued, never received by any worker, "
+            f"and the broker holds no message: lost between the broker and the workers: {lost}"
         ) from timed_out
 
 
