@@ -79,4 +79,13 @@ class PostgresServer:
         )
 
     def stop(self) -> None:
-        self.server.cleanup()
+        # pgserver stops only the postmaster it started itself, which a restart replaced.
+        server = self.server
+        with contextlib.suppress(subprocess.CalledProcessError):
+            self._pgserver.pg_ctl(
+                ["-w", "-m", "fast", "stop"],
+                pgdata=server.pgdata,
+                user=server.system_user,
+                timeout=60,
+            )
+        server.cleanup()
