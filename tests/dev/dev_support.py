@@ -19,9 +19,9 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
@@ -37,7 +37,6 @@ spec:
   task: {TASK}
   interval: 5s
 """
-_T = TypeVar("_T")
 
 
 def free_port() -> int:
@@ -51,18 +50,6 @@ def dev_env() -> dict[str, str]:
     """The test environment without settings that would point the stack at other servers."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("BEATKEEPER_")}
     return env | {"NO_COLOR": "1", "COLUMNS": "400"}
-
-
-def until(condition: Callable[[], _T | None], *, timeout: float, what: str) -> _T:
-    """Poll ``condition`` until it returns something truthy; fail naming ``what``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.1)  # a poll interval, not a wait for something to happen
 
 
 class DevStack:

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dev_support import TASK, DevStack, until
+from dev_support import TASK, DevStack
+from waiting import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -81,7 +82,7 @@ def page(chromium: str, tmp_path: Path) -> Iterator[Page]:
     )  # fmt: skip
     try:
         port_file = profile / "DevToolsActivePort"
-        until(lambda: port_file.exists() and port_file.read_text().strip(), timeout=30,
+        wait_for(lambda: port_file.exists() and port_file.read_text().strip(), timeout=30,
               what="Chromium's DevTools port")  # fmt: skip
         port = port_file.read_text().split()[0]
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=5) as listing:
@@ -106,7 +107,7 @@ def page(chromium: str, tmp_path: Path) -> Iterator[Page]:
 def test_flower_shows_an_example_task_succeeded(
     chromium: str, dev_stack: DevStack, page: Page
 ) -> None:
-    until(dev_stack.succeeded, timeout=60, what=f"{TASK} to succeed (Flower's API)")
+    wait_for(dev_stack.succeeded, timeout=60, what=f"{TASK} to succeed (Flower's API)")
 
     def success_row() -> str | None:
         page.call("Page.navigate", url=f"{dev_stack.flower}/tasks")
@@ -118,5 +119,5 @@ def test_flower_shows_an_example_task_succeeded(
             time.sleep(0.2)
         return None
 
-    row = until(success_row, timeout=60, what=f"Flower's task page to list {TASK} as SUCCESS")
+    row = wait_for(success_row, timeout=60, what=f"Flower's task page to list {TASK} as SUCCESS")
     print(f"\nFlower in Chromium: {row.split(chr(9))[:3]}")

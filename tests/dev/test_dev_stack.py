@@ -13,14 +13,15 @@ from pathlib import Path
 
 import psutil
 import pytest
-from dev_support import BEATKEEPER, QUICK, TASK, DevStack, dev_env, free_port, until
+from dev_support import BEATKEEPER, QUICK, TASK, DevStack, dev_env, free_port
+from waiting import wait_for
 
 pytestmark = pytest.mark.slow
 
 
 def test_an_example_task_succeeds_and_flower_shows_it(dev_stack: DevStack) -> None:
     started = time.monotonic()
-    runs = until(dev_stack.succeeded, timeout=60, what=f"Flower to show {TASK} succeeded")
+    runs = wait_for(dev_stack.succeeded, timeout=60, what=f"Flower to show {TASK} succeeded")
     print(f"\nfirst {TASK} success seen in Flower {time.monotonic() - started:.1f}s after ready")
     run = next(iter(runs.values()))
     assert run["result"].startswith("{'completed':")
@@ -41,7 +42,7 @@ def test_a_broken_manifest_is_reported_and_the_previous_version_kept(
     found = dev_stack.wait_for(r"quick\.yaml: (.*) \(previous version kept\)", after=mark)
     assert "interval" in found.group(1)
     before = set(dev_stack.succeeded())
-    until(lambda: set(dev_stack.succeeded()) - before, timeout=30, what="another run to succeed")
+    wait_for(lambda: set(dev_stack.succeeded()) - before, timeout=30, what="another run to succeed")
     assert not any("quick deleted" in line for line in dev_stack.lines[mark:])
 
     mark = dev_stack.mark()
@@ -88,7 +89,7 @@ def test_ctrl_c_stops_every_child_and_a_second_start_resumes(dev_stack: DevStack
     # A new port: right after a stop, `port_in_use` (a bind without SO_REUSEADDR) can still
     # see the old Flower port's TIME_WAIT connections as "in use".
     dev_stack.start(port=free_port())
-    until(dev_stack.succeeded, timeout=60, what=f"{TASK} to succeed after the restart")
+    wait_for(dev_stack.succeeded, timeout=60, what=f"{TASK} to succeed after the restart")
     # The schedule was kept in the state folder: nothing to create again.
     assert not [line for line in dev_stack.lines if re.search(r"quick (created|deleted)", line)]
 

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ from beatkeeper_worker.broker import Publisher
 from beatkeeper_worker.health import WaitingMessages
 from beatkeeper_worker.tick import Ticker
 from sqlalchemy import Engine, select, text
+from waiting import wait_for
 
 from beatkeeper.settings import Settings
 from beatkeeper.spec import validate_manifest
@@ -59,16 +60,6 @@ def record(self, *args, **kwargs):
     with open(os.environ["PROBE_OUT"], "a") as out:
         out.write(json.dumps(seen) + "\\n")
 """
-
-
-def wait_for(condition: Callable[[], Any], *, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = condition()
-        if result:
-            return result
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def closed_port() -> int:

@@ -18,7 +18,8 @@ import pytest
 import redis
 from sqlalchemy import Engine
 from test_beat import Stack, closed_port
-from test_worker_support import Beat, free_port, running_worker, wait_for
+from test_worker_support import Beat, free_port, running_worker
+from waiting import wait_for
 
 from beatkeeper.settings import Settings
 from beatkeeper.states import RunState

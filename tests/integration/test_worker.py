@@ -14,7 +14,8 @@ import pytest
 from beatkeeper_worker import tracking
 from celery import Celery, signals
 from sqlalchemy import Engine, func, select
-from test_worker_support import Beat, Worker, free_port, running_worker, wait_for
+from test_worker_support import Beat, Worker, free_port, running_worker
+from waiting import wait_for
 
 from beatkeeper.settings import Settings
 from beatkeeper.states import RunState

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
-from test_worker_support import Beat, free_port, running_worker, wait_for
+from test_worker_support import Beat, free_port, running_worker
+from waiting import wait_for
 
 from beatkeeper.settings import Settings
 from beatkeeper.states import RunState

