@@ -356,4 +356,8 @@ def test_a_run_whose_message_was_lost_is_published_again_once(stack: Stack) -> N
     assert sorted(message["headers"]["id"] for message in stack.messages()) == run_ids
     assert sweeper().tick().republished == 0  # the copies are waiting now
     assert len(stack.messages()) == 2
+    # Beat, idle otherwise, wakes for the next look rather than after its idle minute.
+    wake = sweeper().next_wake()
+    assert wake is not None
+    assert wake - later <= timedelta(seconds=10)
     assert {run.state for run in stack.runs()} == {RunState.ENQUEUED}

@@ -123,7 +123,7 @@ class Ticker:
         after, is_empty = self._redeliver_after, self._queue_is_empty
         if after is None or is_empty is None or time.monotonic() < self._sweep_at:
             return
-        self._sweep_at = time.monotonic() + min(60.0, max(1.0, after.total_seconds() / 4))
+        self._sweep_at = time.monotonic() + self._sweep_seconds()
         now = self._clock()
         with timed(report.phases, "republish"):
             report.republished += self._runs.republish_unstarted(
@@ -136,9 +136,21 @@ class Ticker:
             )
 
     def next_wake(self) -> datetime | None:
+        """When something is next due, or when a run enqueued long ago may need sending again."""
         db = self._connection("plan")
         with db.begin():
-            return planning.next_wake(db)
+            wake = planning.next_wake(db)
+            oldest = planning.oldest_unstarted(db) if self._redeliver_after else None
+        if oldest is None or self._redeliver_after is None:
+            return wake
+        # Not before the next look is allowed: a queue still busy then means another wait.
+        soonest = self._clock() + timedelta(seconds=self._sweep_seconds())
+        lost = max(oldest + self._redeliver_after, soonest)
+        return lost if wake is None else min(wake, lost)
+
+    def _sweep_seconds(self) -> float:
+        after = self._redeliver_after
+        return 60.0 if after is None else min(60.0, max(1.0, after.total_seconds() / 4))
 
     def due_backlog(self) -> int:
         """How many due runs wait to be published (after a tick: those it had no time for)."""

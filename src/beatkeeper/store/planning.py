@@ -51,6 +51,7 @@ __all__ = [
     "mark_republished",
     "next_wake",
     "notify",
+    "oldest_unstarted",
     "prune_history",
     "record_plans",
     "schedule_specs",
@@ -272,6 +273,15 @@ _NEXT_WAKE = text("""
          WHERE deleted_at IS NULL AND NOT suspended AND next_due_at IS NOT NULL),
         (SELECT min(due_at) FROM runs WHERE state IN ('planned', 'retrying')))
 """)
+
+
+_OLDEST_UNSTARTED = text("SELECT min(enqueued_at) FROM runs WHERE state = 'enqueued'")
+
+
+def oldest_unstarted(db: Connection) -> datetime | None:
+    """When the run longest ``enqueued`` (and not started yet) was sent, if any is."""
+    found: datetime | None = db.execute(_OLDEST_UNSTARTED).scalar()
+    return found
 
 
 def next_wake(db: Connection) -> datetime | None:
