@@ -147,15 +147,6 @@ def requests_since(emulator: Emulator, before: Counter[str]) -> dict[str, int]:
     return dict(sorted(delta.items()))
 
 
-def watches_since(emulator: Emulator, count: int) -> list[str]:
-    """The paths of the watch requests after the first ``count`` requests."""
-    return [
-        str(request.url.path)
-        for request in emulator._requests[count:]  # a plain list: the whole log
-        if request.action is not None and request.action.value == "WATCH"
-    ]
-
-
 async def bench(n: int, idle: float, settings: Settings) -> dict[str, Any]:
     engine = make_engine(settings)
 
@@ -211,11 +202,11 @@ async def bench(n: int, idle: float, settings: Settings) -> dict[str, Any]:
             # The refresher re-reads what changed in the last 5 s; let that pass first.
             await asyncio.sleep(8.0)
             before_idle = emulator.counts.copy()
-            log_length = len(emulator._requests)
+            watches_before = len(emulator.watches)
             rss_idle_start = sampler.rss()
             await asyncio.sleep(idle)
             idle_requests = requests_since(emulator, before_idle)
-            idle_watches = watches_since(emulator, log_length)
+            idle_watches = emulator.watches[watches_before:]
             rss_end = sampler.rss()
         finally:
             operator.terminate()
