@@ -63,8 +63,10 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
         runtime.engine.dispose()
 
 
+# Async, though it awaits nothing: kopf runs a plain function in a thread, and the index
+# sees every watch event (four per new Schedule).
 @kopf.index(*RESOURCE)
-def schedule_index(body: kopf.Body, meta: kopf.Meta, **_: Any) -> dict[str, dict[str, Any]]:
+async def schedule_index(body: kopf.Body, meta: kopf.Meta, **_: Any) -> dict[str, dict[str, Any]]:
     """uid → where the Schedule is and the status it has now (for the refresher)."""
     return {
         str(meta.uid): {
