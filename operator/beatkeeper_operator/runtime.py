@@ -21,7 +21,7 @@ from beatkeeper.store.engine import make_engine
 from beatkeeper_operator.kube import EventLimiter
 from beatkeeper_operator.policy import Policy, load_policy
 
-__all__ = ["OperatorConfig", "Runtime", "config_from_env", "configure_kopf"]
+__all__ = ["OperatorConfig", "Runtime", "Served", "config_from_env", "configure_kopf"]
 
 FINALIZER = "beatkeeper.io/finalizer"
 # kopf leaves its own prefix out of the essence it diffs, so it must not be the prefix
@@ -42,6 +42,21 @@ class OperatorConfig:
 
 
 @dataclass
+class Served:
+    """A Schedule this operator serves, and its status as the operator last saw or wrote it.
+
+    The handlers record it on every reconcile (so a restart's resume handlers record every
+    Schedule) and the refresher after each status patch; only the operator writes a
+    Schedule's status, so this is what the resource shows without watching it again.
+    """
+
+    namespace: str
+    name: str
+    generation: int | None
+    status: dict[str, Any]
+
+
+@dataclass
 class Runtime:
     """Shared by the handlers and the refresher of one operator run."""
 
@@ -49,9 +64,8 @@ class Runtime:
     engine: Engine
     kopf_settings: kopf.OperatorSettings
     limiter: EventLimiter
-    #: The status fields last written per schedule uid, so a status the watch has not
-    #: echoed back yet is not written twice.
-    written: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)
+    #: Every Schedule the handlers reconciled, by uid, with the status it now shows.
+    served: dict[uuid.UUID, Served] = field(default_factory=dict)
     #: The ``schedules.updated_at`` the refresher last loaded per schedule uid (only those
     #: inside its look-back overlap), so a row is not re-read on every poll of the overlap.
     loaded_versions: dict[uuid.UUID, Any] = field(default_factory=dict)
