@@ -65,7 +65,7 @@ def run_operator() -> None:
     """The operator as deployed (handlers, default timings), logged in to the emulator."""
     import beatkeeper_operator.handlers  # noqa: F401, PLC0415
     import kopf  # noqa: PLC0415
-    from beatkeeper_operator.runtime import OperatorConfig  # noqa: PLC0415
+    from beatkeeper_operator.runtime import OperatorConfig, configure_collector  # noqa: PLC0415
 
     server = os.environ["BENCH_EMULATOR_URL"]
 
@@ -74,6 +74,7 @@ def run_operator() -> None:
         return kopf.ConnectionInfo(server=server, scheme="Bearer", token="bench")
 
     config = OperatorConfig(settings=Settings.from_env())
+    configure_collector()
     profile = os.environ.get("BENCH_OPERATOR_PROFILE")  # a file for cProfile's statistics
     if profile:
         import cProfile  # noqa: PLC0415
