@@ -105,6 +105,33 @@ def all_ready(emulator: Emulator) -> int:
     return done
 
 
+def database_cpu(engine: Any) -> dict[int, float] | None:
+    """CPU seconds of each PostgreSQL process serving the operator, when the server runs on
+    this machine (None otherwise): the operator's connections are pooled, so its backends
+    live from their first use to the end of the run."""
+    with engine.connect() as db:
+        pids = db.execute(
+            text("SELECT pid FROM pg_stat_activity WHERE application_name = :name"),
+            {"name": "beatkeeper-operator"},
+        ).scalars()
+        found: dict[int, float] = {}
+        for pid in pids:
+            try:
+                process = psutil.Process(pid)
+                if not process.name().startswith("postgres"):
+                    return None  # a server elsewhere: this pid is some local process
+                found[pid] = sum(process.cpu_times()[:2])
+            except psutil.Error:
+                return None
+    return found
+
+
+def cpu_since(before: dict[int, float] | None, after: dict[int, float] | None) -> float | None:
+    if before is None or after is None:
+        return None
+    return round(sum(after.values()) - sum(before.get(pid, 0.0) for pid in after), 1)
+
+
 class Sampler:
     def __init__(self, pid: int) -> None:
         self.process = psutil.Process(pid)
@@ -186,6 +213,7 @@ async def bench(n: int, idle: float, settings: Settings) -> dict[str, Any]:
             before = emulator.counts.copy()
             cpu_before = sum(sampler.process.cpu_times()[:2])
             own_cpu_before = sum(psutil.Process().cpu_times()[:2])
+            database_before = database_cpu(engine)
             start = time.monotonic()
             await create_all(url, n)
             created = time.monotonic() - start
@@ -198,6 +226,7 @@ async def bench(n: int, idle: float, settings: Settings) -> dict[str, Any]:
             converged = time.monotonic() - start
             operator_cpu = sum(sampler.process.cpu_times()[:2]) - cpu_before
             emulator_cpu = sum(psutil.Process().cpu_times()[:2]) - own_cpu_before
+            database = cpu_since(database_before, database_cpu(engine))
             creation = requests_since(emulator, before)
             operator_requests = sum(creation.values()) - creation.get("CREATE:", 0)
             # The refresher re-reads what changed in the last 5 s; let that pass first.
@@ -219,10 +248,13 @@ async def bench(n: int, idle: float, settings: Settings) -> dict[str, Any]:
         "create_seconds": round(created, 2),
         "seconds_until_all_ready_with_rows": round(converged, 2),
         "schedules_per_second": round(n / converged, 1),
-        # Where the time went until then: both processes' CPU seconds (2 cores here).
+        # Where the time went until then: CPU seconds of the operator, of this process (the
+        # emulator), and of the PostgreSQL backends serving the operator (None when the
+        # server is not on this machine).
         "cpu_seconds_until_ready": {
             "operator": round(operator_cpu, 1),
             "emulator_and_benchmark": round(emulator_cpu, 1),
+            "database": database,
         },
         "operator_rss_mb": {
             "started": round(rss_started / 2**20, 1),
