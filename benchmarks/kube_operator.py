@@ -65,7 +65,7 @@ def run_operator() -> None:
     """The operator as deployed (handlers, default timings), logged in to the emulator."""
     import beatkeeper_operator.handlers  # noqa: F401, PLC0415
     import kopf  # noqa: PLC0415
-    from beatkeeper_operator.runtime import OperatorConfig  # noqa: PLC0415
+    from beatkeeper_operator.runtime import OperatorConfig, configure_collector  # noqa: PLC0415
 
     server = os.environ["BENCH_EMULATOR_URL"]
 
@@ -74,6 +74,7 @@ def run_operator() -> None:
         return kopf.ConnectionInfo(server=server, scheme="Bearer", token="bench")
 
     config = OperatorConfig(settings=Settings.from_env())
+    configure_collector()
     profile = os.environ.get("BENCH_OPERATOR_PROFILE")  # a file for cProfile's statistics
     if profile:
         import cProfile  # noqa: PLC0415
@@ -102,6 +103,33 @@ def all_ready(emulator: Emulator) -> int:
         conditions = (obj.raw.get("status") or {}).get("conditions") or []
         done += any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
     return done
+
+
+def database_cpu(engine: Any) -> dict[int, float] | None:
+    """CPU seconds of each PostgreSQL process serving the operator, when the server runs on
+    this machine (None otherwise): the operator's connections are pooled, so its backends
+    live from their first use to the end of the run."""
+    with engine.connect() as db:
+        pids = db.execute(
+            text("SELECT pid FROM pg_stat_activity WHERE application_name = :name"),
+            {"name": "beatkeeper-operator"},
+        ).scalars()
+        found: dict[int, float] = {}
+        for pid in pids:
+            try:
+                process = psutil.Process(pid)
+                if not process.name().startswith("postgres"):
+                    return None  # a server elsewhere: this pid is some local process
+                found[pid] = sum(process.cpu_times()[:2])
+            except psutil.Error:
+                return None
+    return found
+
+
+def cpu_since(before: dict[int, float] | None, after: dict[int, float] | None) -> float | None:
+    if before is None or after is None:
+        return None
+    return round(sum(after.values()) - sum(before.get(pid, 0.0) for pid in after), 1)
 
 
 class Sampler:
@@ -147,15 +175,6 @@ def requests_since(emulator: Emulator, before: Counter[str]) -> dict[str, int]:
     return dict(sorted(delta.items()))
 
 
-def watches_since(emulator: Emulator, count: int) -> list[str]:
-    """The paths of the watch requests after the first ``count`` requests."""
-    return [
-        str(request.url.path)
-        for request in emulator._requests[count:]  # a plain list: the whole log
-        if request.action is not None and request.action.value == "WATCH"
-    ]
-
-
 async def bench(n: int, idle: float, settings: Settings) -> dict[str, Any]:
     engine = make_engine(settings)
 
@@ -194,6 +213,7 @@ async def bench(n: int, idle: float, settings: Settings) -> dict[str, Any]:
             before = emulator.counts.copy()
             cpu_before = sum(sampler.process.cpu_times()[:2])
             own_cpu_before = sum(psutil.Process().cpu_times()[:2])
+            database_before = database_cpu(engine)
             start = time.monotonic()
             await create_all(url, n)
             created = time.monotonic() - start
@@ -206,16 +226,17 @@ async def bench(n: int, idle: float, settings: Settings) -> dict[str, Any]:
             converged = time.monotonic() - start
             operator_cpu = sum(sampler.process.cpu_times()[:2]) - cpu_before
             emulator_cpu = sum(psutil.Process().cpu_times()[:2]) - own_cpu_before
+            database = cpu_since(database_before, database_cpu(engine))
             creation = requests_since(emulator, before)
             operator_requests = sum(creation.values()) - creation.get("CREATE:", 0)
             # The refresher re-reads what changed in the last 5 s; let that pass first.
             await asyncio.sleep(8.0)
             before_idle = emulator.counts.copy()
-            log_length = len(emulator._requests)
+            watches_before = len(emulator.watches)
             rss_idle_start = sampler.rss()
             await asyncio.sleep(idle)
             idle_requests = requests_since(emulator, before_idle)
-            idle_watches = watches_since(emulator, log_length)
+            idle_watches = emulator.watches[watches_before:]
             rss_end = sampler.rss()
         finally:
             operator.terminate()
@@ -227,10 +248,13 @@ async def bench(n: int, idle: float, settings: Settings) -> dict[str, Any]:
         "create_seconds": round(created, 2),
         "seconds_until_all_ready_with_rows": round(converged, 2),
         "schedules_per_second": round(n / converged, 1),
-        # Where the time went until then: both processes' CPU seconds (2 cores here).
+        # Where the time went until then: CPU seconds of the operator, of this process (the
+        # emulator), and of the PostgreSQL backends serving the operator (None when the
+        # server is not on this machine).
         "cpu_seconds_until_ready": {
             "operator": round(operator_cpu, 1),
             "emulator_and_benchmark": round(emulator_cpu, 1),
+            "database": database,
         },
         "operator_rss_mb": {
             "started": round(rss_started / 2**20, 1),

@@ -14,7 +14,7 @@ import kopf
 import beatkeeper_operator.handlers  # noqa: F401 (registers the handlers)
 from beatkeeper.settings import SettingsError
 from beatkeeper_operator.policy import PolicyError
-from beatkeeper_operator.runtime import config_from_env
+from beatkeeper_operator.runtime import config_from_env, configure_collector
 
 LIVENESS = "http://0.0.0.0:8080/healthz"
 
@@ -26,6 +26,7 @@ def main() -> None:
         sys.stderr.write(f"beatkeeper operator: {exc}\n")
         raise SystemExit(2) from None
     namespaces = config.settings.namespaces
+    configure_collector()
     kopf.run(
         standalone=True,
         clusterwide=not namespaces,

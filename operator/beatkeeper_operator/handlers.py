@@ -6,7 +6,8 @@ runs the synchronous store work in a thread (``reconcile``), writes status only 
 ``kube.post_event``. A database that cannot be reached is a ``kopf.TemporaryError`` with
 exponential backoff and a ``Ready=False reason=DatabaseUnavailable`` condition, never a
 crash. Deletion waits on the ``beatkeeper.io/finalizer`` until the store has retired the
-schedule.
+schedule. Every reconcile records the Schedule and the status it shows afterwards in
+``Runtime.served``, which is all the status refresher knows of the resources.
 
 This module must not hold SQL or status-building logic; it wires kopf to ``reconcile``,
 ``status`` and ``refresher``.
@@ -27,7 +28,13 @@ from sqlalchemy.exc import OperationalError
 
 from beatkeeper.store.engine import DatabaseUnavailable
 from beatkeeper_operator import health, kube, reconcile, refresher
-from beatkeeper_operator.runtime import OperatorConfig, Runtime, config_from_env, configure_kopf
+from beatkeeper_operator.runtime import (
+    OperatorConfig,
+    Runtime,
+    Served,
+    config_from_env,
+    configure_kopf,
+)
 from beatkeeper_operator.status import previous_ready, ready_condition, run_fields, status_patch
 
 RESOURCE = ("beatkeeper.io", "v1alpha1", "schedules")
@@ -36,17 +43,14 @@ logger = logging.getLogger(__name__)
 
 
 @kopf.on.startup()
-async def start(*, settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -> None:
-    # kopf passes every index to every handler by name, but its startup-handler type does
-    # not declare them: read ours from the keyword arguments.
-    schedule_index: kopf.Index[str, dict[str, Any]] = kwargs["schedule_index"]
+async def start(*, settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     configure_kopf(settings)
     config = memo.get("config")
     if not isinstance(config, OperatorConfig):
         config = config_from_env()
     runtime = Runtime.build(config, settings)
     memo["runtime"] = runtime
-    memo["tasks"] = [asyncio.create_task(refresher.run(runtime, schedule_index))]
+    memo["tasks"] = [asyncio.create_task(refresher.run(runtime))]
     if config.health_port is not None:
         memo["tasks"].append(asyncio.create_task(health.serve(runtime, port=config.health_port)))
     runtime.started = True
@@ -61,20 +65,6 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
     runtime = memo.get("runtime")
     if isinstance(runtime, Runtime):
         runtime.engine.dispose()
-
-
-@kopf.index(*RESOURCE)
-def schedule_index(body: kopf.Body, meta: kopf.Meta, **_: Any) -> dict[str, dict[str, Any]]:
-    """uid → where the Schedule is and the status it has now (for the refresher)."""
-    return {
-        str(meta.uid): {
-            "uid": meta.uid,
-            "namespace": meta.namespace,
-            "name": meta.name,
-            "generation": meta.get("generation"),
-            "status": dict(body.get("status") or {}),
-        }
-    }
 
 
 @kopf.on.resume(*RESOURCE)
@@ -105,7 +95,7 @@ async def reconcile_schedule(
             previous=previous_ready(current),
             now=now,
         )
-        _write(patch, current, {"conditions": [ready]})
+        _write(runtime, meta, patch, current, {"conditions": [ready]})
         delay = min(runtime.config.max_backoff, 2.0 ** min(retry, 10))
         raise kopf.TemporaryError(f"database unavailable: {message}", delay=delay) from None
     runtime.database_ok = True
@@ -125,12 +115,11 @@ async def reconcile_schedule(
     if outcome.observation is not None:
         desired["trigger"] = outcome.observation.trigger
         desired.update(run_fields(outcome.observation))
-        runtime.written[outcome.observation.id] = {**current, **desired}
         # The refresher need not re-read this row version: the status below already has it.
         runtime.loaded_versions[outcome.observation.id] = outcome.observation.updated_at
     elif outcome.reason == "TaskNotAllowed":
         desired.update({"nextRunTimes": [], "active": []})
-    _write(patch, current, desired)
+    _write(runtime, meta, patch, current, desired)
     for notice in outcome.notices:
         await kube.post_event(
             runtime.kopf_settings,
@@ -159,12 +148,26 @@ async def retire_schedule(meta: kopf.Meta, memo: kopf.Memo, retry: int, **_: Any
         delay = min(runtime.config.max_backoff, 2.0 ** min(retry, 10))
         raise kopf.TemporaryError(f"database unavailable: {exc}", delay=delay) from None
     if (key := _uuid(meta.uid)) is not None:
-        runtime.written.pop(key, None)
+        runtime.served.pop(key, None)
 
 
-def _write(patch: kopf.Patch, current: Mapping[str, Any], desired: Mapping[str, Any]) -> None:
+def _write(
+    runtime: Runtime,
+    meta: kopf.Meta,
+    patch: kopf.Patch,
+    current: Mapping[str, Any],
+    desired: Mapping[str, Any],
+) -> None:
+    """Patch the status fields that differ; remember what the status shows afterwards."""
     for key, value in status_patch(current, desired).items():
         patch.status[key] = value
+    if (uid := _uuid(meta.uid)) is not None:
+        runtime.served[uid] = Served(
+            namespace=meta.namespace or "default",
+            name=meta.name or "",
+            generation=meta.get("generation"),
+            status={**current, **desired},
+        )
 
 
 def _uuid(uid: str | None) -> uuid.UUID | None:

@@ -92,7 +92,10 @@ def reconcile(engine: Engine, body: Mapping[str, Any], *, policy: Policy, now: d
     with engine.begin() as db:
         applied = apply_schedule(db, manifest, now=now)
         notices = _manual_actions(db, meta.namespace, meta.name, meta.annotations, now=now)
-        seen = load_observations(db, [applied.id]).get(applied.id)
+        # A row created just now under a new uid has no runs unless an annotation planned
+        # one: creating thousands of Schedules then costs no query on the runs table.
+        fresh = applied.action in {"created", "replaced"} and not any(_requested(meta.annotations))
+        seen = load_observations(db, [applied.id], with_runs=not fresh).get(applied.id)
     if seen is None:  # pragma: no cover (apply_schedule just made the row live)
         return Outcome(False, "Unknown", "the schedule is not in the database", notices=notices)
     ready, reason, message = readiness(seen)
@@ -121,8 +124,7 @@ def forget(engine: Engine, *, uid: str | None, namespace: str, name: str, now: d
 def _manual_actions(
     db: Connection, namespace: str, name: str, annotations: Mapping[str, str], *, now: datetime
 ) -> list[Notice]:
-    token = annotations.get(TRIGGER_ANNOTATION, "").strip()
-    window = annotations.get(BACKFILL_ANNOTATION, "").strip()
+    token, window = _requested(annotations)
     if not token and not window:
         return []
     schedule = history.find_schedule(db, namespace, name)
@@ -132,6 +134,14 @@ def _manual_actions(
     if window:
         notices.extend(_backfill(db, schedule, window, now=now))
     return notices
+
+
+def _requested(annotations: Mapping[str, str]) -> tuple[str, str]:
+    """The trigger token and backfill window the annotations ask for ("" when not)."""
+    return (
+        annotations.get(TRIGGER_ANNOTATION, "").strip(),
+        annotations.get(BACKFILL_ANNOTATION, "").strip(),
+    )
 
 
 def _backfill(

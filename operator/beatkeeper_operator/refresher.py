@@ -3,9 +3,11 @@
 Every ``refresh_interval`` seconds it asks PostgreSQL which schedules changed since the
 last poll (``schedules.updated_at`` or ``runs.updated_at`` newer than the poll's database
 time, with a small overlap for late commits), loads those in batches, and patches the
-status of only the schedules whose fields differ from what the resource shows (kopf's index
-of the watched Schedules) and from what this loop wrote last. An idle cycle over 10,000
-unchanged schedules therefore costs one small query and no API request.
+status of only the schedules whose fields differ from what the resource shows
+(``Runtime.served``: what the handlers saw and wrote, and what this loop wrote since). An
+idle cycle over 10,000 unchanged schedules therefore costs one small query and no API
+request. Schedules the handlers have not reconciled (other namespaces, not listed yet)
+are left alone.
 
 It also posts the Events a user should notice: a run dead after its last attempt, a missed
 run, a schedule paused after failures. A database outage makes the loop wait and retry;
@@ -22,7 +24,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import kopf
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
@@ -30,7 +31,7 @@ from beatkeeper.states import RunState
 from beatkeeper.store.engine import DatabaseUnavailable
 from beatkeeper.store.models import runs, schedules
 from beatkeeper_operator import kube, reconcile
-from beatkeeper_operator.runtime import Runtime
+from beatkeeper_operator.runtime import Runtime, Served
 from beatkeeper_operator.status import (
     Observation,
     load_observations,
@@ -62,12 +63,12 @@ class Changes:
     notable: list[Any]  # runs that went dead or missed
 
 
-async def run(runtime: Runtime, index: kopf.Index[str, dict[str, Any]]) -> None:
+async def run(runtime: Runtime) -> None:
     """Poll forever; an unreachable database is logged and retried next interval."""
     since: datetime | None = None
     while True:
         try:
-            since = await refresh_once(runtime, index, since=since)
+            since = await refresh_once(runtime, since=since)
             runtime.database_ok = True
         except (DatabaseUnavailable, OperationalError) as exc:
             runtime.database_ok = False
@@ -77,15 +78,13 @@ async def run(runtime: Runtime, index: kopf.Index[str, dict[str, Any]]) -> None:
         await asyncio.sleep(runtime.config.refresh_interval)
 
 
-async def refresh_once(
-    runtime: Runtime, index: kopf.Index[str, dict[str, Any]], *, since: datetime | None
-) -> datetime:
+async def refresh_once(runtime: Runtime, *, since: datetime | None) -> datetime:
     """One poll: patch what changed after ``since``; returns the next ``since``."""
     changes = await asyncio.to_thread(_changes, runtime, since)
     for seen in changes.observations.values():
-        await _refresh(runtime, index, seen)
+        await _refresh(runtime, seen)
     for row in changes.notable:
-        await _notable_event(runtime, index, row)
+        await _notable_event(runtime, row)
     return changes.polled_at
 
 
@@ -123,27 +122,20 @@ def _changes(runtime: Runtime, since: datetime | None) -> Changes:
     return Changes(polled_at, found, notable)
 
 
-def _seen(index: kopf.Index[str, dict[str, Any]], uid: uuid.UUID) -> dict[str, Any] | None:
-    for value in index.get(str(uid), ()):
-        return dict(value)
-    return None
+def _reference(uid: uuid.UUID, served: Served) -> dict[str, Any]:
+    """The Schedule as an Event names it."""
+    return {"uid": str(uid), "namespace": served.namespace, "name": served.name}
 
 
-async def _refresh(
-    runtime: Runtime, index: kopf.Index[str, dict[str, Any]], seen: Observation
-) -> None:
-    resource = _seen(index, seen.id)
-    if resource is None:  # not a Schedule this operator serves (or not listed yet)
+async def _refresh(runtime: Runtime, seen: Observation) -> None:
+    served = runtime.served.get(seen.id)
+    if served is None:  # not a Schedule this operator serves (or not reconciled yet)
         return
-    current: dict[str, Any] = resource["status"]
+    current = served.status
     desired = run_fields(seen)
     ready = previous_ready(current)
     paused_now = False
-    if (
-        ready
-        and ready.get("reason") in _STORE_REASONS
-        and seen.generation == resource["generation"]
-    ):
+    if ready and ready.get("reason") in _STORE_REASONS and seen.generation == served.generation:
         status, reason, message = reconcile.readiness(seen)
         if reason != ready.get("reason"):
             desired["conditions"] = [
@@ -151,43 +143,42 @@ async def _refresh(
                     status=status,
                     reason=reason,
                     message=message,
-                    generation=resource["generation"],
+                    generation=served.generation,
                     previous=ready,
                     now=datetime.now().astimezone(),
                 )
             ]
             paused_now = reason == "PausedAfterFailures"
-    written = runtime.written.get(seen.id)
     patch = status_patch(current, desired)
-    if not patch or (written is not None and not status_patch(written, desired)):
+    if not patch:
         return
-    if await kube.patch_status(
-        runtime.kopf_settings, namespace=seen.namespace, name=seen.name, status=patch
+    if not await kube.patch_status(
+        runtime.kopf_settings, namespace=served.namespace, name=served.name, status=patch
     ):
-        runtime.written[seen.id] = {**current, **desired}
+        runtime.served.pop(seen.id, None)  # the Schedule is gone
+        return
+    served.status = {**current, **desired}
     if paused_now:
         await kube.post_event(
             runtime.kopf_settings,
             runtime.limiter,
-            schedule=resource,
+            schedule=_reference(seen.id, served),
             type="Warning",
             reason="PausedAfterFailures",
             message=f"paused: {seen.paused_reason}; edit the spec to resume",
         )
 
 
-async def _notable_event(
-    runtime: Runtime, index: kopf.Index[str, dict[str, Any]], row: Any
-) -> None:
-    resource = _seen(index, row.schedule_id)
-    if resource is None:
+async def _notable_event(runtime: Runtime, row: Any) -> None:
+    served = runtime.served.get(row.schedule_id)
+    if served is None:
         return
     reason, template = _NOTABLE[row.state]
     message = template.format(id=row.id, planned=row.planned_at.isoformat(), error=row.error or "")
     await kube.post_event(
         runtime.kopf_settings,
         runtime.limiter,
-        schedule=resource,
+        schedule=_reference(row.schedule_id, served),
         type="Warning",
         reason=reason,
         message=message.rstrip(": "),

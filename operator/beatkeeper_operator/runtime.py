@@ -8,6 +8,7 @@ the status refresher. No I/O here beyond building the (lazy) engine.
 
 from __future__ import annotations
 
+import gc
 import os
 import uuid
 from dataclasses import dataclass, field
@@ -21,7 +22,14 @@ from beatkeeper.store.engine import make_engine
 from beatkeeper_operator.kube import EventLimiter
 from beatkeeper_operator.policy import Policy, load_policy
 
-__all__ = ["OperatorConfig", "Runtime", "config_from_env", "configure_kopf"]
+__all__ = [
+    "OperatorConfig",
+    "Runtime",
+    "Served",
+    "config_from_env",
+    "configure_collector",
+    "configure_kopf",
+]
 
 FINALIZER = "beatkeeper.io/finalizer"
 # kopf leaves its own prefix out of the essence it diffs, so it must not be the prefix
@@ -42,6 +50,21 @@ class OperatorConfig:
 
 
 @dataclass
+class Served:
+    """A Schedule this operator serves, and its status as the operator last saw or wrote it.
+
+    The handlers record it on every reconcile (so a restart's resume handlers record every
+    Schedule) and the refresher after each status patch; only the operator writes a
+    Schedule's status, so this is what the resource shows without watching it again.
+    """
+
+    namespace: str
+    name: str
+    generation: int | None
+    status: dict[str, Any]
+
+
+@dataclass
 class Runtime:
     """Shared by the handlers and the refresher of one operator run."""
 
@@ -49,9 +72,8 @@ class Runtime:
     engine: Engine
     kopf_settings: kopf.OperatorSettings
     limiter: EventLimiter
-    #: The status fields last written per schedule uid, so a status the watch has not
-    #: echoed back yet is not written twice.
-    written: dict[uuid.UUID, dict[str, Any]] = field(default_factory=dict)
+    #: Every Schedule the handlers reconciled, by uid, with the status it now shows.
+    served: dict[uuid.UUID, Served] = field(default_factory=dict)
     #: The ``schedules.updated_at`` the refresher last loaded per schedule uid (only those
     #: inside its look-back overlap), so a row is not re-read on every poll of the overlap.
     loaded_versions: dict[uuid.UUID, Any] = field(default_factory=dict)
@@ -93,3 +115,18 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
     settings.posting.enabled = False
     settings.peering.standalone = True
     settings.queueing.error_delays = [1, 2, 5, 10, 30, 60]
+
+
+def configure_collector() -> None:
+    """Keep Python's cyclic garbage collector off state that lives as long as the process.
+
+    The operator holds kopf's memory of every Schedule for its whole life, and every watch
+    event allocates thousands of short-lived containers, so with the default thresholds
+    full collections kept traversing that heap: a sixth of the CPU while 5,000 Schedules
+    were created. Call it once, before ``kopf.run``, in the process that runs the operator:
+    what was loaded at start-up is frozen (never traversed again) and young collections
+    run every 10,000 allocations instead of 700.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 100)

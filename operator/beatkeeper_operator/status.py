@@ -77,8 +77,14 @@ def rfc3339(moment: datetime | None) -> str | None:
     return None if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def load_observations(db: Connection, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Observation]:
-    """The live schedules among ``ids`` (deleted ones are left out), with their runs."""
+def load_observations(
+    db: Connection, ids: Sequence[uuid.UUID], *, with_runs: bool = True
+) -> dict[uuid.UUID, Observation]:
+    """The live schedules among ``ids`` (deleted ones are left out), with their runs.
+
+    ``with_runs=False`` is for schedules known to have none (rows created just now): their
+    runs are not queried and the observation reports none.
+    """
     if not ids:
         return {}
     found = {
@@ -87,8 +93,12 @@ def load_observations(db: Connection, ids: Sequence[uuid.UUID]) -> dict[uuid.UUI
             select(schedules).where(schedules.c.id.in_(ids), schedules.c.deleted_at.is_(None))
         )
     }
-    if not found:
-        return found
+    if found and with_runs:
+        _load_runs(db, found)
+    return found
+
+
+def _load_runs(db: Connection, found: dict[uuid.UUID, Observation]) -> None:
     wanted = list(found)
     latest = (
         select(runs)
@@ -114,7 +124,6 @@ def load_observations(db: Connection, ids: Sequence[uuid.UUID]) -> dict[uuid.UUI
         found[schedule_id].counts[state] = count
         if state == RunState.SUCCEEDED.value:
             found[schedule_id].last_success = finished
-    return found
 
 
 def _observation(row: Any) -> Observation:

@@ -5,7 +5,10 @@ kmock's ``KubernetesEmulator`` stores objects but does not assign ``metadata.uid
 its finalizer patches are JSON patches guarded by a ``test`` on ``resourceVersion``, and
 ``observedGeneration`` only means something when ``generation`` moves with the spec. This
 subclass adds exactly that, and the status subresource's split (a status PATCH changes only
-``status``, a main PATCH never does). It counts requests per kind for the benchmark.
+``status``, a main PATCH never does). It counts requests per kind (and records watch paths)
+for the tests and the benchmark instead of keeping kmock's log of every request, finds
+objects by their address, and serves its own object requests without kmock's search for a
+reaction: that keeps the cost of a request small and flat at thousands of Schedules.
 
 ``make_emulator`` serves discovery for everything kopf waits for (FIELD-NOTES). Test- and
 benchmark-side only: nothing in the product imports it.
@@ -32,32 +35,78 @@ SCHEDULES = f"{GROUP_VERSION}/schedules"
 _serving: contextvars.ContextVar[Any] = contextvars.ContextVar("serving", default=None)
 
 
-class _Requests(list[Any]):
-    """kmock's request log, seen as only the request being served while one is.
+class _RequestLog(list[Any]):
+    """kmock's request log, kept as a count: nothing here asserts on past requests.
 
-    kmock picks a reaction by checking ``request in reaction's view of all requests``, which
-    filters the whole log on every request: quadratic, minutes for a few thousand Schedules.
-    While a request is served (its own task, so its own context) the log it checks is just
-    that request; outside, it is the whole log.
+    kmock numbers requests by the log's length and picks a reaction by checking ``request
+    in reaction's view of all requests``, which filters the whole log on every request:
+    quadratic, minutes for a few thousand Schedules, and memory for every body ever sent.
+    This log stores nothing; while a request is served (its own task, so its own context)
+    iterating it yields just that request. Tests count requests with ``Emulator.counts``.
     """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._length = 0
+
+    def append(self, request: Any) -> None:
+        self._length += 1
+
+    def __len__(self) -> int:
+        return self._length
 
     def __iter__(self) -> Any:
         serving = _serving.get()
-        return iter((serving,)) if serving is not None else super().__iter__()
+        return iter(() if serving is None else (serving,))
+
+
+#: The emulator's fallback for each request that changes or reads one object.
+_SERVED_DIRECTLY = {
+    kmock.action.CREATE: "_serve_create",
+    kmock.action.FETCH: "_serve_fetch",
+    kmock.action.UPDATE: "_serve_update",
+    kmock.action.DELETE: "_serve_delete",
+}
+
+
+class _OwnReactions(kmock.RawHandler):  # type: ignore[misc]
+    """Serve the emulator's own object requests without kmock's search for a reaction.
+
+    kmock chooses the reaction to a request by running the request through the filter chain
+    of every registered reaction, most of the emulator's CPU at thousands of Schedules. While
+    no test has registered a reaction of its own, a create, fetch, patch or delete can only
+    meet the emulator's fallback for it, so it is served directly. ``Emulator`` lists this
+    class after ``kmock.KubernetesEmulator``, which hands every request here once it has
+    updated its objects; anything else goes on to kmock's search.
+    """
+
+    _own_reactions = 0  # how many reactions the emulator itself registered
+
+    async def _handle(self, request: Any) -> aiohttp.web.StreamResponse:
+        serve = _SERVED_DIRECTLY.get(request.action) if request.resource is not None else None
+        if serve is None or len(self._payloads) > self._own_reactions:
+            return await super()._handle(request)
+        return aiohttp.web.json_response(await getattr(self, serve)(request))
 
 
 @attrs.define(kw_only=True)
-class Emulator(kmock.KubernetesEmulator):  # type: ignore[misc]
+class Emulator(kmock.KubernetesEmulator, _OwnReactions):  # type: ignore[misc]
+    #: Requests served, by ``ACTION:subresource`` (``UPDATE:status``, ``WATCH:`` ...).
     counts: Counter[str] = attrs.field(factory=Counter, init=False)
+    #: The path of every watch request, in order.
+    watches: list[str] = attrs.field(factory=list, init=False)
     _versions: itertools.count[int] = attrs.field(factory=lambda: itertools.count(1), init=False)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
-        self._requests = _Requests(self._requests)
+        self._requests = _RequestLog()
+        self._own_reactions = len(self._payloads)
 
     async def _handle(self, request: Any) -> aiohttp.web.StreamResponse:
         action = str(request.action.value) if request.action is not None else "other"
         self.counts[f"{action}:{request.subresource or ''}"] += 1
+        if request.action == kmock.action.WATCH:
+            self.watches.append(str(request.url.path))
         token = _serving.set(request)
         try:
             return await self._emulate(request)
@@ -109,6 +158,38 @@ class Emulator(kmock.KubernetesEmulator):  # type: ignore[misc]
                     yield event
         finally:
             await bus.unmark(marker)
+
+    # kmock finds the object of a request by scanning every object it holds: another
+    # quadratic cost at thousands of Schedules. Its key is the object's address, so look it up.
+    async def _serve_fetch(self, request: Any) -> Any:
+        obj = self._stored(request.resource, request.namespace, request.name)
+        if obj is None or obj.deleted:
+            raise kmock.KubernetesObjectNotFoundError()
+        return obj.raw
+
+    async def _serve_create(self, request: Any) -> Any:
+        meta = request.data.get("metadata", {})
+        namespace = request.namespace or meta.get("namespace")
+        return self._require(request.resource, namespace, request.name or meta.get("name")).raw
+
+    async def _serve_update(self, request: Any) -> Any:
+        # The last state even if the patch just released a deleted object (as kmock does).
+        return self._require(request.resource, request.namespace, request.name).last.raw
+
+    async def _serve_delete(self, request: Any) -> Any:
+        return self._require(request.resource, request.namespace, request.name).last.raw
+
+    def _stored(self, resource: Any, namespace: str | None, name: str | None) -> Any:
+        try:  # kmock's ObjectsArray is no Mapping: it has no get()
+            return self.objects[resource, namespace, name]
+        except KeyError:
+            return None
+
+    def _require(self, resource: Any, namespace: str | None, name: str | None) -> Any:
+        obj = self._stored(resource, namespace, name)
+        if obj is None:  # kmock's own handling stored it before serving: a bug if not
+            raise RuntimeError(f"no object at {resource}/{namespace}/{name}")
+        return obj
 
     def _stamp_new(self, body: dict[str, Any]) -> None:
         meta = body.setdefault("metadata", {})

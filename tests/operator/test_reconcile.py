@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 from beatkeeper_operator.policy import parse_policy
@@ -138,3 +139,17 @@ async def test_trigger_annotation_plans_one_run_per_token(cluster, start_operato
     await merge_patch(cluster, "team-a", "manual", {"metadata": {"labels": {"touched": "yes"}}})
     await eventually(lambda: current(cluster, "team-a", "manual")["status"].get("lastRun"))
     assert len(manual_runs()) == 1
+
+
+async def test_schedule_created_with_a_trigger_shows_its_run_in_its_first_status(
+    cluster, start_operator, db
+):
+    await start_operator()
+    body = manifest("eager")
+    body["metadata"]["annotations"] = {TRIGGER: "at-birth"}
+    await create(cluster, body)
+
+    await eventually(lambda: current(cluster, "team-a", "eager")["status"].get("lastRun"))
+    assert current(cluster, "team-a", "eager")["status"]["lastRun"]["state"] == "planned"
+    await asyncio.sleep(1.0)  # several refresher polls: nothing was left for them to add
+    assert cluster.counts["UPDATE:status"] == 1

@@ -6,7 +6,7 @@ import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from harness import create, current, eventually, manifest, ready
+from harness import create, current, events, eventually, manifest, ready
 from sqlalchemy import Engine, update
 
 from beatkeeper.store.models import runs, schedules
@@ -94,3 +94,61 @@ async def test_unchanged_schedules_get_no_status_patch(cluster, start_operator, 
 
     assert status_patches(cluster) == patches + 1
     assert current(cluster, "team-a", "quiet") == quiet_before
+
+
+async def test_a_dead_run_is_a_warning_event(cluster, start_operator, db):
+    await start_operator()
+    created = await create(cluster, manifest("fragile"))
+    uid = uuid.UUID(created["metadata"]["uid"])
+    await eventually(lambda: ready(cluster, "team-a", "fragile")["reason"] == "Scheduled")
+
+    now = datetime.now(UTC)
+    with db.begin() as connection:
+        connection.execute(
+            runs.insert().values(
+                schedule_id=uid,
+                task="billing.tasks.charge",
+                planned_at=now,
+                due_at=now,
+                state="dead",
+                attempt=3,
+                max_attempts=3,
+                finished_at=now,
+                error="ValueError: card declined",
+                updated_at=now,
+            )
+        )
+
+    warning = await eventually(lambda: events(cluster, "RunDead"))
+    assert warning[0]["type"] == "Warning"
+    assert "card declined" in warning[0]["message"]
+    assert warning[0]["involvedObject"]["uid"] == str(uid)
+
+
+async def test_a_pause_after_failures_turns_ready_false_with_an_event(cluster, start_operator, db):
+    await start_operator()
+    created = await create(cluster, manifest("failing"))
+    uid = uuid.UUID(created["metadata"]["uid"])
+    await eventually(lambda: ready(cluster, "team-a", "failing")["reason"] == "Scheduled")
+
+    with db.begin() as connection:  # what a worker does after the last allowed failure
+        connection.execute(
+            update(schedules)
+            .where(schedules.c.id == uid)
+            .values(
+                suspended=True,
+                paused_reason="3 consecutive runs failed",
+                updated_at=datetime.now(UTC),
+            )
+        )
+
+    condition = await eventually(
+        lambda: (
+            ready(cluster, "team-a", "failing")["reason"] == "PausedAfterFailures"
+            and ready(cluster, "team-a", "failing")
+        )
+    )
+    assert condition["status"] == "False"
+    assert "3 consecutive runs failed" in condition["message"]
+    warning = await eventually(lambda: events(cluster, "PausedAfterFailures"))
+    assert "edit the spec to resume" in warning[0]["message"]

@@ -69,7 +69,7 @@ async def test_restart_changes_nothing_and_patches_nothing(cluster, start_operat
 
     second = await start_operator()
     # The resume handlers have run once every Schedule is in the runtime's cache.
-    await eventually(lambda: second.runtime and len(second.runtime.written) == len(names))
+    await eventually(lambda: second.runtime and len(second.runtime.served) == len(names))
     await asyncio.sleep(1.0)  # several refresher polls: any stray write would show by now
 
     assert row_counts(db) == rows
