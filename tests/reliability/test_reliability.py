@@ -88,7 +88,9 @@ def run_scenario(
         "cut_short": verdict.cut_short,
         "taken_over": fleet.count_in_worker_logs(r"taken over from"),
         "broker_lost": fleet.count_in_worker_logs(r"Connection to broker lost"),
-        "database_lost": fleet.count_in_worker_logs(r"database unavailable, trying again"),
+        "database_lost": fleet.count_in_worker_logs(
+            r"database unavailable, trying again|database connection lost"
+        ),
         "crashed": crashed,
     }
     print(report)
@@ -99,18 +101,24 @@ def run_scenario(
     return report
 
 
-#: kombu 5.7's Redis transport, restoring unacknowledged messages while it closes a channel
-#: whose connection already went away with a Redis restart, raises this and the worker
-#: exits (code 1) instead of reconnecting. Its Deployment starts it again, as the fleet
-#: does; nothing is lost. Any other exit fails the scenario.
-KNOWN_EXIT = "'NoneType' object has no attribute 'hostname'"
+#: Why a worker may exit (code 1) by itself here; its Deployment starts it again, as the
+#: fleet does, and nothing is lost. Any other exit fails the scenario.
+KNOWN_EXITS = (
+    # kombu 5.7's Redis transport, restoring unacknowledged messages while it closes a
+    # channel whose connection went away with a Redis restart.
+    "'NoneType' object has no attribute 'hostname'",
+    # Celery, when a pool process is killed before the worker it belongs to finished
+    # starting.
+    "WorkerLostError: Could not start worker processes",
+)
 
 
 def _only_known_exits(fleet: Fleet, crashed: dict[str, int]) -> bool:
-    return all(
-        member.startswith("worker") and KNOWN_EXIT in fleet.log(member).read_text(errors="replace")
-        for member in crashed
-    )
+    def known(member: str) -> bool:
+        log = fleet.log(member).read_text(errors="replace")
+        return member.startswith("worker") and any(reason in log for reason in KNOWN_EXITS)
+
+    return all(known(member) for member in crashed)
 
 
 def _explain(scenario: Scenario, fleet: Fleet, timed_out: AssertionError) -> None:
