@@ -144,3 +144,10 @@ def test_the_claim_statement_moves_only_an_enqueued_run(db: Engine, wire: Wire) 
     # The setting was local to the claim's transaction: outcomes on the wire stay durable.
     durable = probe("SELECT 1 WHERE current_setting('synchronous_commit') = 'on'")
     assert wire.execute(durable, {}) == 1
+
+
+def test_an_answer_waited_for_with_a_timeout_gives_up(wire: Wire) -> None:
+    wire.send(probe("SELECT pg_sleep(2)"), {}, tag="slow")
+    with pytest.raises(WireError, match=r"no answer from PostgreSQL within 0\.2s"):
+        wire.collect(timeout=0.2)
+    assert wire.unanswered() == ["slow"]

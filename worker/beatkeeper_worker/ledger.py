@@ -71,6 +71,8 @@ logger = logging.getLogger("beatkeeper.worker")
 #: Waits between tries of a database step after the body ran; then the outcome is given up
 #: with an error line (the body never reruns for want of a record).
 FINISH_RETRY_DELAYS = (0.1, 0.3, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0)
+#: How long an exiting process waits for the answer to the outcome it sent last.
+EXIT_ANSWER_SECONDS = 5.0
 DOWN = (DatabaseUnavailable, exc.OperationalError, exc.InterfaceError, psycopg.OperationalError)
 """What an unreachable database raises, whichever layer noticed."""
 
@@ -168,11 +170,22 @@ class Process:
             raise DatabaseDown(line(error)) from None
 
     def settle_all(self) -> None:
-        """Read every thread's pending answers (the process is exiting)."""
+        """Read every thread's pending answers as the process exits: briefly, and without
+        the retries of a running process (the database may be going away with it)."""
         with _CREATING:
             wires = list(self._wires)
         for wire in wires:
-            _settle_wire(self, wire)
+            _settle_wire(self, wire, delays=(), timeout=EXIT_ANSWER_SECONDS)
+
+    def discard(self, wire: Wire) -> None:
+        """Close ``wire`` after an error, whichever thread held it."""
+        if self.held() is wire:
+            self._held.wire = None
+        with _CREATING:
+            if wire in self._wires:
+                self._wires.remove(wire)
+        with contextlib.suppress(Exception):  # it is broken already; drop it whatever
+            wire.close()
 
 
 class DatabaseDown(Exception):  # noqa: N818 (a state, like TimeoutError)
@@ -222,7 +235,7 @@ def succeeded(process: Process, delivery: Delivery, me: str, summary: str) -> No
     except DOWN as error:
         process.drop()
         logger.warning("database unavailable, recording the success again: %s", line(error))
-        _record_again(process, outcome)
+        _record_again(process, outcome, FINISH_RETRY_DELAYS)
     metrics.RUNS_FINISHED.labels(RunState.SUCCEEDED.value).inc()
 
 
@@ -233,17 +246,23 @@ def settle(process: Process) -> None:
         _settle_wire(process, wire)
 
 
-def _settle_wire(process: Process, wire: Wire) -> None:
+def _settle_wire(
+    process: Process,
+    wire: Wire,
+    *,
+    delays: tuple[float, ...] = FINISH_RETRY_DELAYS,
+    timeout: float | None = None,
+) -> None:
     try:
-        answers = wire.collect()
+        answers = wire.collect(timeout=timeout)
     except DOWN as error:
         lost = wire.unanswered()
-        process.drop()
+        process.discard(wire)
         logger.warning(
             "database connection lost with %d outcome(s) unconfirmed: %s", len(lost), line(error)
         )
         for outcome in lost:
-            _record_again(process, outcome)
+            _record_again(process, outcome, delays)
         return
     for outcome, rows in answers:
         if not rows:
@@ -252,7 +271,7 @@ def _settle_wire(process: Process, wire: Wire) -> None:
             )
 
 
-def _record_again(process: Process, outcome: _Outcome) -> None:
+def _record_again(process: Process, outcome: _Outcome, delays: tuple[float, ...]) -> None:
     def attempt() -> None:
         with process.engine.begin() as db:
             record_again(
@@ -260,7 +279,7 @@ def _record_again(process: Process, outcome: _Outcome) -> None:
             )
 
     try:
-        process.retrying(FINISH_RETRY_DELAYS, attempt)
+        process.retrying(delays, attempt)
     except DatabaseDown as down:
         logger.error("run %s of %s succeeded, not recorded: %s", *at(outcome.delivery), down)  # noqa: TRY400
 

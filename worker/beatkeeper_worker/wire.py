@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 import select
+import time
 import uuid
 from collections import deque
 from collections.abc import Mapping
@@ -110,12 +111,12 @@ class Wire:
             raise WireError(_line(error)) from None
         self._pending.append(_Pending(statement, tag))
 
-    def collect(self) -> list[tuple[Any, int]]:
+    def collect(self, *, timeout: float | None = None) -> list[tuple[Any, int]]:
         """Read the answer to the statement in flight, if any: ``[(tag, rows)]`` or ``[]``."""
         answers = []
         while self._pending:
             try:
-                rows = self._read()
+                rows = self._read(timeout)
             except WireError:
                 raise
             except OperationalError as error:
@@ -150,11 +151,14 @@ class Wire:
         while self._pg.flush() == 1:  # the socket is full: wait until it takes more
             select.select([], [self._pg.socket], [])
 
-    def _read(self) -> int:
+    def _read(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
         rows = 0
         while True:
             while self._pg.is_busy():
-                select.select([self._pg.socket], [], [])
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                if not select.select([self._pg.socket], [], [], left)[0]:
+                    raise WireError(f"no answer from PostgreSQL within {timeout}s")
                 self._pg.consume_input()
             result = self._pg.get_result()
             if result is None:
