@@ -9,6 +9,7 @@ a deadline, never a sleep.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -23,6 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 BEATKEEPER = str(Path(sys.executable).with_name("beatkeeper"))
@@ -123,7 +125,48 @@ class DevStack:
         """Ctrl-C: SIGINT the stack and wait for it to exit; its exit code."""
         assert self.process is not None
         self.process.send_signal(signal.SIGINT)
-        return self.process.wait(timeout=timeout)
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            left = self.kill()
+            tail = "\n".join(self.lines[-40:])
+            pytest.fail(
+                f"beatkeeper dev did not exit within {timeout:.0f}s of Ctrl-C; still running "
+                f"then: {left}; its last lines:\n{tail}"
+            )
+
+    def kill(self) -> list[str]:
+        """SIGKILL the stack, its children and its embedded servers; what was still running."""
+        assert self.process is not None
+        try:
+            family = psutil.Process(self.process.pid).children(recursive=True)
+            family.append(psutil.Process(self.process.pid))
+        except psutil.NoSuchProcess:
+            family = []
+        family += self.servers()
+        running = []
+        for process in family:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                running.append(f"{process.pid} {' '.join(process.cmdline())[:120]}")
+                process.kill()
+        self.process.wait()
+        return running
+
+    def servers(self) -> list[psutil.Process]:
+        """The embedded PostgreSQL and Redis (daemonised, so not the stack's descendants)."""
+        found = []
+        redis_port = re.search(r"Redis\s+redis://127\.0\.0\.1:(\d+)", "\n".join(self.lines))
+        for process in psutil.process_iter(["cmdline"]):
+            command = " ".join(process.info["cmdline"] or [])
+            is_postgres = str(self.state) in command and "postgres" in command
+            is_redis = (
+                redis_port is not None
+                and f":{redis_port.group(1)}" in command
+                and "redis" in command
+            )
+            if is_postgres or is_redis:
+                found.append(process)
+        return found
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

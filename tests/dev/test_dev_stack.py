@@ -77,7 +77,7 @@ def test_a_port_in_use_is_one_clear_line(dev_stack: DevStack, tmp_path: Path) ->
 def test_ctrl_c_stops_every_child_and_a_second_start_resumes(dev_stack: DevStack) -> None:
     assert dev_stack.process is not None
     parent = psutil.Process(dev_stack.process.pid)
-    family = parent.children(recursive=True) + servers_of(dev_stack)
+    family = parent.children(recursive=True) + dev_stack.servers()
     assert {p.pid for p in family} >= {c.pid for c in parent.children()}
     assert len(family) >= 5, family  # Beat, worker, Flower, PostgreSQL, Redis at least
 
@@ -92,21 +92,6 @@ def test_ctrl_c_stops_every_child_and_a_second_start_resumes(dev_stack: DevStack
     wait_for(dev_stack.succeeded, timeout=60, what=f"{TASK} to succeed after the restart")
     # The schedule was kept in the state folder: nothing to create again.
     assert not [line for line in dev_stack.lines if re.search(r"quick (created|deleted)", line)]
-
-
-def servers_of(stack: DevStack) -> list[psutil.Process]:
-    """The embedded PostgreSQL and Redis (daemonised, so not our descendants)."""
-    found = []
-    redis_port = re.search(r"Redis\s+redis://127\.0\.0\.1:(\d+)", "\n".join(stack.lines))
-    for process in psutil.process_iter(["cmdline"]):
-        command = " ".join(process.info["cmdline"] or [])
-        is_postgres = str(stack.state) in command and "postgres" in command
-        is_redis = (
-            redis_port is not None and f":{redis_port.group(1)}" in command and "redis" in command
-        )
-        if is_postgres or is_redis:
-            found.append(process)
-    return found
 
 
 def alive(process: psutil.Process) -> bool:

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -58,13 +59,18 @@ class Supervisor:
         return [c for c in self._children if c.process.poll() is not None]
 
     def stop(self) -> None:
-        """SIGTERM every child (newest first), then SIGKILL what outlives the grace period."""
+        """SIGTERM every child (newest first), then SIGKILL what outlives the grace period.
+
+        The grace period is one for all children, not one each: stopping never takes much
+        longer than ``STOP_SECONDS`` however many children hang.
+        """
         for child in reversed(self._children):
             with contextlib.suppress(ProcessLookupError):
                 child.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_SECONDS
         for child in reversed(self._children):
             try:
-                child.process.wait(timeout=STOP_SECONDS)
+                child.process.wait(timeout=max(deadline - time.monotonic(), 0.0))
             except subprocess.TimeoutExpired:
                 self._write(f"{child.name} did not stop within {STOP_SECONDS:.0f}s: killed")
                 with contextlib.suppress(ProcessLookupError):
