@@ -121,17 +121,18 @@ class DevStack:
         except OSError:
             return {}
 
-    def interrupt(self, *, timeout: float = 60) -> int:
-        """Ctrl-C: SIGINT the stack and wait for it to exit; its exit code."""
+    def interrupt(self, *, timeout: float = 60, number: int = signal.SIGINT) -> int:
+        """Ctrl-C (or another signal): send it to the stack, wait for it to exit; its code."""
         assert self.process is not None
-        self.process.send_signal(signal.SIGINT)
+        self.process.send_signal(number)
         try:
             return self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             left = self.kill()
             tail = "\n".join(self.lines[-40:])
             pytest.fail(
-                f"beatkeeper dev did not exit within {timeout:.0f}s of Ctrl-C; still running "
+                f"beatkeeper dev did not exit within {timeout:.0f}s of signal {number}; "
+                f"still running "
                 f"then: {left}; its last lines:\n{tail}"
             )
 
@@ -179,7 +180,8 @@ def dev_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
     manifests = root / "manifests"
     manifests.mkdir()
     (manifests / "quick.yaml").write_text(QUICK)
-    stack = DevStack(state=root / "state", manifests=manifests, port=free_port())
+    # The default state folder under ``root``: `beatkeeper` commands run there find the stack.
+    stack = DevStack(state=root / ".beatkeeper" / "dev", manifests=manifests, port=free_port())
     started = time.monotonic()
     reported = stack.start()
     print(f"\nbeatkeeper dev: Flower ready after {reported:.1f}s (reported), "

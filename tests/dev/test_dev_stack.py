@@ -6,7 +6,9 @@ one stops it and starts it again.
 
 from __future__ import annotations
 
+import json
 import re
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -26,6 +28,36 @@ def test_an_example_task_succeeds_and_flower_shows_it(dev_stack: DevStack) -> No
     run = next(iter(runs.values()))
     assert run["result"].startswith("{'completed':")
     assert not any("no task named" in line.lower() for line in dev_stack.lines)
+
+
+def test_cli_commands_in_the_stacks_folder_use_its_database(dev_stack: DevStack) -> None:
+    folder = dev_stack.state.parent.parent
+    env = dev_env()  # no BEATKEEPER_DATABASE_URL
+    trigger = subprocess.run(
+        [BEATKEEPER, "trigger", "default/quick"],
+        cwd=folder, env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert trigger.returncode == 0, trigger.stderr
+    run_id = re.search(r"run (\S+) of default/quick planned", trigger.stdout)
+    assert run_id is not None, trigger.stdout
+
+    def triggered_run_succeeded() -> bool:
+        listed = subprocess.run(
+            [BEATKEEPER, "runs", "default/quick", "--output", "json"],
+            cwd=folder, env=env, capture_output=True, text=True, timeout=60, check=True,
+        )  # fmt: skip
+        runs = json.loads(listed.stdout)
+        return any(r["id"] == run_id.group(1) and r["state"] == "succeeded" for r in runs)
+
+    wait_for(triggered_run_succeeded, timeout=60, what="`beatkeeper runs` to list it succeeded")
+
+    elsewhere = subprocess.run(
+        [BEATKEEPER, "runs"], cwd=dev_stack.manifests, env=env,
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert elsewhere.returncode != 0
+    assert "or run `beatkeeper dev` in this folder" in elsewhere.stderr
+    assert "Traceback" not in elsewhere.stderr
 
 
 def test_editing_a_manifest_reapplies_it(dev_stack: DevStack) -> None:
@@ -75,16 +107,7 @@ def test_a_port_in_use_is_one_clear_line(dev_stack: DevStack, tmp_path: Path) ->
 
 
 def test_ctrl_c_stops_every_child_and_a_second_start_resumes(dev_stack: DevStack) -> None:
-    assert dev_stack.process is not None
-    parent = psutil.Process(dev_stack.process.pid)
-    family = parent.children(recursive=True) + dev_stack.servers()
-    assert {p.pid for p in family} >= {c.pid for c in parent.children()}
-    assert len(family) >= 5, family  # Beat, worker, Flower, PostgreSQL, Redis at least
-
-    assert dev_stack.interrupt() == 0
-    leftovers = [p for p in family if alive(p)]
-    assert leftovers == [], leftovers
-    assert any("stopping Beat, the worker and Flower" in line for line in dev_stack.lines)
+    stop_and_check_nothing_is_left(dev_stack, signal.SIGINT)
 
     # A new port: right after a stop, `port_in_use` (a bind without SO_REUSEADDR) can still
     # see the old Flower port's TIME_WAIT connections as "in use".
@@ -92,6 +115,25 @@ def test_ctrl_c_stops_every_child_and_a_second_start_resumes(dev_stack: DevStack
     wait_for(dev_stack.succeeded, timeout=60, what=f"{TASK} to succeed after the restart")
     # The schedule was kept in the state folder: nothing to create again.
     assert not [line for line in dev_stack.lines if re.search(r"quick (created|deleted)", line)]
+
+    # `kill` (SIGTERM, as a service manager stops it) is a clean stop too, not an exit that
+    # leaves Beat, the worker, Flower and the servers running on their own.
+    stop_and_check_nothing_is_left(dev_stack, signal.SIGTERM)
+
+
+def stop_and_check_nothing_is_left(stack: DevStack, number: int) -> None:
+    assert stack.process is not None
+    parent = psutil.Process(stack.process.pid)
+    family = parent.children(recursive=True) + stack.servers()
+    assert {p.pid for p in family} >= {c.pid for c in parent.children()}
+    assert len(family) >= 5, family  # Beat, worker, Flower, PostgreSQL, Redis at least
+
+    assert (stack.state / "servers.env").exists()
+    assert stack.interrupt(number=number) == 0
+    assert not (stack.state / "servers.env").exists()
+    leftovers = [p for p in family if alive(p)]
+    assert leftovers == [], leftovers
+    assert any("stopping Beat, the worker and Flower" in line for line in stack.lines)
 
 
 def alive(process: psutil.Process) -> bool:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import signal
 import threading
 from pathlib import Path
 
 import click
 
 from beatkeeper.cli.output import UserError, stderr
+from beatkeeper.dev.servers import DEFAULT_STATE
 from beatkeeper.dev.stack import Options, StackError, run
 from beatkeeper.settings import SettingsError
 from beatkeeper.store.engine import DatabaseUnavailable
@@ -21,7 +23,7 @@ DEFAULT_MANIFESTS = Path("manifests/examples")
     help=f"Manifest file or folder to load and watch (default {DEFAULT_MANIFESTS}/).",
 )  # fmt: skip
 @click.option(
-    "--state", type=click.Path(path_type=Path), default=Path(".beatkeeper/dev"),
+    "--state", type=click.Path(path_type=Path), default=DEFAULT_STATE,
     show_default=True, help="Where the embedded servers keep their data between runs.",
 )  # fmt: skip
 @click.option("--flower-port", default=5555, show_default=True, type=click.IntRange(1, 65535))
@@ -45,6 +47,7 @@ def dev(paths: tuple[Path, ...], state: Path, flower_port: int, concurrency: int
         raise UserError(f"no such file or folder: {', '.join(missing)}")
     options = Options(paths=chosen, state=state, flower_port=flower_port, concurrency=concurrency)
     stop = threading.Event()
+    _stop_on_signals()
     try:
         code = run(options, say=_say, stop=stop)
     except (StackError, SettingsError, DatabaseUnavailable) as error:
@@ -53,6 +56,28 @@ def dev(paths: tuple[Path, ...], state: Path, flower_port: int, concurrency: int
         stop.set()
         code = 0
     raise SystemExit(code)
+
+
+def _stop_on_signals() -> None:
+    """Ctrl-C, SIGTERM (``kill``, a service manager) and a closed terminal all stop the stack
+    the same clean way; repeats are ignored while it stops (which is bounded in time).
+
+    Set explicitly: a shell starts a background job with SIGINT ignored, and Python's
+    default for SIGTERM and SIGHUP exits without stopping the children or the servers.
+    A SIGHUP ignored by ``nohup`` stays ignored.
+    """
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        for number in _STOP_SIGNALS:
+            signal.signal(number, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    for number in _STOP_SIGNALS:
+        if number != signal.SIGHUP or signal.getsignal(number) != signal.SIG_IGN:
+            signal.signal(number, interrupt)
+
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def _say(message: str) -> None:

@@ -7,6 +7,7 @@ applied in one transaction, so a bad file leaves the database exactly as it was.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +19,7 @@ from sqlalchemy.exc import OperationalError
 
 from beatkeeper.cli.output import EXIT_USAGE, UserError, stderr
 from beatkeeper.cli.validate import PATHS, report
+from beatkeeper.dev.servers import running_stack
 from beatkeeper.manifests import check_paths
 from beatkeeper.settings import Settings, SettingsError, mask_url
 from beatkeeper.store.engine import DatabaseUnavailable, make_engine
@@ -26,9 +28,19 @@ from beatkeeper.store.schedules import apply_schedule, delete_schedule
 
 @contextmanager
 def database(*, migrated: bool = True) -> Iterator[Engine]:
-    """An engine for `BEATKEEPER_DATABASE_URL`; every failure becomes one clear line."""
+    """An engine for `BEATKEEPER_DATABASE_URL`; every failure becomes one clear line.
+
+    Unset, it is the database of the `beatkeeper dev` running from this folder, if any.
+    """
     try:
         settings = Settings.from_env()
+        if settings.database_url is None and (stack := running_stack()):
+            settings = Settings.from_env(os.environ | stack)
+        if settings.database_url is None:
+            raise UserError(
+                "BEATKEEPER_DATABASE_URL is not set: point it at PostgreSQL, e.g. "
+                "postgresql://user:pass@host:5432/db, or run `beatkeeper dev` in this folder"
+            )
         engine = make_engine(settings, application_name="beatkeeper-cli")
         if migrated:
             _require_current_schema(engine, settings)

@@ -9,11 +9,16 @@ saves to disk on every change (appendonly) so a Ctrl-C loses no queued message.
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+DEFAULT_STATE = Path(".beatkeeper/dev")
+URLS_FILE = "servers.env"
+_URL_KEYS = ("BEATKEEPER_DATABASE_URL", "BEATKEEPER_BROKER_URL")
 
 
 class MissingPackageError(RuntimeError):
@@ -58,6 +63,31 @@ def _redis(folder: Path) -> Iterator[str]:
     finally:
         with contextlib.suppress(Exception):
             server.shutdown(save=True)
+
+
+@contextlib.contextmanager
+def advertised(state: Path, *, database_url: str, broker_url: str) -> Iterator[Path]:
+    """Write the running stack's URLs to ``state/servers.env`` for the block's duration."""
+    path = state / URLS_FILE
+    state.mkdir(parents=True, exist_ok=True)
+    urls = zip(_URL_KEYS, (database_url, broker_url), strict=True)
+    # Owner-only: a URL of the user's own server may hold a password.
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as file:
+        file.writelines(f"{key}={url}\n" for key, url in urls)
+    try:
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def running_stack(state: Path = DEFAULT_STATE) -> dict[str, str]:
+    """The URLs a running `beatkeeper dev` with this state folder advertises (none: empty)."""
+    try:
+        text = (state / URLS_FILE).read_text()
+    except OSError:
+        return {}
+    found = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+    return {key: found[key] for key in _URL_KEYS if found.get(key)}
 
 
 def _require(module: str) -> Any:

@@ -66,9 +66,14 @@ def run(options: Options, *, say: Say, stop: threading.Event | None = None) -> i
             migrate.upgrade(engine)
             owned: set[sync.Name] | None = None if embedded_db else set()
             _report(sync.sync(engine, options.paths, owned=owned), say)
-            return _supervise(
-                options, env=env, engine=engine, owned=owned, say=say, stop=stop, started=started
+            advertised = servers.advertised(
+                options.state, database_url=database_url, broker_url=broker_url
             )
+            with advertised:
+                return _supervise(
+                    options, env=env, engine=engine, owned=owned, say=say, stop=stop,
+                    started=started,
+                )  # fmt: skip
     except servers.MissingPackageError as error:
         raise StackError(str(error)) from None
 
