@@ -149,6 +149,19 @@ def test_trigger_plans_one_manual_run_due_now(cli: Any, db: Engine) -> None:
     assert len(all_runs(db)) == 2  # every trigger is its own run
 
 
+def test_runs_of_a_schedule_that_never_existed_is_an_error_not_an_empty_list(
+    cli: Any, db: Engine
+) -> None:
+    result = cli("runs", "billing/missing")
+    assert (result.code, result.err.strip()) == (
+        1,
+        "beatkeeper: error: no schedule billing/missing (live or deleted)",
+    )
+    schedule(db, name="quiet")  # exists, has no run yet: an empty list
+    result = cli("runs", "billing/quiet", "--output", "json")
+    assert (result.code, json.loads(result.out)) == (0, [])
+
+
 def test_trigger_unknown_schedule_is_one_clear_line(cli: Any) -> None:
     result = cli("trigger", "billing/missing")
     assert (result.code, result.err.strip()) == (

@@ -90,6 +90,8 @@ def list_runs(
             since=_since(since, now) if since else None,
             limit=limit,
         )
+        if not found and namespace and name and not history.ever_existed(db, namespace, name):
+            raise UserError(f"no schedule {namespace}/{name} (live or deleted)")
     if fmt == "json":
         click.echo(json.dumps([_json(run) for run in found], indent=2))
     else:

@@ -139,6 +139,14 @@ def list_runs(
     return [_view(row) for row in db.execute(query)]
 
 
+def ever_existed(db: Connection, namespace: str, name: str) -> bool:
+    """Whether a schedule ``namespace/name`` exists or did (deleted ones keep their runs)."""
+    found = select(schedules.c.id).where(
+        schedules.c.namespace == namespace, schedules.c.name == name
+    )
+    return db.execute(found.limit(1)).first() is not None
+
+
 def find_schedule(db: Connection, namespace: str, name: str) -> ScheduleRef:
     """The live schedule ``namespace/name``, or ``NotFoundError``."""
     row = db.execute(
