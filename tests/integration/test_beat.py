@@ -31,6 +31,7 @@ from beatkeeper_worker.broker import Publisher
 from beatkeeper_worker.health import WaitingMessages
 from beatkeeper_worker.tick import Ticker
 from sqlalchemy import Engine, select, text
+from test_planning import settled
 from waiting import wait_for
 
 from beatkeeper.settings import Settings
@@ -317,7 +318,7 @@ def test_the_publish_path_works_with_rabbitmq_as_the_broker(stack: Stack) -> Non
         stack.apply(f"r{n}", kwargs={"n": n})
     later = datetime.now(UTC) + timedelta(seconds=2)
     try:
-        report = Ticker(stack.engine, app, Publisher(app), clock=lambda: later).tick()
+        report = settled(Ticker(stack.engine, app, Publisher(app), clock=lambda: later))
         assert report.published == 3
         with stack.probe_worker(RABBITMQ_URL):
             wait_for(lambda: len(stack.received()) == 3, timeout=30, what="3 tasks via RabbitMQ")
@@ -334,7 +335,7 @@ def test_a_run_whose_message_was_lost_is_published_again_once(stack: Stack) -> N
         stack.apply(name, interval="1h")
     app = make_app(stack.settings)
     due = datetime.now(UTC) + timedelta(hours=1, seconds=1)
-    assert Ticker(stack.engine, app, Publisher(app), clock=lambda: due).tick().published == 2
+    assert settled(Ticker(stack.engine, app, Publisher(app), clock=lambda: due)).published == 2
     run_ids = sorted(str(run.id) for run in stack.runs())
     waiting = WaitingMessages(stack.settings.require_broker_url())
     later = due + timedelta(minutes=1)
@@ -350,11 +351,11 @@ def test_a_run_whose_message_was_lost_is_published_again_once(stack: Stack) -> N
         )
 
     # Not started for a minute, but their messages still wait in the queue: nothing resent.
-    assert sweeper().tick().republished == 0
+    assert settled(sweeper()).republished == 0
     redis.Redis.from_url(stack.settings.require_broker_url()).delete(stack.queue)  # lost
-    assert sweeper().tick().republished == 2
+    assert settled(sweeper()).republished == 2
     assert sorted(message["headers"]["id"] for message in stack.messages()) == run_ids
-    assert sweeper().tick().republished == 0  # the copies are waiting now
+    assert settled(sweeper()).republished == 0  # the copies are waiting now
     assert len(stack.messages()) == 2
     # Beat, idle otherwise, wakes for the next look rather than after its idle minute.
     wake = sweeper().next_wake()

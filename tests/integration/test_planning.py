@@ -19,9 +19,10 @@ from typing import Any
 import psycopg
 import pytest
 import redis
+from beatkeeper_worker import publish
 from beatkeeper_worker.app import make_app
 from beatkeeper_worker.broker import Publisher
-from beatkeeper_worker.tick import Ticker
+from beatkeeper_worker.tick import Ticker, TickReport
 from celery import Celery
 from sqlalchemy import Engine, insert, select, text, update
 
@@ -36,6 +37,13 @@ from beatkeeper.store.schedules import apply_schedule, delete_schedule
 S = RunState
 T0 = datetime(2026, 3, 2, 9, 0, 0, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)
+
+
+def settled(ticker: Ticker) -> TickReport:
+    """One tick whose last batch is marked ``enqueued`` (a tick leaves that under way)."""
+    report = ticker.tick()
+    ticker.settle()
+    return report
 
 
 class Clock:
@@ -60,8 +68,9 @@ class Beat:
         return Ticker(self.engine, self.app, Publisher(self.app), clock=self.clock, **options)
 
     def tick_at(self, now: datetime) -> Any:
+        """One tick at ``now``, its last batch marked ``enqueued`` before this returns."""
         self.clock.now = now
-        return self.ticker().tick()
+        return settled(self.ticker())
 
     def messages(self) -> list[dict[str, Any]]:
         """Messages on the queue, oldest first, with the body decoded."""
@@ -166,9 +175,9 @@ def test_replicas_ticking_at_once_plan_and_publish_each_occurrence_once(beat: Be
 
     def replica() -> None:
         try:
-            Ticker(
-                beat.engine, beat.app, Publisher(beat.app), batch_size=25, clock=lambda: now
-            ).tick()
+            settled(
+                Ticker(beat.engine, beat.app, Publisher(beat.app), batch_size=25, clock=lambda: now)
+            )
         except BaseException as error:
             errors.append(error)
 
@@ -183,6 +192,36 @@ def test_replicas_ticking_at_once_plan_and_publish_each_occurrence_once(beat: Be
     assert {run.state for run in all_runs} == {S.ENQUEUED}
     task_ids = [m["headers"]["id"] for m in beat.messages()]
     assert sorted(task_ids) == sorted(str(run.id) for run in all_runs)  # once each
+
+
+def test_a_batch_still_being_marked_stays_locked_until_its_commit(
+    beat: Beat, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tick returns while its last batch is marked on a helper thread: meanwhile no other
+    replica can send those runs, and ``close`` waits for the marking to commit."""
+    for n in range(5):
+        beat.apply(f"s{n}", T0)
+    beat.clock.now = T0 + MINUTE
+    release = threading.Event()
+    marking = publish.transition_many
+
+    def held_mark(*args: Any, **kwargs: Any) -> Any:
+        assert release.wait(timeout=30)
+        return marking(*args, **kwargs)
+
+    monkeypatch.setattr(publish, "transition_many", held_mark)
+    first = beat.ticker()
+    assert first.tick().published == 5
+    assert {run.state for run in beat.runs()} == {S.PLANNED}  # not committed yet
+
+    other = beat.ticker().tick()  # another replica, same instant
+    assert (other.claimed, other.published) == (0, 0)
+
+    release.set()
+    first.close()
+    assert {run.state for run in beat.runs()} == {S.ENQUEUED}
+    ids = [m["headers"]["id"] for m in beat.messages()]
+    assert sorted(ids) == sorted(str(run.id) for run in beat.runs())  # once each
 
 
 class BrokenPublisher(Publisher):
@@ -249,7 +288,7 @@ def test_starting_deadline_also_applies_when_publishing_was_delayed(beat: Beat) 
     schedule_id = beat.apply("report", T0, startingDeadline="10s")
     beat.clock.now = T0 + MINUTE
     with pytest.raises(ConnectionError):
-        Ticker(beat.engine, beat.app, BrokenPublisher(beat.app), clock=beat.clock).tick()
+        settled(Ticker(beat.engine, beat.app, BrokenPublisher(beat.app), clock=beat.clock))
     beat.tick_at(T0 + MINUTE + timedelta(seconds=30))  # the broker came back too late
     assert beat.states(schedule_id) == [S.MISSED]
     assert beat.messages() == []

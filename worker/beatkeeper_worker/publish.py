@@ -2,9 +2,11 @@
 
 ``RunPublisher.publish_due`` locks due ``planned`` and ``retrying`` runs (``FOR UPDATE SKIP
 LOCKED``), sends them and marks them ``enqueued`` before the lock is released, so a run is
-published by exactly one replica; a run whose publisher died is unlocked and still due, and
-the next tick of any replica publishes it. A run found too late for its ``startingDeadline``
-or ``expires`` is recorded ``missed`` or ``expired`` instead of being sent.
+published by exactly one replica (the marking and commit may finish on another thread while
+the caller plans the next batch: the locks are held until then); a run whose publisher died
+is unlocked and still due, and the next tick of any replica publishes it. A run found too
+late for its ``startingDeadline`` or ``expires`` is recorded ``missed`` or ``expired``
+instead of being sent.
 
 ``beatkeeper_worker.messages`` builds each message; ``beatkeeper_worker.broker`` sends them
 in one batch.
@@ -78,25 +80,44 @@ class RunPublisher:
 
     def publish_due(
         self, db: Connection, templates: Templates, phases: Phases, *, now: datetime, limit: int
-    ) -> Published:
-        """Lock, send and mark ``enqueued`` up to ``limit`` due runs, in one transaction."""
-        with db.begin():
+    ) -> tuple[Published, Callable[[], float] | None]:
+        """Lock and send up to ``limit`` due runs; and what marks them ``enqueued`` and commits.
+
+        The second value (None when nothing was locked) must be called before ``db`` is used
+        again; it may run on another thread, so the caller can plan meanwhile. Until it
+        commits, the runs stay locked: no other replica can send them. It returns its seconds.
+        """
+        transaction = db.begin()
+        try:
             with timed(phases, "publish_claim"):
                 runs = planning.claim_publishable_runs(db, now=now, limit=limit)
                 if not runs:
-                    return Published(0, 0, 0)
+                    transaction.commit()
+                    return Published(0, 0, 0), None
                 self._fill(db, runs, templates)
             with timed(phases, "build"):
                 outgoing, sent, dropped = self._messages(runs, templates, now=now)
             with timed(phases, "broker"):
                 self._publisher.publish(outgoing)
-            _observe_lag(runs, set(sent), published_at=datetime.now(UTC))
-            with timed(phases, "publish_mark"):
+        except BaseException:
+            transaction.rollback()
+            raise
+        _observe_lag(runs, set(sent), published_at=datetime.now(UTC))
+
+        def mark() -> float:
+            started = time.perf_counter()
+            try:
                 transition_many(db, sent, RunState.ENQUEUED, now=datetime.now(UTC))
                 for state, ids in dropped.items():
                     transition_many(db, ids, state, now=now, error=_DROP_REASONS[state])
-                db.commit()
-        return Published(len(runs), len(sent), len(runs) - len(sent))
+                transaction.commit()
+            except BaseException:
+                with contextlib.suppress(Exception):  # the connection may be the broken part
+                    transaction.rollback()
+                raise
+            return time.perf_counter() - started
+
+        return Published(len(runs), len(sent), len(runs) - len(sent)), mark
 
     def republish_unstarted(
         self,
