@@ -214,7 +214,11 @@ def test_a_batch_still_being_marked_stays_locked_until_its_commit(
     assert first.tick().published == 5
     assert {run.state for run in beat.runs()} == {S.PLANNED}  # not committed yet
 
-    other = beat.ticker().tick()  # another replica, same instant
+    # Sent, so not due for this replica; still planned and due for the others.
+    assert first.next_wake() == T0 + 2 * MINUTE
+    other_replica = beat.ticker()
+    assert other_replica.next_wake() == T0 + MINUTE
+    other = other_replica.tick()
     assert (other.claimed, other.published) == (0, 0)
 
     release.set()

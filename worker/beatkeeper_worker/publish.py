@@ -63,6 +63,7 @@ class Published:
     locked: int  # due runs this batch took
     sent: int
     dropped: int  # recorded missed, expired or cancelled instead
+    run_ids: list[uuid.UUID] = dataclasses.field(default_factory=list)  # all it took
 
 
 class RunPublisher:
@@ -117,7 +118,7 @@ class RunPublisher:
                 raise
             return time.perf_counter() - started
 
-        return Published(len(runs), len(sent), len(runs) - len(sent)), mark
+        return Published(len(runs), len(sent), len(runs) - len(sent), [r.id for r in runs]), mark
 
     def republish_unstarted(
         self,

@@ -112,6 +112,7 @@ class Ticker:
         # Marks a published batch enqueued while the next one is planned (see ``tick``).
         self._marker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="beatkeeper-mark")
         self._marking: Future[float] | None = None
+        self._marked: list[uuid.UUID] = []  # the runs it marks
 
     def tick(self) -> TickReport:
         report = TickReport()
@@ -125,7 +126,7 @@ class Ticker:
                 db, templates, report.phases, now=now, limit=self.batch_size
             )
             if mark is not None:
-                self._marking = self._marker.submit(mark)
+                self._marking, self._marked = self._marker.submit(mark), published.run_ids
             report.published += published.sent
             report.dropped += published.dropped
             more = more or published.locked == self.batch_size
@@ -155,7 +156,7 @@ class Ticker:
         """When something is next due, or when a run enqueued long ago may need sending again."""
         db = self._connection("plan")
         with db.begin():
-            wake = planning.next_wake(db)
+            wake = planning.next_wake(db, sent=self._marked if self._marking else ())
             oldest = planning.oldest_unstarted(db) if self._redeliver_after else None
         if oldest is None or self._redeliver_after is None:
             return wake

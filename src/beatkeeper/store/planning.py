@@ -271,7 +271,8 @@ _NEXT_WAKE = text("""
     SELECT least(
         (SELECT min(next_due_at) FROM schedules
          WHERE deleted_at IS NULL AND NOT suspended AND next_due_at IS NOT NULL),
-        (SELECT min(due_at) FROM runs WHERE state IN ('planned', 'retrying')))
+        (SELECT min(due_at) FROM runs WHERE state IN ('planned', 'retrying')
+         AND id <> ALL(CAST(:sent AS uuid[]))))
 """)
 
 
@@ -284,9 +285,13 @@ def oldest_unstarted(db: Connection) -> datetime | None:
     return found
 
 
-def next_wake(db: Connection) -> datetime | None:
-    """When something next becomes due: a schedule, a planned run or a retry."""
-    found: datetime | None = db.execute(_NEXT_WAKE).scalar()
+def next_wake(db: Connection, *, sent: Sequence[uuid.UUID] = ()) -> datetime | None:
+    """When something next becomes due: a schedule, a planned run or a retry.
+
+    ``sent``: runs already published whose ``enqueued`` record has not committed yet; they
+    look due but are not.
+    """
+    found: datetime | None = db.execute(_NEXT_WAKE, {"sent": list(sent)}).scalar()
     return found
 
 
