@@ -60,7 +60,12 @@ def configuration(settings: Settings) -> dict[str, Any]:
 
 def make_app(settings: Settings | None = None) -> Celery:
     """The beatkeeper Celery app; without ``settings`` it reads the environment when first used."""
-    celery_app = Celery("beatkeeper", include=["beatkeeper_worker.tasks"], log=Logging)
+    # Not the current app: a user's module that imports ``beatkeeper_worker.tracking`` after
+    # making its own app keeps that app current, so its ``@shared_task``s stay bound to it.
+    # ``celery -A beatkeeper_worker worker`` makes this app current itself.
+    celery_app = Celery(
+        "beatkeeper", include=["beatkeeper_worker.tasks"], log=Logging, set_as_current=False
+    )
     if settings is None:
         celery_app.add_defaults(_from_environment)
     else:
