@@ -28,7 +28,7 @@ from beatkeeper.recurrence import Recurrence
 from beatkeeper.spec import ScheduleSpec
 from beatkeeper.states import RunState
 
-__all__ = ["CATCH_UP_PER_TICK", "Advance", "DueSchedule", "NewRun", "Plan", "decide"]
+__all__ = ["CATCH_UP_PER_TICK", "Advance", "DueSchedule", "NewRun", "Plan", "decide", "too_late"]
 
 CATCH_UP_PER_TICK = 100
 
@@ -145,13 +145,36 @@ def _runs(
     return runs
 
 
+def too_late(
+    due_at: datetime,
+    *,
+    starting_deadline: timedelta | None,
+    expires: timedelta | None,
+    first_attempt: bool,
+    now: datetime,
+) -> tuple[RunState, str] | None:
+    """Why an occurrence due at ``due_at`` is not sent at ``now``, if it is not: ``missed``
+    past ``startingDeadline`` (a first attempt only: a retry has started already), or
+    ``expired`` past ``expires``. Asked when it is planned and again when it is published."""
+    if first_attempt and starting_deadline is not None and due_at + starting_deadline < now:
+        return RunState.MISSED, "could not start within startingDeadline"
+    if expires is not None and due_at + expires < now:
+        return RunState.EXPIRED, "expires passed before it could be published"
+    return None
+
+
 def _state_of(
     spec: ScheduleSpec, due_at: datetime, *, now: datetime, busy: bool
 ) -> tuple[RunState, str | None]:
-    if spec.starting_deadline is not None and due_at + spec.starting_deadline < now:
-        return RunState.MISSED, "could not start within startingDeadline"
-    if spec.expires is not None and due_at + spec.expires < now:
-        return RunState.EXPIRED, "expires passed before it could be published"
+    late = too_late(
+        due_at,
+        starting_deadline=spec.starting_deadline,
+        expires=spec.expires,
+        first_attempt=True,
+        now=now,
+    )
+    if late is not None:
+        return late
     if busy and spec.concurrency_policy == "Forbid":
         return RunState.SKIPPED, "a run was still active (concurrencyPolicy: Forbid)"
     return RunState.PLANNED, None

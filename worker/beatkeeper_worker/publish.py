@@ -29,6 +29,7 @@ from typing import Any
 from celery import Celery
 from sqlalchemy import Connection
 
+from beatkeeper import plans
 from beatkeeper.observability import metrics
 from beatkeeper.spec import ScheduleSpec
 from beatkeeper.states import RunState
@@ -109,8 +110,8 @@ class RunPublisher:
             started = time.perf_counter()
             try:
                 transition_many(db, sent, RunState.ENQUEUED, now=datetime.now(UTC))
-                for state, ids in dropped.items():
-                    transition_many(db, ids, state, now=now, error=_DROP_REASONS[state])
+                for (state, reason), ids in dropped.items():
+                    transition_many(db, ids, state, now=now, error=reason)
                 transaction.commit()
             except BaseException:
                 with contextlib.suppress(Exception):  # the connection may be the broken part
@@ -138,8 +139,8 @@ class RunPublisher:
                 return 0
             self._fill(db, runs, templates)
             outgoing, sent, dropped = self._messages(runs, templates, now=now)
-            for state, dropped_ids in dropped.items():
-                transition_many(db, dropped_ids, state, now=now, error=_DROP_REASONS[state])
+            for (state, reason), dropped_ids in dropped.items():
+                transition_many(db, dropped_ids, state, now=now, error=reason)
             empty: dict[str, bool] = {}
             chosen = [
                 (message, run_id)
@@ -159,15 +160,24 @@ class RunPublisher:
 
     def _messages(
         self, runs: list[planning.PublishableRun], templates: Templates, *, now: datetime
-    ) -> tuple[list[Outgoing], list[uuid.UUID], dict[RunState, list[uuid.UUID]]]:
+    ) -> tuple[list[Outgoing], list[uuid.UUID], dict[tuple[RunState, str], list[uuid.UUID]]]:
         outgoing: list[Outgoing] = []
         sent: list[uuid.UUID] = []
-        dropped: dict[RunState, list[uuid.UUID]] = {}
+        dropped: dict[tuple[RunState, str], list[uuid.UUID]] = {}
         for run in runs:
             template = templates.get((run.schedule_id, run.spec_hash))
-            fate = _fate(run, template, now=now)
-            if fate is not None or template is None:
-                dropped.setdefault(fate or RunState.CANCELLED, []).append(run.id)
+            if template is None:
+                dropped.setdefault(_UNREADABLE, []).append(run.id)
+                continue
+            late = plans.too_late(
+                run.due_at,
+                starting_deadline=template.starting_deadline,
+                expires=template.expires,
+                first_attempt=run.state == RunState.PLANNED,
+                now=now,
+            )
+            if late is not None:
+                dropped.setdefault(late, []).append(run.id)
                 continue
             outgoing.append(self._message(run, template, now=now))
             sent.append(run.id)
@@ -214,22 +224,4 @@ def _observe_lag(
             metrics.SCHEDULING_LAG.observe(max(0.0, (published_at - run.due_at).total_seconds()))
 
 
-_DROP_REASONS = {
-    RunState.MISSED: "could not start within startingDeadline",
-    RunState.EXPIRED: "expires passed before it could be published",
-    RunState.CANCELLED: "the schedule's stored spec cannot be read",
-}
-
-
-def _fate(
-    run: planning.PublishableRun, template: Template | None, *, now: datetime
-) -> RunState | None:
-    """Why a due run is not published after all (None: publish it)."""
-    if template is None:
-        return RunState.CANCELLED
-    if template.expires is not None and run.due_at + template.expires < now:
-        return RunState.EXPIRED
-    deadline = template.starting_deadline
-    if run.state == RunState.PLANNED and deadline is not None and run.due_at + deadline < now:
-        return RunState.MISSED
-    return None
+_UNREADABLE = (RunState.CANCELLED, "the schedule's stored spec cannot be read")
