@@ -22,7 +22,7 @@ import redis
 from beatkeeper_worker import publish
 from beatkeeper_worker.app import make_app
 from beatkeeper_worker.broker import Publisher
-from beatkeeper_worker.tick import Ticker, TickReport
+from beatkeeper_worker.tick import OVERLAP_FROM, Ticker, TickReport
 from celery import Celery
 from sqlalchemy import Engine, insert, select, text, update
 
@@ -199,7 +199,7 @@ def test_a_batch_still_being_marked_stays_locked_until_its_commit(
 ) -> None:
     """A tick returns while its last batch is marked on a helper thread: meanwhile no other
     replica can send those runs, and ``close`` waits for the marking to commit."""
-    for n in range(5):
+    for n in range(OVERLAP_FROM):  # a batch large enough to be marked on the helper thread
         beat.apply(f"s{n}", T0)
     beat.clock.now = T0 + MINUTE
     release = threading.Event()
@@ -211,7 +211,7 @@ def test_a_batch_still_being_marked_stays_locked_until_its_commit(
 
     monkeypatch.setattr(publish, "transition_many", held_mark)
     first = beat.ticker()
-    assert first.tick().published == 5
+    assert first.tick().published == OVERLAP_FROM
     assert {run.state for run in beat.runs()} == {S.PLANNED}  # not committed yet
 
     # Sent, so not due for this replica; still planned and due for the others.
