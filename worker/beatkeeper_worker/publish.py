@@ -61,10 +61,13 @@ def timed(phases: Phases, name: str) -> Iterator[None]:
 
 @dataclasses.dataclass(frozen=True)
 class Published:
-    locked: int  # due runs this batch took
+    run_ids: list[uuid.UUID]  # every due run this batch took
     sent: int
     dropped: int  # recorded missed, expired or cancelled instead
-    run_ids: list[uuid.UUID] = dataclasses.field(default_factory=list)  # all it took
+
+    @property
+    def locked(self) -> int:
+        return len(self.run_ids)
 
 
 class RunPublisher:
@@ -95,7 +98,7 @@ class RunPublisher:
                 runs = planning.claim_publishable_runs(db, now=now, limit=limit)
                 if not runs:
                     transaction.commit()
-                    return Published(0, 0, 0), None
+                    return Published([], 0, 0), None
                 self._fill(db, runs, templates)
             with timed(phases, "build"):
                 outgoing, sent, dropped = self._messages(runs, templates, now=now)
@@ -119,7 +122,7 @@ class RunPublisher:
                 raise
             return time.perf_counter() - started
 
-        return Published(len(runs), len(sent), len(runs) - len(sent), [r.id for r in runs]), mark
+        return Published([r.id for r in runs], len(sent), len(runs) - len(sent)), mark
 
     def republish_unstarted(
         self,

@@ -116,8 +116,7 @@ class Ticker:
         self._sweep_at = time.monotonic()
         # Marks a published batch enqueued while the next one is planned (see ``tick``).
         self._marker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="beatkeeper-mark")
-        self._marking: Future[float] | None = None
-        self._marked: list[uuid.UUID] = []  # the runs it marks
+        self._marking: tuple[Future[float], list[uuid.UUID]] | None = None  # and its runs
 
     def tick(self) -> TickReport:
         report = TickReport()
@@ -131,7 +130,7 @@ class Ticker:
                 db, templates, report.phases, now=now, limit=self.batch_size
             )
             if mark is not None and published.locked >= OVERLAP_FROM:
-                self._marking, self._marked = self._marker.submit(mark), published.run_ids
+                self._marking = self._marker.submit(mark), published.run_ids
             elif mark is not None:
                 report.phases["publish_mark"] += mark()
             report.published += published.sent
@@ -163,7 +162,7 @@ class Ticker:
         """When something is next due, or when a run enqueued long ago may need sending again."""
         db = self._connection("plan")
         with db.begin():
-            wake = planning.next_wake(db, sent=self._marked if self._marking else ())
+            wake = planning.next_wake(db, sent=self._marking[1] if self._marking else ())
             oldest = planning.oldest_unstarted(db) if self._redeliver_after else None
         if oldest is None or self._redeliver_after is None:
             return wake
@@ -182,17 +181,15 @@ class Ticker:
         with db.begin():
             return planning.count_due_runs(db, now=self._clock())
 
-    def settle(self) -> float:
+    def settle(self) -> None:
         """Wait until the last batch's runs are marked ``enqueued`` and committed (a tick
-        returns with that still under way); raise what it raised. Its seconds of work."""
-        phases = Phases(float)
-        self._settle(phases)
-        return phases["publish_mark"]
+        returns with that still under way); raise what it raised."""
+        self._settle(Phases(float))
 
     def _settle(self, phases: Phases) -> None:
-        marking = self._marking
-        if marking is None:
+        if self._marking is None:
             return
+        marking, _ = self._marking
         try:
             with timed(phases, "publish_mark_wait"):
                 phases["publish_mark"] += marking.result()
