@@ -37,10 +37,10 @@ def database(*, migrated: bool = True) -> Iterator[Engine]:
         if settings.database_url is None and (stack := running_stack()):
             settings = Settings.from_env(os.environ | stack)
         if settings.database_url is None:
-            raise UserError(
-                "BEATKEEPER_DATABASE_URL is not set: point it at PostgreSQL, e.g. "
-                "postgresql://user:pass@host:5432/db, or run `beatkeeper dev` in this folder"
-            )
+            try:
+                settings.require_database_url()
+            except SettingsError as unset:
+                raise UserError(f"{unset}, or run `beatkeeper dev` in this folder") from None
         engine = make_engine(settings, application_name="beatkeeper-cli")
         if migrated:
             _require_current_schema(engine, settings)
