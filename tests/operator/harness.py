@@ -75,6 +75,21 @@ def ready(cluster: Emulator, namespace: str, name: str) -> dict[str, Any]:
     raise KeyError("Ready")
 
 
+async def ready_becomes(
+    cluster: Emulator, namespace: str, name: str, *, timeout: float = 15.0, **expected: str
+) -> dict[str, Any]:
+    """The Schedule's Ready condition, once its fields have ``expected`` values."""
+
+    def matching() -> dict[str, Any] | None:
+        condition = ready(cluster, namespace, name)
+        return condition if all(condition.get(k) == v for k, v in expected.items()) else None
+
+    found: dict[str, Any] = await eventually(
+        matching, timeout=timeout, what=f"{namespace}/{name} Ready with {expected}"
+    )
+    return found
+
+
 def events(cluster: Emulator, reason: str) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
     for (resource, _, _), obj in list(cluster.objects.items()):

@@ -17,6 +17,7 @@ from harness import (
     manifest,
     merge_patch,
     ready,
+    ready_becomes,
 )
 from sqlalchemy import Engine, select
 
@@ -33,12 +34,7 @@ async def test_created_schedule_gets_a_row_and_ready_status(cluster, start_opera
     created = await create(cluster, manifest("nightly"))
     uid = created["metadata"]["uid"]
 
-    condition = await eventually(
-        lambda: (
-            ready(cluster, "team-a", "nightly")["status"] == "True"
-            and ready(cluster, "team-a", "nightly")
-        )
-    )
+    condition = await ready_becomes(cluster, "team-a", "nightly", status="True")
     row = row_of(db, uid)
     assert row is not None
     assert row.task == "billing.tasks.charge"

@@ -6,7 +6,7 @@ import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from harness import create, current, events, eventually, manifest, ready
+from harness import create, current, events, eventually, manifest, ready, ready_becomes
 from sqlalchemy import Engine, update
 
 from beatkeeper.store.models import runs, schedules
@@ -142,12 +142,7 @@ async def test_a_pause_after_failures_turns_ready_false_with_an_event(cluster, s
             )
         )
 
-    condition = await eventually(
-        lambda: (
-            ready(cluster, "team-a", "failing")["reason"] == "PausedAfterFailures"
-            and ready(cluster, "team-a", "failing")
-        )
-    )
+    condition = await ready_becomes(cluster, "team-a", "failing", reason="PausedAfterFailures")
     assert condition["status"] == "False"
     assert "3 consecutive runs failed" in condition["message"]
     warning = await eventually(lambda: events(cluster, "PausedAfterFailures"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from harness import create, current, eventually, manifest, ready
+from harness import create, current, eventually, manifest, ready, ready_becomes
 from sqlalchemy import Engine, func, select
 
 from beatkeeper.store.models import runs, schedules
@@ -32,24 +32,13 @@ async def test_database_outage_is_reported_then_recovers(
 
     proxy.cut()
     await create(cluster, manifest("during"))
-    condition = await eventually(
-        lambda: (
-            ready(cluster, "team-a", "during")["reason"] == "DatabaseUnavailable"
-            and ready(cluster, "team-a", "during")
-        )
-    )
+    condition = await ready_becomes(cluster, "team-a", "during", reason="DatabaseUnavailable")
     assert condition["status"] == "False"
     assert "127.0.0.1" in condition["message"]
     assert row_counts(db)[0] == 1
 
     proxy.restore()
-    condition = await eventually(
-        lambda: (
-            ready(cluster, "team-a", "during")["status"] == "True"
-            and ready(cluster, "team-a", "during")
-        ),
-        timeout=20,
-    )
+    condition = await ready_becomes(cluster, "team-a", "during", status="True", timeout=20)
     assert condition["reason"] == "Scheduled"
     assert row_counts(db)[0] == 2
     assert ready(cluster, "team-a", "before")["reason"] == "Scheduled"
