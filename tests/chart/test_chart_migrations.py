@@ -113,3 +113,20 @@ def test_helm_test_pod_runs_the_smoke_command(renderings: dict[str, Rendering]) 
     container = pod["spec"]["containers"][0]
     assert container["args"] == ["beatkeeper", "smoke", "--timeout", "180"]
     assert "BEATKEEPER_DATABASE_URL" in env_of(container)
+
+
+def test_wait_for_postgresql_names_the_user_pg_isready_needs(
+    renderings: dict[str, Rendering],
+) -> None:
+    # As uid 10001 (no passwd entry in the postgres image) and with no PGUSER, libpq makes
+    # no connection attempt at all: pg_isready exits 3 forever and the install hangs.
+    (wait,) = _migrate_job(renderings["default"])["spec"]["template"]["spec"]["initContainers"]
+    env = {name: item["value"] for name, item in env_of(wait).items()}
+    assert env == {
+        "PGHOST": "bk-beatkeeper-postgresql",
+        "PGPORT": "5432",
+        "PGUSER": "beatkeeper",
+        "PGDATABASE": "beatkeeper",
+        "PGCONNECT_TIMEOUT": "5",
+    }
+    assert "pg_isready --quiet;" in wait["command"][-1]

@@ -23,7 +23,12 @@ a new Job, which Argo CD / Flux / helm apply as a new object.
 {{- end }}
 {{- end }}
 
-{{/* Holds a pod until the built-in PostgreSQL accepts connections. */}}
+{{/*
+Holds a pod until the built-in PostgreSQL accepts connections. pg_isready reads its
+target from the PG* variables. PGUSER is not optional: the container runs as a uid with
+no passwd entry in the postgres image, and without a user name libpq makes no attempt
+at all (pg_isready exits 3, "no attempt") however ready the server is.
+*/}}
 {{- define "beatkeeper.postgresql.waitContainer" -}}
 - name: wait-for-postgresql
   image: {{ printf "%s:%s" .Values.postgresql.image.repository .Values.postgresql.image.tag }}
@@ -31,10 +36,18 @@ a new Job, which Argo CD / Flux / helm apply as a new object.
   command:
     - sh
     - -c
-    - until pg_isready --quiet --host "$PGHOST" --port 5432; do echo "waiting for $PGHOST"; sleep 2; done
+    - until pg_isready --quiet; do echo "waiting for PostgreSQL at $PGHOST:$PGPORT"; sleep 2; done
   env:
     - name: PGHOST
       value: {{ include "beatkeeper.componentName" (list . "postgresql") }}
+    - name: PGPORT
+      value: "5432"
+    - name: PGUSER
+      value: {{ .Values.postgresql.username | quote }}
+    - name: PGDATABASE
+      value: {{ .Values.postgresql.database | quote }}
+    - name: PGCONNECT_TIMEOUT
+      value: "5"
   securityContext:
     {{- include "beatkeeper.securityContext" (list . .Values.migrations) | nindent 4 }}
   resources:
