@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 from chart_render import Object, Rendering, annotations_of, env_of, name_of, parse, template
 
@@ -92,6 +93,40 @@ def test_worker_budget_exists_only_with_more_than_one_pod(helm: Path) -> None:
     assert (
         len(budgets("--set", "worker.replicas=1", "--set", "worker.autoscaling.enabled=true")) == 1
     )
+
+
+WORKER_SCALING = {
+    "plain replicas": ["worker.replicas=3"],
+    "HPA at a minimum of 1": [
+        "worker.autoscaling.enabled=true",
+        "worker.autoscaling.minReplicas=1",
+    ],
+    "KEDA at a minimum of 1": ["worker.keda.enabled=true", "worker.keda.minReplicaCount=1"],
+    "KEDA from zero": ["worker.keda.enabled=true", "worker.keda.minReplicaCount=0"],
+}
+
+
+@pytest.mark.parametrize("scaling", sorted(WORKER_SCALING))
+def test_worker_budget_never_blocks_a_node_drain(helm: Path, scaling: str) -> None:
+    # With one worker running, minAvailable 1 would refuse every eviction forever;
+    # maxUnavailable >= 1 always lets a drain evict one worker.
+    args = [arg for setting in WORKER_SCALING[scaling] for arg in ("--set", setting)]
+    result = template(helm, *args)
+    assert result.returncode == 0, result.stderr
+    (budget,) = [
+        obj
+        for obj in parse(result.stdout)
+        if obj["kind"] == "PodDisruptionBudget" and name_of(obj).endswith("-worker")
+    ]
+    assert budget["spec"]["maxUnavailable"] == 1, scaling
+    assert "minAvailable" not in budget["spec"], scaling
+
+
+def test_worker_budget_refuses_a_blocking_setting(helm: Path) -> None:
+    result = template(helm, "--set", "worker.pdb.maxUnavailable=0")
+    assert result.returncode != 0
+    assert "/worker/pdb/maxUnavailable" in result.stderr
+    assert template(helm, "--set", "worker.pdb.maxUnavailable=25%").returncode == 0
 
 
 def test_keda_scales_workers_on_each_queue_list(renderings: dict[str, Rendering]) -> None:
