@@ -50,6 +50,14 @@ REJECTED = {
         ],
         ["/worker/keda/redis/address"],
     ),
+    "oauth without allowed e-mails": (
+        [
+            "--set", "flower.auth.mode=oauth",
+            "--set", "flower.auth.oauth.existingSecret=flower-oauth",
+            "--set", "flower.auth.oauth.redirectUri=https://ops.example.com/flower/login",
+        ],
+        ["/flower/auth/oauth/emails"],
+    ),
     "a bad namespace name": (["--set", "operator.namespaces={Team_A}"], ["/operator/namespaces/0"]),
     "a bad schema name": (["--set", "config.dbSchema=Beat-Keeper"], ["/config/dbSchema"]),
 }  # fmt: skip
@@ -76,6 +84,14 @@ FAILED_BY_TEMPLATE = {
     "flower without auth and writable": (
         ["--set", "flower.auth.mode=none"],
         "flower.auth.mode=none needs flower.readOnly=true",
+    ),
+    "oauth without allowed e-mails": (
+        [
+            "--set", "flower.auth.mode=oauth",
+            "--set", "flower.auth.oauth.existingSecret=flower-oauth",
+            "--set", "flower.auth.oauth.emails= ",
+        ],
+        "flower.auth.mode=oauth needs flower.auth.oauth.emails",
     ),
     "network policies without a way to an external database": (
         [

@@ -50,6 +50,9 @@ first; these remain for `--skip-schema-validation` and for rules a schema states
 {{- if and .Values.flower.enabled (eq .Values.flower.auth.mode "oauth") (not .Values.flower.auth.oauth.existingSecret) }}
 {{- fail "flower.auth.mode=oauth needs flower.auth.oauth.existingSecret (a Secret with the OAuth client id and secret)" }}
 {{- end }}
+{{- if and .Values.flower.enabled (eq .Values.flower.auth.mode "oauth") (not (trim .Values.flower.auth.oauth.emails)) }}
+{{- fail "flower.auth.mode=oauth needs flower.auth.oauth.emails (a regular expression of the e-mail addresses allowed in): with none, Flower lets in anyone" }}
+{{- end }}
 {{- if and .Values.networkPolicy.enabled (or (not .Values.postgresql.enabled) (not .Values.redis.enabled)) (not .Values.networkPolicy.extraEgress) }}
 {{- fail "networkPolicy.enabled with an external database or Redis needs networkPolicy.extraEgress rules that reach them (see docs/install.md, Network policies)" }}
 {{- end }}
