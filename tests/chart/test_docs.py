@@ -17,6 +17,7 @@ COMPONENT_KEYS = {
     "resources", "livenessProbe", "readinessProbe", "podAnnotations", "podLabels",
     "nodeSelector", "tolerations", "affinity", "topologySpreadConstraints",
     "priorityClassName", "podSecurityContext", "securityContext", "extraEnv", "extraArgs",
+    "extraVolumes", "extraVolumeMounts", "initContainers", "sidecars",
 }  # fmt: skip
 # Values documented as a whole, not key by key (Kubernetes objects, the policy).
 WHOLE = {

@@ -161,18 +161,39 @@ The init container that holds a pod until the schema is at head. It never migrat
 */}}
 {{- define "beatkeeper.migrations.waitContainer" -}}
 {{- if include "beatkeeper.migrations.waitInPods" . }}
+- name: wait-for-migrations
+  image: {{ include "beatkeeper.image" . }}
+  imagePullPolicy: {{ .Values.image.pullPolicy }}
+  args: ["beatkeeper", "migrate", "--wait", "--timeout", {{ .Values.migrations.waitTimeout | quote }}]
+  env:
+    {{- include "beatkeeper.env" (dict "ctx" . "database" true) | trim | nindent 4 }}
+  securityContext:
+    {{- include "beatkeeper.securityContext" (list . .Values.migrations) | nindent 4 }}
+  resources:
+    {{- toYaml .Values.migrations.resources | nindent 4 }}
+  volumeMounts:
+    {{- include "beatkeeper.tmpVolumeMount" . | nindent 4 }}
+{{- end }}
+{{- end }}
+
+{{/*
+A pod's initContainers: wait-for-migrations first (when "waitForMigrations" and the
+release needs it), then the component's own `initContainers`, as given. Nothing when
+both are empty. Call with (dict "ctx" . "component" .Values.<component>
+"waitForMigrations" bool).
+*/}}
+{{- define "beatkeeper.initContainers" -}}
+{{- $wait := "" }}
+{{- if .waitForMigrations }}
+{{- $wait = include "beatkeeper.migrations.waitContainer" .ctx | trim }}
+{{- end }}
+{{- if or $wait .component.initContainers }}
 initContainers:
-  - name: wait-for-migrations
-    image: {{ include "beatkeeper.image" . }}
-    imagePullPolicy: {{ .Values.image.pullPolicy }}
-    args: ["beatkeeper", "migrate", "--wait", "--timeout", {{ .Values.migrations.waitTimeout | quote }}]
-    env:
-      {{- include "beatkeeper.env" (dict "ctx" . "database" true) | trim | nindent 6 }}
-    securityContext:
-      {{- include "beatkeeper.securityContext" (list . .Values.migrations) | nindent 6 }}
-    resources:
-      {{- toYaml .Values.migrations.resources | nindent 6 }}
-    volumeMounts:
-      {{- include "beatkeeper.tmpVolumeMount" . | nindent 6 }}
+{{- with $wait }}
+  {{- . | nindent 2 }}
+{{- end }}
+{{- with .component.initContainers }}
+  {{- toYaml . | nindent 2 }}
+{{- end }}
 {{- end }}
 {{- end }}
