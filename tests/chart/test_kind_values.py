@@ -6,13 +6,12 @@ does not exist, leaves runs failing NotRegistered or Beat crash-looping on the i
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
-import celery
 import yaml
 from chart_render import CHART, SCENARIO_FILES
 from chart_tools import REPO_ROOT
+from task_modules import registered_by
 
 from beatkeeper.manifests import manifest_files, read_documents
 
@@ -32,10 +31,7 @@ def _example_tasks() -> set[str]:
 
 
 def test_kind_values_import_every_task_the_example_schedules_name() -> None:
-    for module in _kind_values()["config"]["imports"]:
-        importlib.import_module(module)
-    # A fresh app gets every shared task of the modules imported so far, as a worker does.
-    registered = set(celery.Celery("kind-values", set_as_current=False).tasks)
+    registered = registered_by(_kind_values()["config"]["imports"])
     missing = _example_tasks() - registered
     assert not missing, f"values-kind.yaml config.imports registers none of {sorted(missing)}"
 
