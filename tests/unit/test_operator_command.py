@@ -53,11 +53,17 @@ def test_help_prints_usage_and_starts_nothing() -> None:
     assert result.stderr == ""
 
 
-def test_the_beatkeeper_operator_subcommand_passes_its_arguments_on() -> None:
+@pytest.mark.parametrize(
+    ("option", "expected"),
+    [("--version", "beatkeeper-operator 0"), ("--help", "usage: beatkeeper-operator")],
+)
+def test_the_beatkeeper_operator_subcommand_passes_its_arguments_on(
+    option: str, expected: str
+) -> None:
     # The chart runs `beatkeeper operator` with operator.extraArgs appended.
     environ = {k: v for k, v in os.environ.items() if not k.startswith("BEATKEEPER_")}
     result = subprocess.run(
-        [str(BIN / "beatkeeper"), "operator", "--version"],
+        [str(BIN / "beatkeeper"), "operator", option],
         env=environ,
         capture_output=True,
         text=True,
@@ -65,7 +71,7 @@ def test_the_beatkeeper_operator_subcommand_passes_its_arguments_on() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("beatkeeper-operator ")
+    assert result.stdout.startswith(expected)
 
 
 def test_an_unknown_argument_is_one_line_and_status_2() -> None:
