@@ -12,8 +12,12 @@ import sys
 import click
 
 
-@click.command(context_settings={"ignore_unknown_options": True})
+# No help option of its own: `--help` goes to the operator, which lists its options.
+@click.command(context_settings={"ignore_unknown_options": True}, add_help_option=False)
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def operator(args: tuple[str, ...]) -> None:
-    """Run the Kubernetes operator (kopf) that reconciles Schedules into the database."""
+    """Run the Kubernetes operator (kopf) that reconciles Schedules into the database.
+
+    Takes the options of `beatkeeper-operator --help`.
+    """
     os.execvp(sys.executable, [sys.executable, "-m", "beatkeeper_operator", *args])  # noqa: S606
