@@ -11,6 +11,7 @@ import re
 import signal
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 
 import psutil
@@ -90,12 +91,72 @@ def test_deleting_a_manifest_deletes_its_schedule(dev_stack: DevStack) -> None:
 
     mark = dev_stack.mark()
     other.unlink()
-    dev_stack.wait_for(r"default/other deleted \(its manifest is gone\)", after=mark)
+    dev_stack.wait_for(r"default/other deleted \(it is no longer in \S+other\.yaml\)", after=mark)
+
+
+def test_flower_is_served_under_flower_as_on_the_chart(dev_stack: DevStack) -> None:
+    assert dev_stack.flower.endswith(f":{dev_stack.port}/flower")
+    with urllib.request.urlopen(f"{dev_stack.flower}/workers", timeout=10) as page:
+        assert page.status == 200
+
+
+def test_a_fixed_manifest_says_fixed(dev_stack: DevStack) -> None:
+    mark = dev_stack.mark()
+    (dev_stack.manifests / "quick.yaml").write_text(QUICK.replace("interval: 5s", "interval: x"))
+    dev_stack.wait_for(r"quick\.yaml: .* \(previous version kept\)", after=mark)
+    mark = dev_stack.mark()
+    (dev_stack.manifests / "quick.yaml").write_text(QUICK)
+    dev_stack.wait_for(r"quick\.yaml: fixed$", after=mark)
+
+
+def test_a_schedule_made_with_apply_outlives_the_folder_sync(
+    dev_stack: DevStack, tmp_path: Path
+) -> None:
+    folder = dev_stack.state.parent.parent
+    by_hand = tmp_path / "by-hand.yaml"
+    by_hand.write_text(QUICK.replace("name: quick", "name: by-hand"))
+    applied = subprocess.run(
+        [BEATKEEPER, "apply", "-f", str(by_hand)],
+        cwd=folder, env=dev_env(), capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert applied.returncode == 0, applied.stderr
+    mark = dev_stack.mark()
+    (dev_stack.manifests / "quick.yaml").write_text(QUICK.replace("interval: 5s", "interval: 6s"))
+    dev_stack.wait_for(r"default/quick updated: every 6s", after=mark)
+    (dev_stack.manifests / "quick.yaml").write_text(QUICK)
+    dev_stack.wait_for(r"default/quick updated: every 5s", after=mark)
+    assert not [line for line in dev_stack.lines[mark:] if "by-hand" in line]
+    listed = subprocess.run(
+        [BEATKEEPER, "runs", "default/by-hand", "-o", "json"],
+        cwd=folder, env=dev_env(), capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert listed.returncode == 0, listed.stderr  # the schedule is still there
+    deleted = subprocess.run(
+        [BEATKEEPER, "delete", "default/by-hand"],
+        cwd=folder, env=dev_env(), capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert deleted.stdout.strip() == "default/by-hand deleted", deleted.stdout + deleted.stderr
+
+
+def test_a_second_stack_on_the_same_state_folder_is_refused(dev_stack: DevStack) -> None:
+    result = subprocess.run(
+        [BEATKEEPER, "dev", "-f", str(dev_stack.manifests), "--state-dir", str(dev_stack.state),
+         "--flower-port", str(free_port())],
+        env=dev_env(), capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "in use by another beatkeeper dev" in lines[0]
+    assert "--state-dir" in lines[0]
+    assert (dev_stack.state / "servers.env").exists()  # the first stack is untouched
+    assert dev_stack.process is not None
+    assert dev_stack.process.poll() is None
 
 
 def test_a_port_in_use_is_one_clear_line(dev_stack: DevStack, tmp_path: Path) -> None:
     result = subprocess.run(
-        [BEATKEEPER, "dev", "-f", str(dev_stack.manifests), "--state", str(tmp_path),
+        [BEATKEEPER, "dev", "-f", str(dev_stack.manifests), "--state-dir", str(tmp_path),
          "--flower-port", str(dev_stack.port)],
         env=dev_env(), capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
