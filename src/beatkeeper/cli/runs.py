@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -36,7 +37,8 @@ from beatkeeper.store.schedules import apply_schedule, delete_schedule
 __all__ = ["backfill", "runs", "smoke", "trigger"]
 
 NOOP_TASK = "beatkeeper.noop"  # registered by beatkeeper_worker.tasks
-BACKFILL_LIMIT = 100_000
+#: A backfill of more new runs than this asks first (or needs --yes).
+CONFIRM_ABOVE = 10
 _BATCH = 1000
 _T = TypeVar("_T")
 
@@ -126,35 +128,79 @@ def trigger(schedule: str) -> None:
 @click.argument("schedule", metavar="NAMESPACE/NAME")
 @click.option("--from", "start", required=True, help="RFC 3339, or a local time in the zone.")
 @click.option("--to", "end", required=True, help="RFC 3339, or a local time in the zone.")
-def backfill(schedule: str, start: str, end: str) -> None:
+@click.option("--dry-run", is_flag=True, help="List the occurrences; plan nothing.")
+@click.option(
+    "--yes", "-y", is_flag=True, help=f"Plan more than {CONFIRM_ABOVE} runs without asking."
+)
+def backfill(schedule: str, start: str, end: str, dry_run: bool, yes: bool) -> None:
     """Plan a run for every occurrence between --from and --to (both included).
 
     Occurrences that already have a run are left alone, so a backfill can be repeated.
-    Local times without an offset are read in the schedule's time zone.
+    Local times without an offset are read in the schedule's time zone. A window
+    holds at most 1,000 occurrences. Past occurrences are due at once: their
+    startingDeadline and expires count from the backfill, not from their planned
+    time. More than 10 new runs are planned only after a confirmation (or --yes).
 
     \b
     Examples:
-      beatkeeper backfill billing/nightly --from 2026-03-01 --to 2026-03-31T23:59
+      beatkeeper backfill billing/nightly --from 2026-03-01 --to 2026-03-31T23:59 --dry-run
+      beatkeeper backfill billing/nightly --from 2026-03-01 --to 2026-03-31T23:59 --yes
     """
     namespace, name = _split(schedule)
     with database() as engine:
         with engine.connect() as db:
             found = _asked(lambda: history.find_schedule(db, namespace, name))
-        zone = ZoneInfo(found.spec.time_zone)
-        window = (_instant(start, zone, "--from"), _instant(end, zone, "--to"))
-        planned = _asked(lambda: history.occurrences_between(found, *window, limit=BACKFILL_LIMIT))
-        new = 0
-        with Progress(console=stderr, transient=True) as progress:
-            bar = progress.add_task(f"planning {found.key}", total=len(planned))
-            for first in range(0, len(planned), _BATCH):
-                batch = planned[first : first + _BATCH]
-                with engine.begin() as db:
-                    new += history.backfill(db, found, batch, now=datetime.now(UTC))
-                progress.advance(bar, len(batch))
+            zone = ZoneInfo(found.spec.time_zone)
+            window = (_instant(start, zone, "--from"), _instant(end, zone, "--to"))
+            limit = history.MAX_BACKFILL
+            planned = _asked(lambda: history.occurrences_between(found, *window, limit=limit))
+            existing = history.already_planned(db, found, planned)
+        if dry_run:
+            _list_occurrences(found, planned, existing, zone)
+            return
+        _confirm(found, [moment for moment in planned if moment not in existing], yes=yes)
+        new = _plan_backfill(engine, found, planned)
     click.echo(
         f"{found.key}: {len(planned)} occurrence(s) in the window, {new} run(s) planned, "
         f"{len(planned) - new} already had one"
     )
+
+
+def _plan_backfill(engine: Engine, found: history.ScheduleRef, planned: list[datetime]) -> int:
+    new = 0
+    with Progress(console=stderr, transient=True) as progress:
+        bar = progress.add_task(f"planning {found.key}", total=len(planned))
+        for first in range(0, len(planned), _BATCH):
+            batch = planned[first : first + _BATCH]
+            with engine.begin() as db:
+                new += history.backfill(db, found, batch, now=datetime.now(UTC))
+            progress.advance(bar, len(batch))
+    return new
+
+
+def _list_occurrences(
+    found: history.ScheduleRef, planned: list[datetime], existing: set[datetime], zone: ZoneInfo
+) -> None:
+    for moment in planned:
+        local = moment.astimezone(zone).isoformat()
+        click.echo(f"{local}  {'already has a run' if moment in existing else 'would be planned'}")
+    click.echo(
+        f"dry run: {found.key}: {len(planned)} occurrence(s) in the window, "
+        f"{len(planned) - len(existing)} would be planned, {len(existing)} already have one"
+    )
+
+
+def _confirm(found: history.ScheduleRef, new: list[datetime], *, yes: bool) -> None:
+    """Ask before planning many runs: past ones all start at once."""
+    if yes or len(new) <= CONFIRM_ABOVE:
+        return
+    now = datetime.now(UTC)
+    at_once = sum(1 for moment in new if moment <= now)
+    what = f"{len(new)} new run(s) of {found.key}, {at_once} of them due now"
+    if not sys.stdin.isatty():
+        raise UserError(f"{what}: check them with --dry-run, then pass --yes to plan them")
+    if not click.confirm(f"plan {what}?", default=False, err=True):
+        raise UserError("nothing planned")
 
 
 @click.command("smoke")
