@@ -94,6 +94,36 @@ def test_runs_json_has_one_object_per_run_newest_first(cli: Any, db: Engine) -> 
     assert listed[1]["started_at"] == "2026-03-01T02:00:00+00:00"
 
 
+def test_runs_table_keeps_ids_whole_beside_a_long_error_and_shows_the_origin(
+    cli: Any, db: Engine
+) -> None:
+    applied = schedule(db)
+    t = datetime(2026, 3, 1, 2, tzinfo=UTC)
+    dead = add_run(db, applied, t, S.DEAD, error="ValueError: " + "x" * 300, origin="backfill")
+    result = cli("runs")
+    assert result.code == 0, result.err
+    [row] = [line for line in result.out.splitlines() if "billing/nightly" in line]
+    assert str(dead) in row  # whole, on the row's line
+    assert "backfill" in row
+    assert row.rstrip().endswith("… │")  # the error was cut to fit instead
+    assert all(len(line) <= 160 for line in result.out.splitlines())
+
+
+def test_a_succeeded_run_does_not_show_an_earlier_attempts_error(cli: Any, db: Engine) -> None:
+    applied = schedule(db)
+    t = datetime(2026, 3, 1, 2, tzinfo=UTC)
+    add_run(db, applied, t, S.SUCCEEDED, attempt=2, max_attempts=2, error="TimeoutError: slow")
+    result = cli("runs")
+    assert "succeeded" in result.out
+    assert "TimeoutError" not in result.out
+
+
+def test_runs_with_nothing_to_list_says_no_runs(cli: Any, db: Engine) -> None:
+    schedule(db)
+    result = cli("runs", "billing/nightly")
+    assert (result.code, result.out) == (0, "no runs\n")
+
+
 def test_runs_filters_by_state_since_and_schedule(cli: Any, db: Engine) -> None:
     nightly, hourly = schedule(db), schedule(db, "hourly", cron="0 * * * *")
     recent = NOW - timedelta(minutes=30)
@@ -348,6 +378,32 @@ def test_replay_of_unknown_or_malformed_id(cli: Any) -> None:
     missing = uuid.uuid4()
     assert cli("runs", "replay", str(missing)).err.strip() == f"beatkeeper: error: no run {missing}"
     assert cli("runs", "replay", "not-a-uuid").code == 2
+
+
+def test_replay_accepts_a_unique_prefix_of_eight_or_more_characters(cli: Any, db: Engine) -> None:
+    applied = schedule(db)
+    failed = add_run(db, applied, datetime(2026, 3, 1, 2, tzinfo=UTC), S.FAILED)
+    result = cli("runs", "replay", str(failed)[:8])
+    assert result.code == 0, result.err
+    assert result.out.rstrip().endswith(f"(replay of {failed})")
+    short = cli("runs", "replay", str(failed)[:7])
+    assert short.code == 2
+    assert "its first 8 or more characters" in short.err
+
+
+def test_replay_of_an_ambiguous_prefix_is_one_line(cli: Any, db: Engine) -> None:
+    applied = schedule(db)
+    for day, suffix in ((1, "1"), (2, "2")):
+        add_run(
+            db, applied, datetime(2026, 3, day, 2, tzinfo=UTC), S.FAILED,
+            id=uuid.UUID(f"abcdef12-0000-4000-8000-00000000000{suffix}"),
+        )  # fmt: skip
+    result = cli("runs", "replay", "abcdef12")
+    assert result.code == 1
+    assert result.err == (
+        "beatkeeper: error: more than one run id starts with abcdef12: give more characters\n"
+    )
+    assert cli("runs", "replay", "abcdef99").err.strip().endswith("no run id starts with abcdef99")
 
 
 def test_replay_of_a_deleted_schedules_run_is_refused(cli: Any, db: Engine) -> None:

@@ -15,5 +15,15 @@ import click
 @click.command(context_settings={"ignore_unknown_options": True})
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def operator(args: tuple[str, ...]) -> None:
-    """Run the Kubernetes operator (kopf) that reconciles Schedules into the database."""
+    """Run the Kubernetes operator (kopf) that reconciles Schedules into the database.
+
+    Reads the same BEATKEEPER_ settings as every component (BEATKEEPER_NAMESPACES: the
+    namespaces it watches, default all) and the cluster from the in-cluster config or
+    the current kubeconfig context.
+
+    \b
+    Examples:
+      BEATKEEPER_DATABASE_URL=postgresql://localhost/app beatkeeper operator
+      BEATKEEPER_NAMESPACES=billing,ops beatkeeper operator
+    """
     os.execvp(sys.executable, [sys.executable, "-m", "beatkeeper_operator", *args])  # noqa: S606

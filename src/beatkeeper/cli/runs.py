@@ -10,6 +10,7 @@ and deletes the Schedule again, whatever happened (the Helm chart's test pod run
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import sys
 import time
@@ -23,6 +24,7 @@ from zoneinfo import ZoneInfo
 import click
 from rich.progress import Progress
 from rich.table import Table
+from rich.text import Text
 from sqlalchemy import Engine
 
 from beatkeeper.cli.output import EXIT_USAGE, OUTPUT, UserError, stderr, stdout
@@ -39,6 +41,9 @@ __all__ = ["backfill", "runs", "smoke", "trigger"]
 NOOP_TASK = "beatkeeper.noop"  # registered by beatkeeper_worker.tasks
 #: A backfill of more new runs than this asks first (or needs --yes).
 CONFIRM_ABOVE = 10
+#: The fewest hex digits of a run id `runs replay` accepts (as git's short hashes).
+MIN_ID_PREFIX = 8
+_ID_PREFIX = re.compile(r"[0-9a-f]{8}(-?[0-9a-f]+)*-?")
 _BATCH = 1000
 _T = TypeVar("_T")
 
@@ -51,6 +56,22 @@ class _RunsGroup(click.Group):
             args = ["list", *args]
         return super().parse_args(ctx, args)
 
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """`runs --help` shows the listing's options too: listing is what `runs` does."""
+        listing = self.commands["list"]
+        rows = [
+            record
+            for param in listing.get_params(ctx)
+            if isinstance(param, click.Option) and "--help" not in param.opts
+            if (record := param.get_help_record(ctx))
+        ]
+        with formatter.section("Listing options (runs [NAMESPACE/NAME] [OPTIONS])"):
+            formatter.write_dl(rows)
+        super().format_options(ctx, formatter)
+
+    def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        formatter.write_usage(ctx.command_path, "[NAMESPACE/NAME] [OPTIONS]  |  replay ID")
+
 
 @click.group("runs", cls=_RunsGroup)
 def runs() -> None:
@@ -61,7 +82,7 @@ def runs() -> None:
       beatkeeper runs
       beatkeeper runs billing/nightly-invoices --state failed --state dead
       beatkeeper runs --since 2h -o json
-      beatkeeper runs replay 3f2b9c1e-…
+      beatkeeper runs replay 3f2b9c1e
     """
 
 
@@ -75,12 +96,21 @@ def runs() -> None:
     help="Only runs in this state; repeat for more.",
 )
 @click.option("--since", help="Planned at or after: an RFC 3339 time, or a duration ago (2h).")
-@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 100_000))
+@click.option(
+    "--limit", default=50, show_default=True, type=click.IntRange(1, 100_000),
+    help="At most this many runs.",
+)  # fmt: skip
 @OUTPUT
 def list_runs(
     schedule: str | None, states: tuple[str, ...], since: str | None, limit: int, fmt: str
 ) -> None:
-    """List runs of every schedule, or of NAMESPACE/NAME (deleted ones included)."""
+    """List runs of every schedule, or of NAMESPACE/NAME (deleted ones included).
+
+    \b
+    Examples:
+      beatkeeper runs list billing/nightly-invoices --state dead
+      beatkeeper runs list --since 2026-03-01T00:00Z -o json
+    """
     now = datetime.now(UTC)
     namespace, name = _split(schedule) if schedule else (None, None)
     with database() as engine, engine.connect() as db:
@@ -103,12 +133,18 @@ def list_runs(
 @runs.command("replay")
 @click.argument("run_id", metavar="ID")
 def replay(run_id: str) -> None:
-    """Run a dead or failed run again, as a new run (origin replay) due now."""
-    try:
-        old = uuid.UUID(run_id)
-    except ValueError:
-        raise UserError(f"{run_id!r} is not a run id (a UUID)", code=EXIT_USAGE) from None
+    """Run a dead or failed run again, as a new run (origin replay) due now.
+
+    ID is a run id as `beatkeeper runs` lists it, or its first 8 or more characters.
+
+    \b
+    Examples:
+      beatkeeper runs replay 3f2b9c1e
+      beatkeeper runs replay 3f2b9c1e-0d4a-4c55-9a51-6f0e2c9b7d10
+    """
+    prefix = _id_prefix(run_id)
     with database() as engine, engine.begin() as db:
+        old = _asked(lambda: history.find_run_id(db, prefix))
         new = _asked(lambda: history.replay(db, old, now=datetime.now(UTC)))
     click.echo(f"run {new} planned, due now (replay of {old})")
 
@@ -116,7 +152,13 @@ def replay(run_id: str) -> None:
 @click.command("trigger")
 @click.argument("schedule", metavar="NAMESPACE/NAME")
 def trigger(schedule: str) -> None:
-    """Run a schedule now, once, besides its regular runs (origin manual)."""
+    """Run a schedule now, once, besides its regular runs (origin manual).
+
+    \b
+    Examples:
+      beatkeeper trigger billing/nightly-invoices
+      beatkeeper trigger default/events-complete-ended && beatkeeper runs --since 5m
+    """
     namespace, name = _split(schedule)
     with database() as engine, engine.begin() as db:
         found = _asked(lambda: history.find_schedule(db, namespace, name))
@@ -213,6 +255,11 @@ def smoke(timeout: int, namespace: str) -> None:
 
     Applies a throwaway Schedule, waits until a run of it succeeded, deletes it.
     Exit 0 on success, 1 with what got stuck otherwise.
+
+    \b
+    Examples:
+      beatkeeper smoke
+      beatkeeper smoke --timeout 60 --namespace ops
     """
     name = f"beatkeeper-smoke-{secrets.token_hex(4)}"
     with database() as engine, _throwaway(engine, namespace, name) as schedule_id:
@@ -262,6 +309,18 @@ def _stuck(run: history.RunView | None) -> str:
     if run.state == RunState.ENQUEUED:
         return f"run {run.id} was published but no worker started it: is one consuming its queue?"
     return f"run {run.id} is still {run.state}"
+
+
+def _id_prefix(text: str) -> str:
+    """A run id or its first characters (at least ``MIN_ID_PREFIX`` hex digits)."""
+    cleaned = text.strip().lower()
+    if not _ID_PREFIX.fullmatch(cleaned) or len(cleaned.replace("-", "")) < MIN_ID_PREFIX:
+        raise UserError(
+            f"{text!r} is not a run id: give the id `beatkeeper runs` lists, "
+            f"or its first {MIN_ID_PREFIX} or more characters",
+            code=EXIT_USAGE,
+        )
+    return cleaned
 
 
 def _asked(action: Callable[[], _T]) -> _T:
@@ -323,24 +382,40 @@ def _json(run: history.RunView) -> dict[str, Any]:
 
 
 def _table(found: list[history.RunView], *, with_schedule: bool) -> None:
+    if not found:
+        click.echo("no runs")
+        return
+    headers = ["id", *(["schedule"] if with_schedule else []), "planned (UTC)", "state"]
+    headers += ["origin", "attempt", "lag", "duration"]
+    rows = [_row(run, with_schedule=with_schedule) for run in found]
     table = Table(title=f"{len(found)} run(s), newest first", title_justify="left")
-    columns = ["id", *(["schedule"] if with_schedule else []), "planned (UTC)", "state"]
-    for column in (*columns, "attempt", "lag", "duration", "error"):
-        table.add_column(column, overflow="fold")
-    for run in found:
-        lag = run.started_at - run.due_at if run.started_at else None
-        took = run.finished_at - run.started_at if run.finished_at and run.started_at else None
-        table.add_row(
-            str(run.id),
-            *([run.schedule] if with_schedule else []),
-            run.planned_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
-            run.state,
-            f"{run.attempt}/{run.max_attempts}",
-            _span(lag) if lag is not None else "",
-            _span(took) if took is not None else "",
-            _first_line(run.error),
-        )
-    stdout.print(table)
+    # Every column keeps its whole text (ids are copied into `runs replay`); only the
+    # error gives way to the terminal's width, cut with an ellipsis.
+    for index, header in enumerate(headers):
+        width = max(len(header), *(len(row[index]) for row in rows))
+        table.add_column(header, no_wrap=True, min_width=width)
+    table.add_column("error")  # collapsible; its one line is cut, not wrapped
+    for *row, error in rows:
+        table.add_row(*row, Text(error, no_wrap=True, overflow="ellipsis"))
+    stdout.print(table, soft_wrap=False)  # fit the width: the console soft-wraps otherwise
+
+
+def _row(run: history.RunView, *, with_schedule: bool) -> list[str]:
+    lag = run.started_at - run.due_at if run.started_at else None
+    took = run.finished_at - run.started_at if run.finished_at and run.started_at else None
+    return [
+        str(run.id),
+        *([run.schedule] if with_schedule else []),
+        run.planned_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
+        run.state,
+        run.origin,
+        f"{run.attempt}/{run.max_attempts}",
+        _span(lag) if lag is not None else "",
+        _span(took) if took is not None else "",
+        # A run that succeeded in the end keeps an earlier attempt's error for the record
+        # (JSON output), but showing it beside "succeeded" reads as a failure.
+        "" if run.state == RunState.SUCCEEDED else _first_line(run.error),
+    ]
 
 
 def _span(value: timedelta) -> str:

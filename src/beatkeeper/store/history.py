@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Row, func, select
+from sqlalchemy import Connection, Row, Text, cast, func, select
 from sqlalchemy.dialects.postgresql import insert
 
 from beatkeeper.recurrence import Recurrence
@@ -38,6 +38,7 @@ __all__ = [
     "ScheduleRef",
     "already_planned",
     "backfill",
+    "find_run_id",
     "find_schedule",
     "latest_run",
     "list_runs",
@@ -210,6 +211,23 @@ def replay(db: Connection, run_id: uuid.UUID, *, now: datetime) -> uuid.UUID:
     return _plan_now(
         db, schedule, task=row.task, origin=RunOrigin.REPLAY, now=now, replay_of=run_id
     )
+
+
+def find_run_id(db: Connection, prefix: str) -> uuid.UUID:
+    """The run whose id is or starts with ``prefix`` (lower-case, as UUIDs are printed)."""
+    try:
+        return uuid.UUID(prefix)
+    except ValueError:
+        pass
+    found = db.execute(
+        select(runs.c.id).where(cast(runs.c.id, Text).startswith(prefix, autoescape=True)).limit(2)
+    ).scalars()
+    matches = list(found)
+    if not matches:
+        raise NotFoundError(f"no run id starts with {prefix}")
+    if len(matches) > 1:
+        raise RefusedError(f"more than one run id starts with {prefix}: give more characters")
+    return matches[0]
 
 
 def occurrences_between(
