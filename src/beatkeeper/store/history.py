@@ -222,7 +222,7 @@ def find_run_id(db: Connection, prefix: str) -> uuid.UUID:
     found = db.execute(
         select(runs.c.id).where(cast(runs.c.id, Text).startswith(prefix, autoescape=True)).limit(2)
     ).scalars()
-    matches = list(found)
+    matches: list[uuid.UUID] = list(found)
     if not matches:
         raise NotFoundError(f"no run id starts with {prefix}")
     if len(matches) > 1:
