@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, select
 
-from beatkeeper.dev import lock, sync
+from beatkeeper.dev import lock, servers, sync
 from beatkeeper.spec import validate_manifest
 from beatkeeper.store.models import schedules
 from beatkeeper.store.schedules import apply_schedule
@@ -119,3 +119,22 @@ def test_a_fixed_manifest_is_reported_fixed(db: Engine, tmp_path: Path) -> None:
 
     assert outcome.fixed == [str(path)]
     assert outcome.applied == []
+
+
+@pytest.mark.filterwarnings("ignore:XDG_RUNTIME_DIR is not set")  # pgserver's, at import
+def test_an_embedded_postgresql_that_does_not_start_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pgserver  # noqa: PLC0415 - only this test needs it
+
+    def refuse(*_: object, **__: object) -> None:
+        raise AssertionError  # as pgserver reports a postmaster that is not ready
+
+    monkeypatch.setattr(pgserver, "get_server", refuse)
+    with pytest.raises(servers.ServerStartError) as refused:  # noqa: SIM117
+        with servers.embedded(tmp_path, database=True, broker=False):
+            pytest.fail("started")
+    assert str(refused.value) == (
+        f"the embedded PostgreSQL in {tmp_path / 'postgres'} did not start (AssertionError): "
+        f"see {tmp_path / 'postgres' / 'log'}"
+    )

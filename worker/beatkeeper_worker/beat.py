@@ -148,7 +148,11 @@ class DatabaseScheduler(Scheduler):  # type: ignore[misc]
             self._health.reached("broker")
 
     def _account(self, report: TickReport) -> None:
-        """Add a tick to the totals; log them every ``beatkeeper_beat_stats_every`` seconds."""
+        """Add a tick to the totals; log them every ``beatkeeper_beat_stats_every`` seconds.
+
+        At DEBUG: the metrics carry the same figures, and a line a minute at INFO drowns
+        what matters in a console (``BEATKEEPER_LOG_LEVEL=DEBUG`` shows it).
+        """
         self._totals.add(report)
         self._ticks += 1
         now = time.monotonic()
@@ -156,7 +160,7 @@ class DatabaseScheduler(Scheduler):  # type: ignore[misc]
             return
         totals = {f.name: getattr(self._totals, f.name) for f in dataclasses.fields(TickReport)}
         totals["phases"] = {name: round(s, 4) for name, s in self._totals.phases.items()}
-        log.info("beat: stats %s", json.dumps({"ticks": self._ticks, **totals}))
+        log.debug("beat: stats %s", json.dumps({"ticks": self._ticks, **totals}))
         self._totals, self._ticks, self._stats_at = TickReport(), 0, now + self._stats_every
 
     def _longest_wait(self) -> float:

@@ -9,6 +9,7 @@ that exits stops the stack with its name and exit code, rather than leaving a ha
 from __future__ import annotations
 
 import os
+import re
 import sys
 import threading
 import time
@@ -27,6 +28,9 @@ from beatkeeper.store.engine import make_engine
 FLOWER_READY_SECONDS = 60.0
 #: Flower serves under /flower/ here as on the chart (its default `flower.urlPrefix`).
 FLOWER_PREFIX = "flower"
+#: Flower asks the workers for their details as it starts, usually before the worker is
+#: up, and warns for each unanswered question; the worker's own lines say when it is ready.
+FLOWER_NOISE = re.compile(r"Inspect method \w+ failed$")
 EXAMPLE_TASKS = "beatkeeper_examples.tasks"
 Say = Callable[[str], None]
 
@@ -86,7 +90,7 @@ def _run(options: Options, *, say: Say, stop: threading.Event) -> int:
                     options, env=env, engine=engine, folder=folder, say=say, stop=stop,
                     started=started,
                 )  # fmt: skip
-    except servers.MissingPackageError as error:
+    except (servers.MissingPackageError, servers.ServerStartError) as error:
         raise StackError(str(error)) from None
 
 
@@ -125,6 +129,7 @@ def _supervise(
                 f"--url_prefix={FLOWER_PREFIX}",
             ],
             env,
+            quiet=FLOWER_NOISE,
         )
         url = f"http://127.0.0.1:{options.flower_port}/{FLOWER_PREFIX}"
         if _wait_for_flower(url, supervisor, stop):
