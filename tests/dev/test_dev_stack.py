@@ -10,6 +10,7 @@ import json
 import re
 import signal
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -29,6 +30,12 @@ def test_an_example_task_succeeds_and_flower_shows_it(dev_stack: DevStack) -> No
     run = next(iter(runs.values()))
     assert run["result"].startswith("{'completed':")
     assert not any("no task named" in line.lower() for line in dev_stack.lines)
+
+
+def test_start_up_has_no_warnings_meant_for_someone_else(dev_stack: DevStack) -> None:
+    dev_stack.wait_for(r"celery@\S+ ready")
+    noise = ("RuntimeDirWarning", "Inspect method", "Traceback")
+    assert [line for line in dev_stack.lines if any(n in line for n in noise)] == []
 
 
 def test_cli_commands_in_the_stacks_folder_use_its_database(dev_stack: DevStack) -> None:
@@ -152,6 +159,81 @@ def test_a_second_stack_on_the_same_state_folder_is_refused(dev_stack: DevStack)
     assert (dev_stack.state / "servers.env").exists()  # the first stack is untouched
     assert dev_stack.process is not None
     assert dev_stack.process.poll() is None
+
+
+OWN_APP = """\
+import os
+
+from celery import Celery
+
+import beatkeeper_worker.tracking
+
+app = Celery("myapp", broker=os.environ.get("BEATKEEPER_BROKER_URL"))
+beatkeeper_worker.tracking.install(app)
+
+
+@app.task(name="myapp.hello")
+def hello(who):
+    return f"hello {who}"
+"""
+OWN_SCHEDULE = """\
+apiVersion: beatkeeper.io/v1alpha1
+kind: Schedule
+metadata: {name: own-app, namespace: default}
+spec: {task: myapp.hello, args: [dev], interval: 2s, queue: myapp}
+"""
+
+
+def test_your_own_celery_app_runs_its_schedule_as_the_readme_says(
+    dev_stack: DevStack, tmp_path: Path
+) -> None:
+    folder = dev_stack.state.parent.parent
+    (tmp_path / "myapp.py").write_text(OWN_APP)
+    env = dev_env() | {"PYTHONPATH": str(tmp_path)}
+    worker = [sys.executable, "-m", "celery", "-A", "myapp", "worker", "-Q", "myapp", "-c", "1",
+              "--without-mingle", "--without-gossip", "-n", f"own-{free_port()}@%h"]  # fmt: skip
+
+    unset = subprocess.run(
+        worker, cwd=folder, env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert unset.returncode != 0
+    assert ". .beatkeeper/dev/servers.env" in unset.stdout + unset.stderr
+    assert "Traceback" not in unset.stdout + unset.stderr
+
+    # As the README says: load the stack's URLs, start the worker on the schedule's queue.
+    shell = f"set -a; . .beatkeeper/dev/servers.env; set +a; exec {' '.join(worker)}"
+    with (tmp_path / "worker.log").open("w") as log:
+        process = subprocess.Popen(
+            ["sh", "-c", shell], cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+    try:
+        (tmp_path / "own-app.yaml").write_text(OWN_SCHEDULE)
+        applied = subprocess.run(
+            [BEATKEEPER, "apply", "-f", str(tmp_path / "own-app.yaml")],
+            cwd=folder, env=env, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert applied.returncode == 0, applied.stderr
+
+        def runs(state: str) -> list[dict[str, object]]:
+            listed = subprocess.run(
+                [BEATKEEPER, "runs", "default/own-app", "--state", state, "-o", "json"],
+                cwd=folder, env=env, capture_output=True, text=True, timeout=60, check=True,
+            )  # fmt: skip
+            found: list[dict[str, object]] = json.loads(listed.stdout)
+            return found
+
+        succeeded = wait_for(
+            lambda: runs("succeeded"), timeout=60, what="a run of the own app's task to succeed"
+        )
+        assert succeeded[0]["result"] == "'hello dev'"
+        assert runs("failed") == []  # the stack's worker did not take the own app's runs
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        subprocess.run(
+            [BEATKEEPER, "delete", "default/own-app"],
+            cwd=folder, env=env, capture_output=True, timeout=60, check=False,
+        )  # fmt: skip
 
 
 def test_a_port_in_use_is_one_clear_line(dev_stack: DevStack, tmp_path: Path) -> None:
