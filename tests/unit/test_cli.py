@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from datetime import datetime
 from pathlib import Path
 
@@ -230,3 +231,18 @@ def test_preview_rrule_without_start_fires_on_whole_minutes(run) -> None:
         "preview", "--rrule", "FREQ=DAILY;BYHOUR=9;BYMINUTE=0", "--count", "2", "-o", "json"
     )
     assert [datetime.fromisoformat(t).second for t in json.loads(result.out)] == [0, 0]
+
+
+def test_dev_takes_state_dir_and_still_the_old_state_option(run, tmp_path) -> None:
+    help_text = run("dev", "--help").out
+    assert "--state-dir" in help_text
+    assert "--state " not in help_text  # hidden: `runs --state` filters by run state
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = str(busy.getsockname()[1])
+        for option in ("--state-dir", "--state"):
+            result = run("dev", "-f", str(EXAMPLES), option, str(tmp_path), "--flower-port", port)
+            assert result.code == 1, result.err
+            assert f"port {port} on 127.0.0.1 is in use" in result.err
+            assert (tmp_path / "dev.lock").exists()  # the folder given was the one locked
