@@ -18,6 +18,13 @@ import click
 def operator(args: tuple[str, ...]) -> None:
     """Run the Kubernetes operator (kopf) that reconciles Schedules into the database.
 
-    Takes the options of `beatkeeper-operator --help`.
+    Takes the options of `beatkeeper-operator --help` and the same BEATKEEPER_ settings as
+    every component; the cluster comes from the in-cluster config or the current kubeconfig
+    context.
+
+    \b
+    Examples:
+      BEATKEEPER_DATABASE_URL=postgresql://localhost/app beatkeeper operator
+      beatkeeper operator --namespace billing --namespace ops
     """
     os.execvp(sys.executable, [sys.executable, "-m", "beatkeeper_operator", *args])  # noqa: S606

