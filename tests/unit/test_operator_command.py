@@ -50,6 +50,7 @@ def test_help_prints_usage_and_starts_nothing() -> None:
     assert result.stdout.startswith("usage: beatkeeper-operator")
     for option in ("--namespace", "--all-namespaces", "--liveness", "--verbose", "--quiet"):
         assert option in result.stdout
+    assert "examples:" in result.stdout
     assert result.stderr == ""
 
 
