@@ -12,6 +12,7 @@ import contextlib
 import os
 import socket
 import subprocess
+import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -50,6 +51,7 @@ def embedded(state: Path, *, database: bool, broker: bool) -> Iterator[Servers]:
 def _postgres(folder: Path) -> Iterator[str]:
     pgserver = _require("pgserver")
     folder.mkdir(parents=True, exist_ok=True)
+    _settle_previous_postmaster(folder)
     try:
         server = pgserver.get_server(str(folder), cleanup_mode="stop")
     except (AssertionError, OSError, subprocess.SubprocessError) as error:
@@ -62,6 +64,43 @@ def _postgres(folder: Path) -> Iterator[str]:
         yield str(server.get_uri())
     finally:
         server.cleanup()
+
+
+def _settle_previous_postmaster(folder: Path, *, timeout: float = 30.0) -> None:
+    """Wait out a previous server of this folder that is still starting or stopping.
+
+    pgserver adopts whatever server ``postmaster.pid`` names when that process is alive, and
+    fails with a bare assert unless it is ``ready``: a stack started right after another one
+    stopped can meet a postmaster still shutting down. A file naming a process that is not
+    a postgres server (it died without removing the file and its pid was reused) is stale,
+    as PostgreSQL itself would judge it, and is removed.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = _postmaster_status(folder / "postmaster.pid")
+        if status in (None, "ready"):
+            return
+        if status == "stale":
+            (folder / "postmaster.pid").unlink(missing_ok=True)
+            return
+        time.sleep(0.1)
+
+
+def _postmaster_status(path: Path) -> str | None:
+    """``None`` (no server), ``"stale"``, or the status line a live postmaster wrote."""
+    psutil = _require("psutil")  # pgserver's own dependency
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return None
+    try:
+        process = psutil.Process(int(lines[0]))
+        alive = process.status() != psutil.STATUS_ZOMBIE and process.name() == "postgres"
+    except (psutil.Error, ValueError, IndexError):
+        alive = False
+    if not alive:
+        return "stale"
+    return lines[7].strip() if len(lines) > 7 else "starting"
 
 
 @contextlib.contextmanager
