@@ -8,6 +8,11 @@ dateutil would derive from the real DTSTART written out explicitly. The cost of 
 is then that of one period, whatever the age of the schedule. COUNT is turned once into
 the equivalent UNTIL (the COUNT-th wall time), so those rules re-anchor too.
 
+Some rules make dateutil walk millions of empty periods (see
+:mod:`beatkeeper.recurrence.budget`): a ``BYSETPOS`` that no DAILY-or-finer period can
+satisfy is refused by counting, and every dateutil computation a trigger makes runs
+within a step budget, so a rule costs at most about half a second before it is refused.
+
 Wall times come from dateutil in the zone's local time; :mod:`beatkeeper.recurrence.zones`
 resolves them to instants. This module must stay pure (stdlib and dateutil only).
 """
@@ -21,7 +26,7 @@ from zoneinfo import ZoneInfo
 
 from dateutil import rrule as du
 
-from beatkeeper.recurrence import rrule_syntax, zones
+from beatkeeper.recurrence import budget, rrule_syntax, zones
 from beatkeeper.recurrence.trigger import RecurrenceError
 
 _UNITS = {
@@ -42,6 +47,22 @@ _PER_400_YEARS = {  # the Gregorian calendar, weekdays included, repeats every 4
 # bounds the cost of a rule that never fires.
 _PROBE_FROM_YEAR = 9_999 - 120
 _ANCHOR_CACHE = 8
+# Expanding COUNT occurrences once costs about this many dateutil steps each (SECONDLY 68,
+# DAILY 48, HOURLY 27 measured), on top of the usual budget for the gaps.
+_STEPS_PER_COUNT = 60
+_LONGEST_MONTHS = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+_TIME_PARTS = {  # the BYxxx parts that multiply each day of a period, per FREQ
+    du.YEARLY: ("BYHOUR", "BYMINUTE", "BYSECOND"),
+    du.MONTHLY: ("BYHOUR", "BYMINUTE", "BYSECOND"),
+    du.WEEKLY: ("BYHOUR", "BYMINUTE", "BYSECOND"),
+    du.DAILY: ("BYHOUR", "BYMINUTE", "BYSECOND"),
+    du.HOURLY: ("BYMINUTE", "BYSECOND"),
+    du.MINUTELY: ("BYSECOND",),
+    du.SECONDLY: (),
+}
+_PERIOD_NAMES = dict(
+    zip(_TIME_PARTS, ("year", "month", "week", "day", "hour", "minute", "second"), strict=True)
+)
 _DAY_ZERO = datetime(2000, 1, 1)  # noqa: DTZ001 - any midnight will do, to floor wall times
 
 
@@ -60,7 +81,9 @@ class RRuleTrigger:
         self._explicit = _explicit_defaults(parts, self.dtstart)
         self._anchored: dict[datetime, du.rrule] = {}
         base = _build(parts, self.dtstart)
-        if not _ever_fires(base, parts, self.dtstart):
+        _check_setpos(parts)
+        _check_month_days(parts)
+        if not budget.within(lambda: _ever_fires(base, parts, self.dtstart), rule=parts.text):
             msg = (
                 f"never fires: rrule {parts.text} has no occurrence within 100 years of "
                 f"{self.dtstart:%Y-%m-%d}"
@@ -69,11 +92,16 @@ class RRuleTrigger:
         self._until_instant = (
             parts.until if isinstance(parts.until, datetime) and parts.until.tzinfo else None
         )
-        self._until_wall = self._wall_bound(base, parts)
+        self._until_wall = budget.within(
+            lambda: self._wall_bound(base, parts),
+            rule=parts.text,
+            limit=budget.STEP_LIMIT + _STEPS_PER_COUNT * (parts.count or 0),
+        )
         self._rule = (
             base if self._until_wall is None else base.replace(count=None, until=self._until_wall)
         )
-        first = self.next_after(zones.resolve_local(self.dtstart, zone) - timedelta(hours=25))
+        before = zones.resolve_local(self.dtstart, zone) - timedelta(hours=25)
+        first = budget.within(lambda: self.next_after(before), rule=parts.text)
         if first is None:
             msg = f"never fires: rrule {parts.text} ends before its first occurrence"
             raise RecurrenceError(msg)
@@ -203,6 +231,77 @@ def _explicit_defaults(parts: rrule_syntax.RuleParts, dtstart: datetime) -> dict
         if freq == du.WEEKLY:
             explicit["byweekday"] = dtstart.weekday()
     return explicit
+
+
+def _values(parts: rrule_syntax.RuleParts) -> dict[str, str]:
+    return dict(part.split("=", 1) for part in parts.text.split(";"))
+
+
+def _check_month_days(parts: rrule_syntax.RuleParts) -> None:
+    """Refuse BYMONTHDAY values that none of the BYMONTH months has (30 February).
+
+    Filters only ever narrow a rule, so no other part can rescue it; refused by counting
+    instead of by a search through every period up to year 9999.
+    """
+    values = _values(parts)
+    if "BYMONTHDAY" not in values:
+        return
+    months = [int(m) for m in values.get("BYMONTH", "").split(",") if m] or range(1, 13)
+    longest = max(_LONGEST_MONTHS[month - 1] for month in months)
+    days = [abs(int(day)) for day in values["BYMONTHDAY"].split(",")]
+    if min(days) > longest:
+        msg = (
+            f"never fires: rrule {parts.text}: BYMONTHDAY={values['BYMONTHDAY']} never "
+            f"occurs in BYMONTH={values.get('BYMONTH', '1-12')}"
+        )
+        raise RecurrenceError(msg)
+
+
+def _check_setpos(parts: rrule_syntax.RuleParts) -> None:
+    """Refuse a BYSETPOS beyond the largest set any period of the rule can hold.
+
+    dateutil would walk every period up to year 9999 to find that out. The bound is
+    counted from the BYxxx sizes: a period holds at most (days it can hold) x (times of
+    day); filters only narrow it, so a position beyond the bound never matches.
+    """
+    if "BYSETPOS" not in parts.names:
+        return
+    values = _values(parts)
+    size = _most_days(parts.freq, values)
+    for name in _TIME_PARTS[parts.freq]:
+        # dateutil fills an absent part from DTSTART: one value.
+        size *= _count(values, name) or 1
+    positions = [int(p) for p in values["BYSETPOS"].split(",")]
+    if all(abs(position) > size for position in positions):
+        period = _PERIOD_NAMES[parts.freq]
+        msg = (
+            f"never fires: rrule {parts.text}: BYSETPOS={values['BYSETPOS']} asks for a "
+            f"position beyond the {size} occurrence(s) a {period} can hold"
+        )
+        raise RecurrenceError(msg)
+
+
+def _count(values: dict[str, str], name: str) -> int:
+    return len(set(values[name].split(","))) if name in values else 0
+
+
+def _most_days(freq: int, values: dict[str, str]) -> int:
+    """An upper bound on the days one period of ``freq`` keeps after the BYxxx filters."""
+    if freq >= du.DAILY:
+        return 1
+    months = _count(values, "BYMONTH") or (12 if freq == du.YEARLY else 1)
+    bounds = [{du.WEEKLY: 7, du.MONTHLY: 31, du.YEARLY: 366}[freq]]
+    if "BYMONTHDAY" in values:
+        bounds.append(_count(values, "BYMONTHDAY") * months)
+    if "BYYEARDAY" in values:
+        bounds.append(_count(values, "BYYEARDAY"))
+    if "BYWEEKNO" in values:
+        bounds.append(7 * _count(values, "BYWEEKNO"))
+    if "BYDAY" in values:
+        days = set(values["BYDAY"].split(","))
+        plain = {7: 1, 31: 5, 366: 53}[bounds[0]] * (months if freq == du.YEARLY else 1)
+        bounds.append(sum(plain if day.isalpha() else months for day in days))
+    return min(bounds)
 
 
 def _ever_fires(rule: du.rrule, parts: rrule_syntax.RuleParts, dtstart: datetime) -> bool:
