@@ -22,6 +22,8 @@ from beatkeeper.recurrence.trigger import RecurrenceError, Trigger, end_of, orig
 from beatkeeper.recurrence.zones import MICROSECOND, require_aware, resolve_local
 
 HORIZON = timedelta(days=36_525)  # a search finds nothing within 100 years: None
+# No search starts later than this: it and its horizon stay within datetime's range.
+_LAST_SEARCH = datetime(9899, 1, 1, tzinfo=UTC)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -144,6 +146,8 @@ class Recurrence:
         moment = require_aware(after, "after")
         if self.start is not None and moment < self.start:
             moment = self.start - MICROSECOND
+        if moment >= _LAST_SEARCH:
+            return None
         horizon = moment + HORIZON
         while True:
             upcoming = self.trigger.next_after(moment)
@@ -161,6 +165,8 @@ class Recurrence:
             if allowed is None:
                 return None
             # Skip the whole excluded stretch at once, to the first allowed local midnight.
+            if allowed.year >= _LAST_SEARCH.year:
+                return None
             moment = resolve_local(datetime.combine(allowed, time()), self.zone) - MICROSECOND
 
     def _next_included_day(self, day: date) -> date | None:
