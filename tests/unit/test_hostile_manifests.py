@@ -190,3 +190,21 @@ def test_unquoted_impossible_date_is_one_line() -> None:
     [document] = parse_documents(HEADER % "a" + "spec: {at: 2026-02-30T00:00:00Z}\n", "d.yaml")
     assert document.problem is not None
     assert document.problem.message.startswith("YAML value cannot be read")
+
+
+@pytest.mark.parametrize("trigger", [{"cron": "0 0 1 1 *"}, {"cron": "* * * * * *"}])
+def test_large_max_runs_starting_later_costs_nothing_to_validate(trigger: dict[str, str]) -> None:
+    document = copy.deepcopy(BASE)
+    document["spec"] = {"task": "t", "maxRuns": 100_000, **trigger}
+    started = time.process_time()
+    assert validate_manifest(document, now=NOW).warnings == []
+    assert time.process_time() - started < 0.5
+
+
+def test_max_runs_already_used_up_is_a_warning() -> None:
+    document = copy.deepcopy(BASE)
+    document["spec"] |= {"maxRuns": 3, "startTime": "2026-01-01T00:00:00Z"}
+    [warning] = validate_manifest(document, now=NOW).warnings
+    assert (
+        str(warning) == "spec.cron: the last occurrence (2026-01-03T02:00:00+00:00) is already past"
+    )

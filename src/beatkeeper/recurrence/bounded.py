@@ -123,6 +123,29 @@ class Recurrence:
         bounds = [bound for bound in (self.end, end_of(self.trigger)) if bound is not None]
         return self._last_at_or_before(min(bounds)) if bounds else None
 
+    def ended_by(self, moment: datetime) -> datetime | None:
+        """The last occurrence if it is at or before ``moment``, else None.
+
+        What validation asks ("is this schedule already over?"): with ``max_runs`` it counts
+        only the occurrences up to ``moment``, so a schedule starting in the future costs
+        nothing to check, where ``last()`` would count all ``max_runs`` of them.
+        """
+        moment = require_aware(moment, "moment")
+        if self.max_runs is None:
+            last = self.last()
+            return last if last is not None and last <= moment else None
+        seen, last = 0, None
+        cursor = (self._origin or _EPOCH) - MICROSECOND
+        while seen < self.max_runs:
+            upcoming = self._next_allowed(cursor)
+            if upcoming is None:
+                return last
+            if upcoming > moment:
+                return None
+            last = cursor = upcoming
+            seen += 1
+        return last
+
     @property
     def _origin(self) -> datetime | None:
         return self.start if self.start is not None else origin_of(self.trigger)

@@ -191,7 +191,7 @@ def _timing_problems(
         return [Problem("spec.endTime", "must not be before startTime")]
     if past := _already_past(recurrence.end, now):
         warnings.append(Problem("spec.endTime", f"{past} is already past: nothing will run"))
-    elif past := _already_past(spec.at or recurrence.last(), now):
+    elif past := _already_past(spec.at or recurrence.ended_by(now), now):
         warnings.append(Problem(field, f"the last occurrence ({past}) is already past"))
     elif recurrence.first() is None:
         return [Problem(field, _never_fires(manifest))]
