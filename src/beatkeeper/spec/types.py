@@ -47,8 +47,8 @@ def parse_time(value: object) -> datetime:
     result = _read_time(value)
     if not EARLIEST_YEAR <= result.year < LATEST_YEAR:
         raise ValueError(
-            f"{value!s} is out of range: times must lie between {EARLIEST_YEAR}-01-01 and "
-            f"{LATEST_YEAR}-01-01"
+            f"{str(value).strip()} is out of range: times must lie between "
+            f"{EARLIEST_YEAR}-01-01 and {LATEST_YEAR}-01-01"
         )
     return result
 
