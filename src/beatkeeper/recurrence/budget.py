@@ -12,7 +12,7 @@ between occurrences.
 counts the lines dateutil's rrule module executes and stops the call past ``limit``.
 That bounds the CPU a rule can take deterministically (the same rule is refused on every
 machine, however loaded), which a wall-clock timeout could not. The count is a few
-hundred lines for an ordinary query; ``STEP_LIMIT`` (about half a second of work here)
+hundred lines for an ordinary query; ``STEP_LIMIT`` (about a quarter of a second of work here)
 leaves room for the densest legitimate rules. A tracer already installed (a debugger,
 coverage) is put back afterwards. Pure: standard library and dateutil only.
 """
@@ -31,7 +31,7 @@ from beatkeeper.recurrence.trigger import RecurrenceError
 T = TypeVar("T")
 
 #: Lines of dateutil's rrule module one computation may execute (0.2-0.3 µs each here).
-STEP_LIMIT = 2_000_000
+STEP_LIMIT = 1_000_000
 _DATEUTIL_RRULE = du.__file__
 
 

@@ -11,7 +11,10 @@ the equivalent UNTIL (the COUNT-th wall time), so those rules re-anchor too.
 Some rules make dateutil walk millions of empty periods (see
 :mod:`beatkeeper.recurrence.budget`): a ``BYSETPOS`` that no DAILY-or-finer period can
 satisfy is refused by counting, and every dateutil computation a trigger makes runs
-within a step budget, so a rule costs at most about half a second before it is refused.
+within a step budget, so a rule costs at most about a second before it is refused. Building a
+trigger also asks for the next occurrence after each month start of a year and after
+1 March of the next four years, within one budget, so that a costly gap that comes round
+later (a season, a leap day) is refused now instead of stalling Beat when it comes.
 
 Wall times come from dateutil in the zone's local time; :mod:`beatkeeper.recurrence.zones`
 resolves them to instants. This module must stay pure (stdlib and dateutil only).
@@ -47,6 +50,8 @@ _PER_400_YEARS = {  # the Gregorian calendar, weekdays included, repeats every 4
 # bounds the cost of a rule that never fires.
 _PROBE_FROM_YEAR = 9_999 - 120
 _ANCHOR_CACHE = 8
+# The gap probes of one rule share this many dateutil steps.
+_GAP_STEPS = 4 * budget.STEP_LIMIT
 # Expanding COUNT occurrences once costs about this many dateutil steps each (SECONDLY 68,
 # DAILY 48, HOURLY 27 measured), on top of the usual budget for the gaps.
 _STEPS_PER_COUNT = 60
@@ -107,6 +112,7 @@ class RRuleTrigger:
             raise RecurrenceError(msg)
         self.not_before = first
         self.not_after = self._last_bound()
+        budget.within(lambda: self._probe_gaps(first), rule=parts.text, limit=_GAP_STEPS)
 
     def __repr__(self) -> str:
         return f"RRuleTrigger({self.rule!r}, {self.dtstart!r}, {self.zone!r})"
@@ -150,6 +156,26 @@ class RRuleTrigger:
     def plain_rule(self) -> du.rrule:
         """The rule as dateutil builds it from DTSTART (for tests and benchmarks)."""
         return self._rule
+
+    def _probe_gaps(self, first: datetime) -> None:
+        """Ask for the next occurrence after each month start of a year, and after 1 March
+        of the next four years, so a rule whose costly gaps come later (a season, a leap
+        day) is refused now rather than stalling Beat when the gap comes round. Starts
+        inside a gap already walked are skipped, so the probes walk about five years once."""
+        wall = zones.wall_clock(first, self.zone)
+        months = [wall.year * 12 + wall.month - 1 + k for k in range(1, 13)]
+        starts = [(index // 12, index % 12 + 1) for index in months]
+        starts += [(wall.year + k, 3) for k in range(1, 5)]
+        reached = first
+        for year, month in sorted(set(starts)):
+            start = datetime(year, month, 1)  # noqa: DTZ001 - a wall time in the zone
+            moment = zones.resolve_local(start, self.zone)
+            if moment <= reached or year >= _PROBE_FROM_YEAR:
+                continue  # inside a gap already measured: costs no more than that gap
+            following = self.next_after(moment)
+            if following is None:
+                return
+            reached = following
 
     def _anchor(self, wall: datetime) -> datetime | None:
         """The start of the FREQ x INTERVAL period containing ``wall``; None for the first."""
