@@ -302,7 +302,7 @@ def _check_setpos(parts: rrule_syntax.RuleParts) -> None:
         period = _PERIOD_NAMES[parts.freq]
         msg = (
             f"never fires: rrule {parts.text}: BYSETPOS={values['BYSETPOS']} asks for a "
-            f"position beyond the {size} occurrence(s) a {period} can hold"
+            f"position beyond the {size} occurrence(s) one {period} can hold"
         )
         raise RecurrenceError(msg)
 
