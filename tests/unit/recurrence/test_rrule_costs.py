@@ -92,10 +92,10 @@ def test_rule_with_cheap_rare_gaps_is_accepted() -> None:
     assert trigger.not_before.year == 2028
 
 
-def test_budget_stops_a_call_and_puts_back_the_previous_tracer() -> None:
-    previous = sys.gettrace()
+def test_budget_stops_a_call_and_puts_back_the_previous_profiler() -> None:
+    previous = sys.getprofile()
     never = du.rrulestr("FREQ=HOURLY;BYSETPOS=2", dtstart=DTSTART)
     with pytest.raises(TooCostlyError, match="more than 1,000 steps"):
         within(lambda: never.after(DTSTART), rule="FREQ=HOURLY;BYSETPOS=2", limit=1_000)
-    assert sys.gettrace() is previous
+    assert sys.getprofile() is previous
     assert within(lambda: 42, rule="x") == 42
