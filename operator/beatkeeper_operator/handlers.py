@@ -7,7 +7,9 @@ runs the synchronous store work in a thread (``reconcile``), writes status only 
 exponential backoff and a ``Ready=False reason=DatabaseUnavailable`` condition, never a
 crash. Deletion waits on the ``beatkeeper.io/finalizer`` until the store has retired the
 schedule. Every reconcile records the Schedule and the status it shows afterwards in
-``Runtime.served``, which is all the status refresher knows of the resources.
+``Runtime.served``, which is all the status refresher knows of the resources. Reconciles
+(validation included) run on their own small thread pool, not the event loop's default
+one the refresher uses, so a burst of costly specs cannot hold up status refreshes.
 
 This module must not hold SQL or status-building logic; it wires kopf to ``reconcile``,
 ``status`` and ``refresher``.
@@ -17,9 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import uuid
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,6 +43,7 @@ from beatkeeper_operator.status import previous_ready, ready_condition, run_fiel
 
 RESOURCE = ("beatkeeper.io", "v1alpha1", "schedules")
 _UNAVAILABLE = (DatabaseUnavailable, OperationalError)
+RECONCILE_THREADS = 4
 logger = logging.getLogger(__name__)
 
 
@@ -50,6 +55,9 @@ async def start(*, settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -
     configure_kopf(settings, namespaced=bool(config.settings.namespaces))
     runtime = Runtime.build(config, settings)
     memo["runtime"] = runtime
+    memo["reconciler"] = ThreadPoolExecutor(
+        max_workers=RECONCILE_THREADS, thread_name_prefix="beatkeeper-reconcile"
+    )
     memo["tasks"] = [asyncio.create_task(refresher.run(runtime))]
     if config.health_port is not None:
         memo["tasks"].append(asyncio.create_task(health.serve(runtime, port=config.health_port)))
@@ -62,6 +70,8 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+    if isinstance(reconciler := memo.get("reconciler"), ThreadPoolExecutor):
+        reconciler.shutdown(wait=False, cancel_futures=True)
     runtime = memo.get("runtime")
     if isinstance(runtime, Runtime):
         runtime.engine.dispose()
@@ -79,8 +89,11 @@ async def reconcile_schedule(
     generation = meta.get("generation")
     snapshot = {key: body.get(key) for key in ("apiVersion", "kind", "metadata", "spec")}
     try:
-        outcome = await asyncio.to_thread(
-            reconcile.reconcile, runtime.engine, snapshot, policy=runtime.config.policy, now=now
+        outcome = await asyncio.get_running_loop().run_in_executor(
+            memo["reconciler"],
+            functools.partial(
+                reconcile.reconcile, runtime.engine, snapshot, policy=runtime.config.policy, now=now
+            ),
         )
     except _UNAVAILABLE as exc:
         runtime.database_ok = False

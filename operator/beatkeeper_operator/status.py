@@ -21,7 +21,8 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 from sqlalchemy.dialects.postgresql import distinct_on
 
-from beatkeeper.spec import ScheduleSpec, recurrence_of
+from beatkeeper.spec import ScheduleSpec
+from beatkeeper.spec.recurrences import Recurrences
 from beatkeeper.spec.status import ActiveRun, Condition, RunSummary
 from beatkeeper.states import ACTIVE, FINAL, RunState
 from beatkeeper.store.models import runs, schedules
@@ -141,11 +142,19 @@ def _observation(row: Any) -> Observation:
     )
 
 
+# Rows change on every run; their specs rarely do (an RRULE's COUNT is costly to expand).
+_RECURRENCES = Recurrences()
+
+
 def _upcoming(row: Any) -> list[datetime]:
     if row.suspended or row.next_run_at is None:
         return []
-    spec = ScheduleSpec.model_validate(row.spec)
-    recurrence = recurrence_of(spec, seed=str(row.id), created_at=row.created_at)
+    _, recurrence = _RECURRENCES.of(
+        row.id,
+        row.spec_hash,
+        lambda: ScheduleSpec.model_validate(row.spec),
+        created_at=row.created_at,
+    )
     moments = [row.next_run_at]
     while len(moments) < NEXT_RUN_TIMES:
         following = recurrence.next_after(

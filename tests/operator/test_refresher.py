@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 
+from beatkeeper_operator import reconcile
 from harness import create, current, events, eventually, manifest, ready, ready_becomes
 from sqlalchemy import Engine, update
 
@@ -147,3 +149,33 @@ async def test_a_pause_after_failures_turns_ready_false_with_an_event(cluster, s
     assert "3 consecutive runs failed" in condition["message"]
     warning = await eventually(lambda: events(cluster, "PausedAfterFailures"))
     assert "edit the spec to resume" in warning[0]["message"]
+
+
+async def test_slow_reconciles_do_not_hold_up_status_refreshes(
+    cluster, start_operator, db, monkeypatch
+):
+    """Validation runs on its own threads: a burst of slow specs leaves the refresher free."""
+    await start_operator()
+    created = await create(cluster, manifest("watched"))
+    uid = uuid.UUID(created["metadata"]["uid"])
+    await eventually(lambda: ready(cluster, "team-a", "watched")["reason"] == "Scheduled")
+
+    release, entered = threading.Event(), []
+
+    def stuck(*_args, **_kwargs):  # type: ignore[no-untyped-def]
+        entered.append(1)
+        release.wait(60)
+        raise RuntimeError("released")
+
+    monkeypatch.setattr(reconcile, "reconcile", stuck)
+    try:
+        for index in range(10):  # more than the default thread pool has threads here
+            await create(cluster, manifest(f"slow-{index}"))
+        await eventually(lambda: len(entered) >= 4)
+        record_runs(db, uid)
+        status = await eventually(
+            lambda: current(cluster, "team-a", "watched")["status"].get("counts")
+        )
+        assert status == {"succeeded": 1}
+    finally:
+        release.set()
