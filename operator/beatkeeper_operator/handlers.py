@@ -7,7 +7,9 @@ runs the synchronous store work in a thread (``reconcile``), writes status only 
 exponential backoff and a ``Ready=False reason=DatabaseUnavailable`` condition, never a
 crash. Deletion waits on the ``beatkeeper.io/finalizer`` until the store has retired the
 schedule. Every reconcile records the Schedule and the status it shows afterwards in
-``Runtime.served``, which is all the status refresher knows of the resources.
+``Runtime.served``, which is all the status refresher knows of the resources. Each outcome
+and each failed attempt is counted (``progress``); importing ``admission`` registers the
+validating webhook's handler.
 
 This module must not hold SQL or status-building logic; it wires kopf to ``reconcile``,
 ``status`` and ``refresher``.
@@ -26,8 +28,9 @@ from typing import Any
 import kopf
 from sqlalchemy.exc import OperationalError
 
+import beatkeeper_operator.admission  # noqa: F401 (registers the validating webhook's handler)
 from beatkeeper.store.engine import DatabaseUnavailable
-from beatkeeper_operator import health, kube, reconcile, refresher
+from beatkeeper_operator import health, kube, reconcile, refresher, webhook
 from beatkeeper_operator.runtime import (
     OperatorConfig,
     Runtime,
@@ -48,9 +51,14 @@ async def start(*, settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -
     if not isinstance(config, OperatorConfig):
         config = config_from_env()
     configure_kopf(settings, namespaced=bool(config.settings.namespaces))
+    issued = webhook.configure(settings, config.webhook)
     runtime = Runtime.build(config, settings)
+    runtime.progress.publish()
     memo["runtime"] = runtime
     memo["tasks"] = [asyncio.create_task(refresher.run(runtime))]
+    if config.webhook is not None and issued is not None:
+        keeper = webhook.keep_certificates(settings, config.webhook, issued)
+        memo["tasks"].append(asyncio.create_task(keeper))
     if config.health_port is not None:
         memo["tasks"].append(asyncio.create_task(health.serve(runtime, port=config.health_port)))
     runtime.started = True
@@ -71,9 +79,31 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
 @kopf.on.create(*RESOURCE)
 @kopf.on.update(*RESOURCE)
 async def reconcile_schedule(
-    body: kopf.Body, meta: kopf.Meta, patch: kopf.Patch, memo: kopf.Memo, retry: int, **_: Any
+    *,
+    body: kopf.Body,
+    meta: kopf.Meta,
+    patch: kopf.Patch,
+    memo: kopf.Memo,
+    retry: int,
+    started: datetime,
+    **_: Any,
 ) -> None:
     runtime: Runtime = memo["runtime"]
+    try:
+        outcome = await _reconcile(body, meta, patch, runtime, retry)
+    except kopf.TemporaryError:
+        runtime.progress.failed(meta.uid, started=started, error="DatabaseUnavailable")
+        raise
+    except Exception as exc:
+        runtime.progress.failed(meta.uid, started=started, error=type(exc).__name__)
+        raise
+    runtime.progress.reconciled(meta.uid, outcome=outcome)
+
+
+async def _reconcile(
+    body: kopf.Body, meta: kopf.Meta, patch: kopf.Patch, runtime: Runtime, retry: int
+) -> str:
+    """Reconcile one Schedule and write its status; returns the Ready reason."""
     now = datetime.now(UTC)
     current: Mapping[str, Any] = body.get("status") or {}
     generation = meta.get("generation")
@@ -129,6 +159,7 @@ async def reconcile_schedule(
             reason=notice.reason,
             message=notice.message,
         )
+    return outcome.reason
 
 
 @kopf.on.delete(*RESOURCE)
@@ -145,8 +176,10 @@ async def retire_schedule(meta: kopf.Meta, memo: kopf.Memo, retry: int, **_: Any
         )
     except _UNAVAILABLE as exc:
         runtime.database_ok = False
+        runtime.progress.failed(meta.uid, started=None, error="DatabaseUnavailable")
         delay = min(runtime.config.max_backoff, 2.0 ** min(retry, 10))
         raise kopf.TemporaryError(f"database unavailable: {exc}", delay=delay) from None
+    runtime.progress.forgotten(meta.uid)
     if (key := _uuid(meta.uid)) is not None:
         runtime.served.pop(key, None)
 
