@@ -18,6 +18,7 @@ does no I/O.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -92,7 +93,10 @@ async def validate_schedule(
     """Refuse an invalid or forbidden Schedule (``kopf.AdmissionError``), count every answer."""
     began = time.perf_counter()
     policy: Policy = memo["runtime"].config.policy
-    found = refusal(body, old=old, policy=policy, now=datetime.now(UTC), warnings=warnings)
+    # In a thread, as the reconcile runs: a long RRULE's checks must not stall kopf's loop.
+    found = await asyncio.to_thread(
+        refusal, body, old=old, policy=policy, now=datetime.now(UTC), warnings=warnings
+    )
     decision = "allowed" if found is None else "denied"
     metrics.ADMISSION_SECONDS.labels(decision=decision).observe(time.perf_counter() - began)
     metrics.ADMISSION_DECISIONS.labels(

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import ssl
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -54,6 +57,26 @@ def test_a_bad_setting_is_one_line_naming_it(name: str, value: str, message: str
     with pytest.raises(SettingsError) as caught:
         webhook_config_from_env(environ)
     assert str(caught.value) == message
+
+
+def test_the_operator_exits_2_with_one_line_on_a_bad_webhook_setting() -> None:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("BEATKEEPER_")}
+    environ |= {
+        "BEATKEEPER_DATABASE_URL": "postgresql://beatkeeper@127.0.0.1:1/beatkeeper",
+        "BEATKEEPER_WEBHOOK_PORT": "https",
+    }
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "beatkeeper-operator")],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "beatkeeper-operator: BEATKEEPER_WEBHOOK_PORT must be a port number, got 'https'"
+    ]
 
 
 def test_issued_certificate_is_for_the_service_names_and_signed_by_the_ca(tmp_path: Path) -> None:
