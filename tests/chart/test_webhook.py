@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from beatkeeper_operator.admission import HANDLER_ID
+from beatkeeper_operator.webhook import webhook_config_from_env
 from chart_render import Object, Rendering, annotations_of, env_of, parse, template
 
 CONFIGURATION = "beatkeeper-bk-beatkeeper-webhook"
@@ -165,3 +167,23 @@ def test_the_schema_refuses_a_bad_webhook_setting(helm: Path, setting: str) -> N
     result = template(helm, "--set", setting)
     assert result.returncode != 0
     assert "webhook" in result.stderr
+
+
+@pytest.mark.parametrize("scenario", ["default", "webhook-cert-manager-values"])
+def test_the_operator_reads_what_the_chart_configures(
+    renderings: dict[str, Rendering], scenario: str
+) -> None:
+    rendering = renderings[scenario]
+    env = env_of(_operator(rendering)["container"])
+    config = webhook_config_from_env(
+        {name: item["value"] for name, item in env.items() if "value" in item}
+    )
+    assert config is not None
+    assert _webhook(rendering)["clientConfig"]["service"]["path"] == f"/{HANDLER_ID}"
+    ports = {p["name"]: p["containerPort"] for p in _operator(rendering)["container"]["ports"]}
+    assert config.port == ports["webhook"]
+    assert config.hosts[0] == SERVICE_HOST
+    if scenario == "default":
+        assert (config.certificates, config.configuration) == ("self-signed", CONFIGURATION)
+    else:
+        assert (config.certificates, config.configuration) == ("files", "")
