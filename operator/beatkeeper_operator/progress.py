@@ -35,7 +35,8 @@ class Progress:
         metrics.RECONCILES.labels(outcome=outcome).inc()
         metrics.OPERATOR_ERRORS.labels(error=error).inc()
         if uid:
-            self._pending.setdefault(uid, started or datetime.now(UTC))
+            since = started or datetime.now(UTC)
+            self._pending.setdefault(uid, since if since.tzinfo else since.replace(tzinfo=UTC))
 
     def forgotten(self, uid: str | None) -> None:
         """The Schedule is gone: nothing of it is left to reconcile."""

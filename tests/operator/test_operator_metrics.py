@@ -10,11 +10,13 @@ import asyncio
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
 import pytest
 from beatkeeper_operator import health
+from beatkeeper_operator.progress import Progress
 from harness import create, eventually, manifest, ready, ready_becomes
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -110,3 +112,16 @@ async def _until(scrape: Scrape, check: Callable[[dict[Any, float]], bool]) -> d
         assert time.monotonic() < deadline, f"the metrics never matched: {found}"
         await asyncio.sleep(0.1)
     return found
+
+
+def test_the_oldest_change_counts_from_its_first_attempt() -> None:
+    progress = Progress()
+    first = datetime.now(UTC) - timedelta(seconds=90)
+    progress.failed("a", started=first.replace(tzinfo=None), error="DatabaseUnavailable")
+    progress.failed("a", started=datetime.now(UTC), error="DatabaseUnavailable")  # a retry
+    progress.failed("b", started=datetime.now(UTC) - timedelta(seconds=30), error="KeyError")
+    assert 89 < progress.oldest_unreconciled_seconds() < 100
+    progress.reconciled("a", outcome="Scheduled")
+    assert 29 < progress.oldest_unreconciled_seconds() < 40
+    progress.forgotten("b")
+    assert progress.oldest_unreconciled_seconds() == 0.0
