@@ -25,7 +25,7 @@ import aiohttp
 import kmock
 import pytest
 import yaml
-from beatkeeper_operator import health
+from beatkeeper_operator import certificates, health
 from beatkeeper_operator.admission import HANDLER_ID
 from beatkeeper_operator.policy import parse_policy
 from beatkeeper_operator.webhook import WebhookConfig
@@ -296,3 +296,30 @@ async def _eventually_async(call: Callable[[], Awaitable[Any]], timeout: float =
             if time.monotonic() > deadline:
                 raise
             await asyncio.sleep(0.1)
+
+
+async def test_certificates_from_files_are_served_and_reloaded_when_renewed(
+    cluster: Emulator, start_operator: Callable[..., Awaitable[Any]], tmp_path: Path
+) -> None:
+    # What cert-manager does: a Secret the pod mounts, renewed in place.
+    directory = tmp_path / "mounted"
+    certificates.write(directory, certificates.issue(["127.0.0.1"], lifetime=timedelta(days=1)))
+    config = WebhookConfig(
+        port=_free_port(),
+        cert_dir=directory,
+        certificates="files",
+        hosts=("127.0.0.1",),
+        address="127.0.0.1",
+        file_check_interval=0.2,
+    )
+    handle = await start_operator(webhook=config)
+    await eventually(lambda: handle.runtime and handle.runtime.started, what="start-up")
+    client = Webhook(config, handle.runtime)
+    await client.wait_until_serving()
+    served = (directory / "tls.crt").read_bytes()
+
+    certificates.write(directory, certificates.issue(["127.0.0.1"], lifetime=timedelta(days=1)))
+    assert (directory / "tls.crt").read_bytes() != served
+    # Only the renewed CA is trusted now: this succeeds once the server re-read the files.
+    answer = await _eventually_async(lambda: client.review(manifest("renewed")))
+    assert answer["allowed"] is True
