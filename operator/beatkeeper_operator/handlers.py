@@ -89,6 +89,7 @@ async def reconcile_schedule(
     **_: Any,
 ) -> None:
     runtime: Runtime = memo["runtime"]
+    runtime.progress.began(meta.uid, started=started)
     try:
         outcome = await _reconcile(body, meta, patch, runtime, retry)
     except kopf.TemporaryError:

@@ -3,9 +3,11 @@
 The handlers report each reconcile's outcome and each failed attempt here; this module turns
 them into the operator's Prometheus metrics (defined with every other metric in
 ``beatkeeper.observability.metrics``). A Schedule change counts as unreconciled from the
-moment kopf first started its handler (kopf's ``started``, which survives retries) until an
-attempt finishes; ``oldest_unreconciled_seconds`` is what an alert on a stuck operator (a
-database down, a bug failing one Schedule forever) watches. No I/O here.
+moment kopf first started its handler (kopf's ``started``, which survives retries and
+restarts: kopf keeps it in the object's annotations) until an attempt succeeds, so it
+includes a reconcile still waiting for a database connection or a thread.
+``oldest_unreconciled_seconds`` is what an alert on a stuck operator (a database down, a bug
+failing one Schedule forever, a backlog) watches. No I/O here.
 """
 
 from __future__ import annotations
@@ -19,10 +21,16 @@ __all__ = ["Progress"]
 
 
 class Progress:
-    """The Schedule changes being retried, by uid, with when each was first started."""
+    """The Schedule changes not yet reconciled, by uid, with when kopf first started each."""
 
     def __init__(self) -> None:
         self._pending: dict[str, datetime] = {}
+
+    def began(self, uid: str | None, *, started: datetime) -> None:
+        """kopf started (or retries) the reconcile of a change it first started at ``started``."""
+        if uid:
+            since = started if started.tzinfo else started.replace(tzinfo=UTC)
+            self._pending.setdefault(uid, since)
 
     def reconciled(self, uid: str | None, *, outcome: str) -> None:
         """One reconcile finished with this outcome (the Ready reason)."""
@@ -34,9 +42,7 @@ class Progress:
         outcome = error if error == "DatabaseUnavailable" else "Error"
         metrics.RECONCILES.labels(outcome=outcome).inc()
         metrics.OPERATOR_ERRORS.labels(error=error).inc()
-        if uid:
-            since = started or datetime.now(UTC)
-            self._pending.setdefault(uid, since if since.tzinfo else since.replace(tzinfo=UTC))
+        self.began(uid, started=started or datetime.now(UTC))
 
     def forgotten(self, uid: str | None) -> None:
         """The Schedule is gone: nothing of it is left to reconcile."""

@@ -125,3 +125,6 @@ def test_the_oldest_change_counts_from_its_first_attempt() -> None:
     assert 29 < progress.oldest_unreconciled_seconds() < 40
     progress.forgotten("b")
     assert progress.oldest_unreconciled_seconds() == 0.0
+    # A reconcile still in progress (waiting for a thread or a connection) counts too.
+    progress.began("c", started=datetime.now(UTC) - timedelta(seconds=10))
+    assert 9 < progress.oldest_unreconciled_seconds() < 20

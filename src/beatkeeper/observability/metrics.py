@@ -136,7 +136,7 @@ ADMISSION_SECONDS = Histogram(
 OLDEST_UNRECONCILED = Gauge(
     "beatkeeper_operator_oldest_unreconciled_seconds",
     "Age of the oldest Schedule change the operator has started on but not yet reconciled "
-    "(its reconcile is being retried); 0 when every change it has seen is reconciled.",
+    "(in progress or being retried); 0 when every change it has started on is reconciled.",
     multiprocess_mode="livemax",
 )
 
