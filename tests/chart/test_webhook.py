@@ -187,3 +187,18 @@ def test_the_operator_reads_what_the_chart_configures(
         assert (config.certificates, config.configuration) == ("self-signed", CONFIGURATION)
     else:
         assert (config.certificates, config.configuration) == ("files", "")
+
+
+def test_a_namespace_selector_given_wins(helm: Path) -> None:
+    result = template(
+        helm,
+        "--set", "operator.namespaces={team-a}",
+        "--set", "webhook.namespaceSelector.matchLabels.beatkeeper\\.io/schedules=checked",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    (configuration,) = [
+        obj for obj in parse(result.stdout) if obj["kind"] == "ValidatingWebhookConfiguration"
+    ]
+    assert configuration["webhooks"][0]["namespaceSelector"] == {
+        "matchLabels": {"beatkeeper.io/schedules": "checked"}
+    }
