@@ -17,12 +17,14 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+import aiohttp
 import kopf
 from kopf._cogs.clients import api, errors
 from kopf._cogs.clients import events as kopf_events
 from kopf._cogs.structs import references
 
 __all__ = [
+    "CALL_FAILED",
     "MAX_EVENT_MESSAGE",
     "SCHEDULES",
     "EventLimiter",
@@ -89,8 +91,15 @@ async def patch_status(
     return True
 
 
+#: What a call here raises when the API server refuses it or cannot be reached.
+CALL_FAILED = (errors.APIError, aiohttp.ClientError, OSError, TimeoutError)
+
+
 async def set_ca_bundle(settings: kopf.OperatorSettings, *, name: str, ca_bundle: str) -> bool:
-    """Set the caBundle of every webhook in one ValidatingWebhookConfiguration; False if gone."""
+    """Set the caBundle of every webhook in one ValidatingWebhookConfiguration; False if gone.
+
+    Raises one of ``CALL_FAILED`` when the API server refuses (RBAC) or is away.
+    """
     url = _WEBHOOK_CONFIGURATIONS.get_url(name=name)
     try:
         current = await api.get(url=url, settings=settings, logger=logger)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import itertools
 import logging
 import os
 from collections.abc import AsyncIterator, Mapping
@@ -131,12 +132,12 @@ async def _publish(settings: kopf.OperatorSettings, config: WebhookConfig, bundl
     if not config.configuration:
         return
     encoded = base64.b64encode(bundle).decode("ascii")
-    for attempt in range(1_000_000):
+    for attempt in itertools.count():
         try:
             if await kube.set_ca_bundle(settings, name=config.configuration, ca_bundle=encoded):
                 return
             problem = "it does not exist"
-        except Exception as exc:  # noqa: BLE001 (any API failure is retried the same way)
+        except kube.CALL_FAILED as exc:
             problem = str(exc) or type(exc).__name__
         delay = PATCH_DELAYS[min(attempt, len(PATCH_DELAYS) - 1)]
         logger.warning(

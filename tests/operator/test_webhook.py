@@ -105,12 +105,7 @@ async def webhook(
     tmp_path: Path,
     request: pytest.FixtureRequest,
 ) -> Webhook:
-    cluster.resources[CONFIGURATIONS.removeprefix("/apis/")] = kmock.ResourceInfo(
-        kind="ValidatingWebhookConfiguration",
-        namespaced=False,
-        singular="validatingwebhookconfiguration",
-        verbs=["get", "list", "watch", "create", "patch", "delete"],
-    )
+    _register_configurations(cluster)
     async with cluster.post(CONFIGURATIONS, json=_configuration()) as response:
         assert response.status < 300, await response.text()
     config = WebhookConfig(
@@ -127,6 +122,15 @@ async def webhook(
     client = Webhook(config, handle.runtime)
     await client.wait_until_serving()
     return client
+
+
+def _register_configurations(cluster: Emulator) -> None:
+    cluster.resources[CONFIGURATIONS.removeprefix("/apis/")] = kmock.ResourceInfo(
+        kind="ValidatingWebhookConfiguration",
+        namespaced=False,
+        singular="validatingwebhookconfiguration",
+        verbs=["get", "list", "watch", "create", "patch", "delete"],
+    )
 
 
 def _configuration() -> dict[str, Any]:
@@ -323,3 +327,29 @@ async def test_certificates_from_files_are_served_and_reloaded_when_renewed(
     # Only the renewed CA is trusted now: this succeeds once the server re-read the files.
     answer = await _eventually_async(lambda: client.review(manifest("renewed")))
     assert answer["allowed"] is True
+
+
+async def test_the_ca_bundle_is_set_once_the_configuration_appears(
+    cluster: Emulator, start_operator: Callable[..., Awaitable[Any]], tmp_path: Path
+) -> None:
+    config = WebhookConfig(
+        port=_free_port(),
+        cert_dir=tmp_path / "certs",
+        hosts=("127.0.0.1",),
+        configuration=CONFIGURATION,
+        address="127.0.0.1",
+    )
+    handle = await start_operator(webhook=config)
+    await eventually(lambda: handle.runtime and handle.runtime.started, what="start-up")
+    await Webhook(config, handle.runtime).wait_until_serving()
+    # Installed after the operator started (the operator keeps retrying meanwhile).
+    _register_configurations(cluster)
+    async with cluster.post(CONFIGURATIONS, json=_configuration()) as response:
+        assert response.status < 300, await response.text()
+    key = (CONFIGURATIONS.removeprefix("/apis/"), None, CONFIGURATION)
+
+    def bundle() -> str:
+        return str(cluster.objects[key].raw["webhooks"][0]["clientConfig"].get("caBundle", ""))
+
+    await eventually(bundle, timeout=20, what="the caBundle")
+    assert base64.b64decode(bundle()) == (config.cert_dir / "ca.crt").read_bytes()
