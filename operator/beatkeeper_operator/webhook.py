@@ -113,16 +113,14 @@ async def keep_certificates(
     settings: kopf.OperatorSettings, config: WebhookConfig, issued: certificates.Issued
 ) -> None:
     """Publish the CA, then issue and publish new certificates before these expire."""
-    bundle = issued.ca
+    await _publish(settings, config, issued.ca)
     while True:
-        await _publish(settings, config, bundle)
         delay = (certificates.renew_at(issued) - datetime.now(UTC)).total_seconds()
         await asyncio.sleep(max(delay, 0.0))
         previous, issued = issued, certificates.issue(list(config.hosts), lifetime=config.lifetime)
         # Trusted first, served second: the API server must know the new CA before it meets
         # the certificate it signed, and keeps trusting the old one until the switch.
-        bundle = issued.ca + previous.ca
-        await _publish(settings, config, bundle)
+        await _publish(settings, config, issued.ca + previous.ca)
         certificates.write(config.cert_dir, issued)
         logger.info("issued new webhook certificates, valid until %s", issued.not_after)
 
