@@ -9,7 +9,9 @@ crash. Deletion waits on the ``beatkeeper.io/finalizer`` until the store has ret
 schedule. Every reconcile records the Schedule and the status it shows afterwards in
 ``Runtime.served``, which is all the status refresher knows of the resources. Reconciles
 (validation included) run on their own small thread pool, not the event loop's default
-one the refresher uses, so a burst of costly specs cannot hold up status refreshes.
+one the refresher uses, so a burst of costly specs cannot hold up status refreshes. Each
+outcome and each failed attempt is counted (``progress``); importing ``admission``
+registers the validating webhook's handler.
 
 This module must not hold SQL or status-building logic; it wires kopf to ``reconcile``,
 ``status`` and ``refresher``.
@@ -30,8 +32,9 @@ from typing import Any
 import kopf
 from sqlalchemy.exc import OperationalError
 
+import beatkeeper_operator.admission  # noqa: F401 (registers the validating webhook's handler)
 from beatkeeper.store.engine import DatabaseUnavailable
-from beatkeeper_operator import health, kube, reconcile, refresher
+from beatkeeper_operator import health, kube, reconcile, refresher, webhook
 from beatkeeper_operator.runtime import (
     OperatorConfig,
     Runtime,
@@ -53,12 +56,17 @@ async def start(*, settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -
     if not isinstance(config, OperatorConfig):
         config = config_from_env()
     configure_kopf(settings, namespaced=bool(config.settings.namespaces))
+    issued = webhook.configure(settings, config.webhook)
     runtime = Runtime.build(config, settings)
+    runtime.progress.publish()
     memo["runtime"] = runtime
     memo["reconciler"] = ThreadPoolExecutor(
         max_workers=RECONCILE_THREADS, thread_name_prefix="beatkeeper-reconcile"
     )
     memo["tasks"] = [asyncio.create_task(refresher.run(runtime))]
+    if config.webhook is not None and issued is not None:
+        keeper = webhook.keep_certificates(settings, config.webhook, issued)
+        memo["tasks"].append(asyncio.create_task(keeper))
     if config.health_port is not None:
         memo["tasks"].append(asyncio.create_task(health.serve(runtime, port=config.health_port)))
     runtime.started = True
@@ -81,16 +89,44 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
 @kopf.on.create(*RESOURCE)
 @kopf.on.update(*RESOURCE)
 async def reconcile_schedule(
-    body: kopf.Body, meta: kopf.Meta, patch: kopf.Patch, memo: kopf.Memo, retry: int, **_: Any
+    *,
+    body: kopf.Body,
+    meta: kopf.Meta,
+    patch: kopf.Patch,
+    memo: kopf.Memo,
+    retry: int,
+    started: datetime,
+    **_: Any,
 ) -> None:
     runtime: Runtime = memo["runtime"]
+    runtime.progress.began(meta.uid, started=started)
+    try:
+        outcome = await _reconcile(body, meta, patch, runtime, retry, memo["reconciler"])
+    except kopf.TemporaryError:
+        runtime.progress.failed(meta.uid, started=started, error="DatabaseUnavailable")
+        raise
+    except Exception as exc:
+        runtime.progress.failed(meta.uid, started=started, error=type(exc).__name__)
+        raise
+    runtime.progress.reconciled(meta.uid, outcome=outcome)
+
+
+async def _reconcile(  # noqa: PLR0917 (one call site, right above)
+    body: kopf.Body,
+    meta: kopf.Meta,
+    patch: kopf.Patch,
+    runtime: Runtime,
+    retry: int,
+    reconciler: ThreadPoolExecutor,
+) -> str:
+    """Reconcile one Schedule and write its status; returns the Ready reason."""
     now = datetime.now(UTC)
     current: Mapping[str, Any] = body.get("status") or {}
     generation = meta.get("generation")
     snapshot = {key: body.get(key) for key in ("apiVersion", "kind", "metadata", "spec")}
     try:
         outcome = await asyncio.get_running_loop().run_in_executor(
-            memo["reconciler"],
+            reconciler,
             functools.partial(
                 reconcile.reconcile, runtime.engine, snapshot, policy=runtime.config.policy, now=now
             ),
@@ -142,6 +178,7 @@ async def reconcile_schedule(
             reason=notice.reason,
             message=notice.message,
         )
+    return outcome.reason
 
 
 @kopf.on.delete(*RESOURCE)
@@ -158,8 +195,10 @@ async def retire_schedule(meta: kopf.Meta, memo: kopf.Memo, retry: int, **_: Any
         )
     except _UNAVAILABLE as exc:
         runtime.database_ok = False
+        runtime.progress.failed(meta.uid, started=None, error="DatabaseUnavailable")
         delay = min(runtime.config.max_backoff, 2.0 ** min(retry, 10))
         raise kopf.TemporaryError(f"database unavailable: {exc}", delay=delay) from None
+    runtime.progress.forgotten(meta.uid)
     if (key := _uuid(meta.uid)) is not None:
         runtime.served.pop(key, None)
 

@@ -21,6 +21,8 @@ from beatkeeper.settings import Settings
 from beatkeeper.store.engine import make_engine
 from beatkeeper_operator.kube import EventLimiter
 from beatkeeper_operator.policy import Policy, load_policy
+from beatkeeper_operator.progress import Progress
+from beatkeeper_operator.webhook import WebhookConfig, webhook_config_from_env
 
 __all__ = [
     "OperatorConfig",
@@ -47,6 +49,7 @@ class OperatorConfig:
     event_interval: float = 60.0  # seconds between Events of one reason on one schedule
     health_port: int | None = None  # /readyz and /metrics; None: not served
     max_backoff: float = 60.0  # seconds, for retries while the database is down
+    webhook: WebhookConfig | None = None  # the validating webhook; None: not served
 
 
 @dataclass
@@ -77,6 +80,8 @@ class Runtime:
     #: The ``schedules.updated_at`` the refresher last loaded per schedule uid (only those
     #: inside its look-back overlap), so a row is not re-read on every poll of the overlap.
     loaded_versions: dict[uuid.UUID, Any] = field(default_factory=dict)
+    #: Reconciles counted and changes still being retried, for /metrics.
+    progress: Progress = field(default_factory=Progress)
     database_ok: bool = True
     started: bool = False
 
@@ -100,6 +105,7 @@ def config_from_env() -> OperatorConfig:
         settings=settings,
         policy=load_policy(policy_file or None),
         health_port=settings.metrics_port,
+        webhook=webhook_config_from_env(),
     )
 
 

@@ -23,6 +23,7 @@ import kopf
 import pytest
 from beatkeeper_operator.policy import Policy
 from beatkeeper_operator.runtime import OperatorConfig
+from beatkeeper_operator.webhook import WebhookConfig
 from emulator import Emulator, make_emulator
 from proxy import DatabaseProxy
 from sqlalchemy import Engine
@@ -90,7 +91,10 @@ async def start_operator(
     handles: list[OperatorHandle] = []
 
     async def start(
-        *, policy: Policy | None = None, settings_: Settings | None = None
+        *,
+        policy: Policy | None = None,
+        settings_: Settings | None = None,
+        webhook: WebhookConfig | None = None,
     ) -> OperatorHandle:
         config = OperatorConfig(
             settings=settings_ or settings,
@@ -98,6 +102,7 @@ async def start_operator(
             refresh_interval=0.2,
             event_interval=0.0,
             max_backoff=1.0,
+            webhook=webhook,
         )
         handle = OperatorHandle(config)
         handle.thread.start()
