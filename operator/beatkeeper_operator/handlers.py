@@ -35,7 +35,14 @@ from beatkeeper_operator.runtime import (
     config_from_env,
     configure_kopf,
 )
-from beatkeeper_operator.status import previous_ready, ready_condition, run_fields, status_patch
+from beatkeeper_operator.status import (
+    TRIGGER_LENGTH,
+    clip,
+    previous_ready,
+    ready_condition,
+    run_fields,
+    status_patch,
+)
 
 RESOURCE = ("beatkeeper.io", "v1alpha1", "schedules")
 _UNAVAILABLE = (DatabaseUnavailable, OperationalError)
@@ -113,7 +120,7 @@ async def reconcile_schedule(
         "observedGeneration": generation,
     }
     if outcome.observation is not None:
-        desired["trigger"] = outcome.observation.trigger
+        desired["trigger"] = clip(outcome.observation.trigger, TRIGGER_LENGTH)
         desired.update(run_fields(outcome.observation))
         # The refresher need not re-read this row version: the status below already has it.
         runtime.loaded_versions[outcome.observation.id] = outcome.observation.updated_at

@@ -9,6 +9,8 @@ the status refresher. No I/O here beyond building the (lazy) engine.
 from __future__ import annotations
 
 import gc
+import hashlib
+import json
 import os
 import uuid
 from dataclasses import dataclass, field
@@ -114,7 +116,7 @@ def configure_kopf(settings: kopf.OperatorSettings, *, namespaced: bool) -> None
     settings.scanning.disabled = namespaced
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+    settings.persistence.diffbase_storage = DigestDiffBaseStorage(
         prefix=PREFIX, key="last-handled-configuration"
     )
     # kopf's own per-handler Events ("Handler succeeded") would cost a request per change;
@@ -122,6 +124,39 @@ def configure_kopf(settings: kopf.OperatorSettings, *, namespaced: bool) -> None
     settings.posting.enabled = False
     settings.peering.standalone = True
     settings.queueing.error_delays = [1, 2, 5, 10, 30, 60]
+
+
+class DigestDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
+    """kopf's record of the last handled spec, kept as a digest instead of a copy.
+
+    kopf's own storage copies the whole spec into an annotation: with kubectl's
+    last-applied copy, a spec over about 128 KB pushed the annotations past the API
+    server's 256 KiB and every patch of the Schedule (the InvalidSpec status too) was
+    refused. The handlers reconcile the whole resource and never read kopf's diff, so a
+    digest is enough to tell "changed" from "unchanged". A full copy written by an older
+    operator is still read as one.
+    """
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: Any) -> None:
+        for key in self.make_keys(self.key, body=body):
+            patch.metadata.annotations[key] = _digest(essence)
+        self._store_marker(prefix=self.prefix, patch=patch, body=body)
+
+    def fetch(self, *, body: kopf.Body) -> Any:
+        for key in self.make_keys(self.key, body=body):
+            stored = body.metadata.annotations.get(key)
+            if stored is None:
+                continue
+            if stored.startswith("{"):
+                return json.loads(stored)
+            current = self.build(body=body)
+            return current if _digest(current) == stored else {"digest": stored}
+        return None
+
+
+def _digest(essence: Any) -> str:
+    canonical = json.dumps(essence, sort_keys=True, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def configure_collector() -> None:

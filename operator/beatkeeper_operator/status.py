@@ -29,7 +29,9 @@ from beatkeeper.store.models import runs, schedules
 __all__ = [
     "NEXT_RUN_TIMES",
     "RUN_FIELDS",
+    "TRIGGER_LENGTH",
     "Observation",
+    "clip",
     "load_observations",
     "previous_ready",
     "ready_condition",
@@ -49,6 +51,8 @@ RUN_FIELDS = (
     "active",
     "counts",
 )
+#: The CRD's limits on the status strings (``beatkeeper.spec.status``).
+TRIGGER_LENGTH = 256
 _MAX_ACTIVE = 100
 _MESSAGE = 1024
 
@@ -232,7 +236,10 @@ def status_patch(current: Mapping[str, Any] | None, desired: Mapping[str, Any]) 
     return patch
 
 
+def clip(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, ending in "..." when it was cut."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _clip(text: str | None) -> str | None:
-    if text is None or len(text) <= _MESSAGE:
-        return text
-    return text[: _MESSAGE - 3] + "..."
+    return None if text is None else clip(text, _MESSAGE)
