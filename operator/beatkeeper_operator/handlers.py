@@ -71,6 +71,7 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
             await task
     runtime = memo.get("runtime")
     if isinstance(runtime, Runtime):
+        runtime.executor.shutdown(wait=False, cancel_futures=True)
         runtime.engine.dispose()
 
 
@@ -86,7 +87,7 @@ async def reconcile_schedule(
     generation = meta.get("generation")
     snapshot = {key: body.get(key) for key in ("apiVersion", "kind", "metadata", "spec")}
     try:
-        outcome = await asyncio.to_thread(
+        outcome = await runtime.in_database(
             reconcile.reconcile, runtime.engine, snapshot, policy=runtime.config.policy, now=now
         )
     except _UNAVAILABLE as exc:
@@ -142,7 +143,7 @@ async def reconcile_schedule(
 async def retire_schedule(meta: kopf.Meta, memo: kopf.Memo, retry: int, **_: Any) -> None:
     runtime: Runtime = memo["runtime"]
     try:
-        await asyncio.to_thread(
+        await runtime.in_database(
             reconcile.forget,
             runtime.engine,
             uid=meta.uid,

@@ -80,7 +80,7 @@ async def run(runtime: Runtime) -> None:
 
 async def refresh_once(runtime: Runtime, *, since: datetime | None) -> datetime:
     """One poll: patch what changed after ``since``; returns the next ``since``."""
-    changes = await asyncio.to_thread(_changes, runtime, since)
+    changes = await runtime.in_database(_changes, runtime, since)
     for seen in changes.observations.values():
         await _refresh(runtime, seen)
     for row in changes.notable:

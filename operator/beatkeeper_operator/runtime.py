@@ -8,23 +8,28 @@ the status refresher. No I/O here beyond building the (lazy) engine.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import gc
 import hashlib
 import json
 import os
 import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import kopf
 from sqlalchemy import Engine
 
-from beatkeeper.settings import Settings
-from beatkeeper.store.engine import make_engine
+from beatkeeper.settings import Settings, mask_url
+from beatkeeper.store.engine import DatabaseUnavailable, make_engine
 from beatkeeper_operator.kube import EventLimiter
 from beatkeeper_operator.policy import Policy, load_policy
 
 __all__ = [
+    "STATEMENT_TIMEOUT",
     "OperatorConfig",
     "Runtime",
     "Served",
@@ -37,6 +42,9 @@ FINALIZER = "beatkeeper.io/finalizer"
 # kopf leaves its own prefix out of the essence it diffs, so it must not be the prefix
 # of the user-facing annotations (beatkeeper.io/trigger, beatkeeper.io/backfill).
 PREFIX = "operator.beatkeeper.io"
+#: Seconds one statement of the operator may run (PostgreSQL's statement_timeout).
+STATEMENT_TIMEOUT = 30.0
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -49,6 +57,7 @@ class OperatorConfig:
     event_interval: float = 60.0  # seconds between Events of one reason on one schedule
     health_port: int | None = None  # /readyz and /metrics; None: not served
     max_backoff: float = 60.0  # seconds, for retries while the database is down
+    database_timeout: float = 45.0  # seconds a database call may take before it counts as down
 
 
 @dataclass
@@ -81,14 +90,42 @@ class Runtime:
     loaded_versions: dict[uuid.UUID, Any] = field(default_factory=dict)
     database_ok: bool = True
     started: bool = False
+    #: The threads blocking store work runs on, apart from the event loop's default ones: a
+    #: call given up on (``in_database``) keeps its thread until the socket gives up too.
+    executor: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(16, thread_name_prefix="database")
+    )
 
     @classmethod
     def build(cls, config: OperatorConfig, kopf_settings: kopf.OperatorSettings) -> Runtime:
         engine = make_engine(
-            config.settings, application_name="beatkeeper-operator", pool_size=8, max_overflow=4
+            config.settings,
+            application_name="beatkeeper-operator",
+            statement_timeout=STATEMENT_TIMEOUT,
+            pool_size=8,
+            max_overflow=4,
         )
         limiter = EventLimiter(interval=config.event_interval)
         return cls(config=config, engine=engine, kopf_settings=kopf_settings, limiter=limiter)
+
+    async def in_database(self, work: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """``work(*args, **kwargs)`` on a database thread, given up after ``database_timeout``.
+
+        A partitioned network leaves sockets open and unanswered; the engine's keepalives
+        and ``tcp_user_timeout`` end that in about half a minute, and until then nothing
+        but this bound stops a handler or the refresher waiting. Giving up raises
+        ``DatabaseUnavailable``, which makes the operator unready and the handler retry.
+        """
+        loop = asyncio.get_running_loop()
+        call = loop.run_in_executor(self.executor, functools.partial(work, *args, **kwargs))
+        timeout = self.config.database_timeout
+        try:
+            return await asyncio.wait_for(call, timeout)
+        except TimeoutError:
+            url = mask_url(self.config.settings.require_database_url())
+            raise DatabaseUnavailable(
+                url, f"the database did not answer within {timeout:g}s"
+            ) from None
 
 
 def config_from_env() -> OperatorConfig:

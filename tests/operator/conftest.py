@@ -90,14 +90,16 @@ async def start_operator(
     handles: list[OperatorHandle] = []
 
     async def start(
-        *, policy: Policy | None = None, settings_: Settings | None = None
+        *, policy: Policy | None = None, settings_: Settings | None = None, **config_: Any
     ) -> OperatorHandle:
+        timings: dict[str, Any] = {
+            "refresh_interval": 0.2,
+            "event_interval": 0.0,
+            "max_backoff": 1.0,
+            **config_,
+        }
         config = OperatorConfig(
-            settings=settings_ or settings,
-            policy=policy or Policy(),
-            refresh_interval=0.2,
-            event_interval=0.0,
-            max_backoff=1.0,
+            settings=settings_ or settings, policy=policy or Policy(), **timings
         )
         handle = OperatorHandle(config)
         handle.thread.start()
