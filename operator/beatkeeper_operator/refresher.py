@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -30,7 +31,7 @@ from sqlalchemy.exc import OperationalError
 from beatkeeper.states import RunState
 from beatkeeper.store.engine import DatabaseUnavailable
 from beatkeeper.store.models import runs, schedules
-from beatkeeper_operator import kube, reconcile
+from beatkeeper_operator import kube, reconcile, sweep
 from beatkeeper_operator.runtime import Runtime, Served
 from beatkeeper_operator.status import (
     Observation,
@@ -64,12 +65,19 @@ class Changes:
 
 
 async def run(runtime: Runtime) -> None:
-    """Poll forever; an unreachable database is logged and retried next interval."""
+    """Poll forever; an unreachable database is logged and retried next interval.
+
+    Every ``sweep_interval`` seconds it also retires rows whose resource is gone (``sweep``).
+    """
     since: datetime | None = None
+    swept_at = time.monotonic()
     while True:
         try:
             since = await refresh_once(runtime, since=since)
             runtime.database_ok = True
+            if time.monotonic() - swept_at >= runtime.config.sweep_interval:
+                swept_at = time.monotonic()
+                await sweep.sweep_once(runtime)
         except (DatabaseUnavailable, OperationalError) as exc:
             runtime.database_ok = False
             logger.warning("status refresh skipped: %s", exc)

@@ -58,6 +58,7 @@ class OperatorConfig:
     health_port: int | None = None  # /readyz and /metrics; None: not served
     max_backoff: float = 60.0  # seconds, for retries while the database is down
     database_timeout: float = 45.0  # seconds a database call may take before it counts as down
+    sweep_interval: float = 300.0  # seconds between sweeps for rows whose resource is gone
 
 
 @dataclass
