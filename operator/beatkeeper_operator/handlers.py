@@ -37,6 +37,7 @@ from beatkeeper_operator.runtime import (
 )
 from beatkeeper_operator.status import (
     TRIGGER_LENGTH,
+    already_reported,
     clip,
     previous_ready,
     ready_condition,
@@ -107,19 +108,18 @@ async def reconcile_schedule(
         delay = min(runtime.config.max_backoff, 2.0 ** min(retry, 10))
         raise kopf.TemporaryError(f"database unavailable: {message}", delay=delay) from None
     runtime.database_ok = True
-    desired: dict[str, Any] = {
-        "conditions": [
-            ready_condition(
-                status=outcome.ready,
-                reason=outcome.reason,
-                message=outcome.message,
-                generation=generation,
-                previous=previous_ready(current),
-                now=now,
-            )
-        ],
-        "observedGeneration": generation,
-    }
+    ready = ready_condition(
+        status=outcome.ready,
+        reason=outcome.reason,
+        message=outcome.message,
+        generation=generation,
+        previous=previous_ready(current),
+        now=now,
+    )
+    notices = outcome.notices
+    if already_reported(previous_ready(current), ready):  # e.g. on resume after a restart
+        notices = [notice for notice in notices if notice.reason != outcome.reason]
+    desired: dict[str, Any] = {"conditions": [ready], "observedGeneration": generation}
     if outcome.observation is not None:
         desired["trigger"] = clip(outcome.observation.trigger, TRIGGER_LENGTH)
         desired.update(run_fields(outcome.observation))
@@ -128,7 +128,7 @@ async def reconcile_schedule(
     elif outcome.reason == "TaskNotAllowed":
         desired.update({"nextRunTimes": [], "active": []})
     _write(runtime, meta, patch, current, desired)
-    for notice in outcome.notices:
+    for notice in notices:
         await kube.post_event(
             runtime.kopf_settings,
             runtime.limiter,

@@ -31,6 +31,7 @@ __all__ = [
     "RUN_FIELDS",
     "TRIGGER_LENGTH",
     "Observation",
+    "already_reported",
     "clip",
     "load_observations",
     "previous_ready",
@@ -214,6 +215,16 @@ def ready_condition(
         observed_generation=generation,
     )
     return condition.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def already_reported(previous: Mapping[str, Any] | None, condition: Mapping[str, Any]) -> bool:
+    """Whether the status already shows this Ready condition for this generation.
+
+    The resource itself is the record of what was reported: an operator restarted (its
+    Event limiter is in memory) posts again only what the status does not already say.
+    """
+    keys = ("status", "reason", "message", "observedGeneration")
+    return previous is not None and all(previous.get(k) == condition.get(k) for k in keys)
 
 
 def previous_ready(status: Mapping[str, Any] | None) -> Mapping[str, Any] | None:

@@ -7,7 +7,17 @@ import socket
 import time
 
 import aiohttp
-from harness import create, current, eventually, manifest, merge_patch, ready, ready_becomes
+from beatkeeper_operator.policy import parse_policy
+from harness import (
+    create,
+    current,
+    events,
+    eventually,
+    manifest,
+    merge_patch,
+    ready,
+    ready_becomes,
+)
 from sqlalchemy import Engine, func, select
 
 from beatkeeper.store.models import runs, schedules
@@ -133,3 +143,25 @@ async def readyz_becomes(port: int, status: int, *, timeout: float) -> None:
     while (seen := await readyz(port)) != status:
         assert time.monotonic() < deadline, f"/readyz stayed {seen}, not {status}"
         await asyncio.sleep(0.1)
+
+
+async def test_a_restart_posts_no_event_again_for_a_problem_already_reported(
+    cluster, start_operator
+):
+    policy = parse_policy({"namespaces": {"team-a": {"tasks": ["billing.*"]}}})
+    first = await start_operator(policy=policy)
+    await create(cluster, manifest("broken", cron="not a cron"))
+    await create(cluster, manifest("refused", task="payroll.tasks.pay"))
+    await ready_becomes(cluster, "team-a", "broken", reason="InvalidSpec")
+    await ready_becomes(cluster, "team-a", "refused", reason="TaskNotAllowed")
+    await eventually(lambda: events(cluster, "InvalidSpec") and events(cluster, "TaskNotAllowed"))
+    posted = len(events(cluster, "InvalidSpec")), len(events(cluster, "TaskNotAllowed"))
+    await first.stop()
+
+    second = await start_operator(policy=policy)
+    await eventually(lambda: second.runtime and len(second.runtime.served) == 2)
+    await asyncio.sleep(1.0)  # several refresher polls: a stray Event would show by now
+    assert (len(events(cluster, "InvalidSpec")), len(events(cluster, "TaskNotAllowed"))) == posted
+
+    await merge_patch(cluster, "team-a", "broken", {"spec": {"cron": "still not a cron"}})
+    await eventually(lambda: len(events(cluster, "InvalidSpec")) == posted[0] + 1)
