@@ -126,7 +126,9 @@ async def reconcile_schedule(
         # The refresher need not re-read this row version: the status below already has it.
         runtime.loaded_versions[outcome.observation.id] = outcome.observation.updated_at
     elif outcome.reason == "TaskNotAllowed":
-        desired.update({"nextRunTimes": [], "active": []})
+        # Retired: nothing more is planned; runs already started go on, and the refresher
+        # keeps ``active`` showing them until they finish.
+        desired["nextRunTimes"] = []
     _write(runtime, meta, patch, current, desired)
     for notice in notices:
         await kube.post_event(

@@ -119,7 +119,8 @@ def _changes(runtime: Runtime, since: datetime | None) -> Changes:
         }
         found: dict[uuid.UUID, Observation] = {}
         for start in range(0, len(ids), BATCH):
-            found.update(load_observations(db, ids[start : start + BATCH]))
+            # Retired rows too: their runs already started go on and show in ``active``.
+            found.update(load_observations(db, ids[start : start + BATCH], retired=True))
         notable = list(
             db.execute(
                 select(

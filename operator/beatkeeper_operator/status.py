@@ -83,21 +83,20 @@ def rfc3339(moment: datetime | None) -> str | None:
 
 
 def load_observations(
-    db: Connection, ids: Sequence[uuid.UUID], *, with_runs: bool = True
+    db: Connection, ids: Sequence[uuid.UUID], *, with_runs: bool = True, retired: bool = False
 ) -> dict[uuid.UUID, Observation]:
-    """The live schedules among ``ids`` (deleted ones are left out), with their runs.
+    """The live schedules among ``ids`` (retired ones too if asked), with their runs.
 
     ``with_runs=False`` is for schedules known to have none (rows created just now): their
-    runs are not queried and the observation reports none.
+    runs are not queried and the observation reports none. A retired schedule (refused by
+    the policy, say) plans nothing more, but the runs it already started still go on.
     """
     if not ids:
         return {}
-    found = {
-        row.id: _observation(row)
-        for row in db.execute(
-            select(schedules).where(schedules.c.id.in_(ids), schedules.c.deleted_at.is_(None))
-        )
-    }
+    query = select(schedules).where(schedules.c.id.in_(ids))
+    if not retired:
+        query = query.where(schedules.c.deleted_at.is_(None))
+    found = {row.id: _observation(row) for row in db.execute(query)}
     if found and with_runs:
         _load_runs(db, found)
     return found
@@ -147,7 +146,7 @@ def _observation(row: Any) -> Observation:
 
 
 def _upcoming(row: Any) -> list[datetime]:
-    if row.suspended or row.next_run_at is None:
+    if row.suspended or row.next_run_at is None or row.deleted_at is not None:
         return []
     spec = ScheduleSpec.model_validate(row.spec)
     recurrence = recurrence_of(spec, seed=str(row.id), created_at=row.created_at)
