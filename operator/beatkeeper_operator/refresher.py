@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Connection, func, select
 from sqlalchemy.exc import OperationalError
 
 from beatkeeper.states import RunState
@@ -121,14 +121,31 @@ def _changes(runtime: Runtime, since: datetime | None) -> Changes:
         for start in range(0, len(ids), BATCH):
             # Retired rows too: their runs already started go on and show in ``active``.
             found.update(load_observations(db, ids[start : start + BATCH], retired=True))
-        notable = list(
-            db.execute(
-                select(
-                    runs.c.id, runs.c.schedule_id, runs.c.state, runs.c.planned_at, runs.c.error
-                ).where(runs.c.updated_at > since, runs.c.state.in_(list(_NOTABLE)))
-            )
-        )
+        notable = _notable_runs(runtime, db, after)
     return Changes(polled_at, found, notable)
+
+
+def _notable_runs(runtime: Runtime, db: Connection, after: datetime) -> list[Any]:
+    """Runs gone dead or missed since ``after`` (the overlap too), each reported once.
+
+    A run's ``updated_at`` is its writer's clock when the statement ran, so a run that
+    committed just after a poll can carry a time before it: without the overlap its Event
+    was lost.
+    """
+    found = db.execute(
+        select(
+            runs.c.id,
+            runs.c.schedule_id,
+            runs.c.state,
+            runs.c.planned_at,
+            runs.c.error,
+            runs.c.updated_at,
+        ).where(runs.c.updated_at > after, runs.c.state.in_(list(_NOTABLE)))
+    ).all()
+    noted = {key: at for key, at in runtime.noted_runs.items() if at > after}
+    fresh = [row for row in found if noted.get(row.id) != row.updated_at]
+    runtime.noted_runs = {**noted, **{row.id: row.updated_at for row in found}}
+    return fresh
 
 
 def _reference(uid: uuid.UUID, served: Served) -> dict[str, Any]:

@@ -89,6 +89,9 @@ class Runtime:
     #: The ``schedules.updated_at`` the refresher last loaded per schedule uid (only those
     #: inside its look-back overlap), so a row is not re-read on every poll of the overlap.
     loaded_versions: dict[uuid.UUID, Any] = field(default_factory=dict)
+    #: Runs the refresher reported dead or missed within its overlap, by id, with the
+    #: ``runs.updated_at`` it reported, so the overlap does not report them twice.
+    noted_runs: dict[uuid.UUID, Any] = field(default_factory=dict)
     database_ok: bool = True
     started: bool = False
     #: The threads blocking store work runs on, apart from the event loop's default ones: a

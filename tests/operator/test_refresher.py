@@ -197,3 +197,29 @@ async def test_a_schedule_refused_by_policy_still_shows_its_running_runs(
 def active_ids(cluster, name: str) -> list[str]:  # type: ignore[no-untyped-def]
     status = current(cluster, "team-a", name).get("status", {})
     return [run["id"] for run in status.get("active", [])]
+
+
+async def test_a_run_committed_with_a_time_before_the_last_poll_is_still_reported_once(
+    cluster, start_operator, db
+):
+    await start_operator()
+    created = await create(cluster, manifest("late-commit"))
+    uid = uuid.UUID(created["metadata"]["uid"])
+    await eventually(lambda: ready(cluster, "team-a", "late-commit")["reason"] == "Scheduled")
+    await asyncio.sleep(0.5)  # polls have run since
+    stamped = datetime.now(UTC) - timedelta(seconds=2)  # its writer's clock, before the polls
+    with db.begin() as connection:
+        connection.execute(
+            runs.insert().values(
+                schedule_id=uid,
+                task="billing.tasks.charge",
+                planned_at=stamped,
+                due_at=stamped,
+                state="missed",
+                error="startingDeadline passed",
+                updated_at=stamped,
+            )
+        )
+    await eventually(lambda: events(cluster, "RunMissed"))
+    await asyncio.sleep(1.0)  # several polls inside the overlap
+    assert len(events(cluster, "RunMissed")) == 1
