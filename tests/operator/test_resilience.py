@@ -165,3 +165,21 @@ async def test_a_restart_posts_no_event_again_for_a_problem_already_reported(
 
     await merge_patch(cluster, "team-a", "broken", {"spec": {"cron": "still not a cron"}})
     await eventually(lambda: len(events(cluster, "InvalidSpec")) == posted[0] + 1)
+
+
+async def test_a_start_with_many_schedules_handles_all_and_what_changed_meanwhile(
+    cluster, start_operator
+):
+    names = [f"existing-{index}" for index in range(150)]
+    for name in names:
+        await create(cluster, manifest(name))
+    await start_operator()
+    await eventually(lambda: cluster.watches, what="the operator watching")
+    for index in range(20):  # created between the operator's list and its watch, or after
+        await create(cluster, manifest(f"meanwhile-{index}"))
+        names.append(f"meanwhile-{index}")
+
+    def all_ready() -> bool:
+        return all(ready(cluster, "team-a", name)["reason"] == "Scheduled" for name in names)
+
+    await eventually(all_ready, timeout=60, what="every Schedule Ready")
