@@ -178,6 +178,12 @@ class Emulator(kmock.KubernetesEmulator, _OwnReactions):  # type: ignore[misc]
                     return changed
                 self._stamp_update(current, changed)
                 object.__setattr__(request, "data", _merge_diff(current, changed))
+        elif request.action == kmock.action.DELETE and request.name is not None:
+            stored = self._stored(request.resource, request.namespace, request.name)
+            meta = {} if stored is None or stored.deleted else stored.raw.get("metadata", {})
+            if meta.get("finalizers") and not meta.get("deletionTimestamp"):
+                # kmock marks it deleted (a MODIFIED event): that change needs a version too.
+                stored.patch({"metadata": {"resourceVersion": str(self._next_version())}})
         return await super()._handle(request)
 
     def _admitted(

@@ -140,3 +140,13 @@ async def test_a_list_pages_and_a_watch_resumes_from_its_resource_version(cluste
             line = await response.content.readline()
     event = json.loads(line)
     assert (event["type"], event["object"]["metadata"]["name"]) == ("ADDED", "after-the-list")
+
+
+async def test_marking_an_object_with_a_finalizer_deleted_gets_a_new_resource_version(cluster):
+    body = manifest("finalized")
+    body["metadata"]["finalizers"] = ["beatkeeper.io/finalizer"]
+    created = await create(cluster, body)
+    async with cluster.delete(schedule_url("team-a", "finalized")) as response:
+        marked = await response.json()
+    assert marked["metadata"]["deletionTimestamp"]
+    assert int(marked["metadata"]["resourceVersion"]) > int(created["metadata"]["resourceVersion"])
