@@ -156,7 +156,7 @@ def _schema_cause(error: jsonschema.ValidationError) -> Cause:
 
 def _cel_problems(value: Any, schema: dict[str, Any], path: str) -> Iterator[Cause]:
     for rule in schema.get("x-kubernetes-validations", []):
-        if not _program(rule["rule"]).evaluate({"self": celpy.json_to_cel(value)}):
+        if not _passes(rule["rule"], json.dumps(value, sort_keys=True)):
             message = rule.get("message") or f"failed rule: {rule['rule']}"
             yield _cause(path, "FieldValueInvalid", f'Invalid value: "object": {message}')
     if isinstance(value, dict):
@@ -166,6 +166,12 @@ def _cel_problems(value: Any, schema: dict[str, Any], path: str) -> Iterator[Cau
     elif isinstance(value, list) and "items" in schema:
         for index, item in enumerate(value):
             yield from _cel_problems(item, schema["items"], f"{path}[{index}]")
+
+
+@functools.lru_cache(maxsize=10_000)
+def _passes(rule: str, value: str) -> bool:
+    """One CEL rule on one value (as JSON): cached, since a status write repeats the spec."""
+    return bool(_program(rule).evaluate({"self": celpy.json_to_cel(json.loads(value))}))
 
 
 @functools.cache
