@@ -7,12 +7,15 @@ status of only the schedules whose fields differ from what the resource shows
 (``Runtime.served``: what the handlers saw and wrote, and what this loop wrote since). An
 idle cycle over 10,000 unchanged schedules therefore costs one small query and no API
 request. Schedules the handlers have not reconciled (other namespaces, not listed yet)
-are left alone.
+are left alone; retired rows are followed too (a Schedule refused by the policy still
+shows the runs it already started).
 
-It also posts the Events a user should notice: a run dead after its last attempt, a missed
-run, a schedule paused after failures. A database outage makes the loop wait and retry;
-it never stops the operator. It must not touch the spec-owned status fields
-(``observedGeneration``, ``trigger``) and writes ``Ready`` only for a pause.
+It also posts the Events a user should notice (each once, though the overlap reads it
+again): a run dead after its last attempt, a missed run, a schedule paused after failures.
+A database outage, or a database that does not answer within ``database_timeout``, makes
+the operator unready and the loop retry; it never stops the operator. Every
+``sweep_interval`` it runs the orphan sweep (``sweep``). It must not touch the spec-owned
+status fields (``observedGeneration``, ``trigger``) and writes ``Ready`` only for a pause.
 """
 
 from __future__ import annotations
