@@ -186,6 +186,17 @@ class Emulator(kmock.KubernetesEmulator, _OwnReactions):  # type: ignore[misc]
                 stored.patch({"metadata": {"resourceVersion": str(self._next_version())}})
         return await super()._handle(request)
 
+    async def _render_error(self, exc: Exception) -> aiohttp.web.StreamResponse:
+        """kmock's object errors with the reason a real server gives (kopf reads it)."""
+        reasons = {404: "NotFound", 409: "AlreadyExists"}
+        code = getattr(exc, "status", None)
+        if isinstance(exc, kmock.KubernetesError) and code in reasons:
+            request = _serving.get()
+            message = "the object already exists" if code == 409 else "the object is not found"
+            response: aiohttp.web.StreamResponse = _refused(code, reasons[code], request, message)
+            return response
+        return await super()._render_error(exc)
+
     def _admitted(
         self, request: Any, body: dict[str, Any]
     ) -> dict[str, Any] | aiohttp.web.StreamResponse:
@@ -371,7 +382,7 @@ def _refused(code: int, reason: str, request: Any, message: str) -> aiohttp.web.
         "status": "Failure",
         "message": message,
         "reason": reason,
-        "details": {"name": request.name or ""},
+        "details": {"name": getattr(request, "name", None) or ""},
         "code": code,
     }
     return aiohttp.web.json_response(status, status=code)

@@ -150,3 +150,12 @@ async def test_marking_an_object_with_a_finalizer_deleted_gets_a_new_resource_ve
         marked = await response.json()
     assert marked["metadata"]["deletionTimestamp"]
     assert int(marked["metadata"]["resourceVersion"]) > int(created["metadata"]["resourceVersion"])
+
+
+async def test_a_name_taken_is_a_409_already_exists(cluster):
+    await create(cluster, manifest("taken"))
+    code, body = await post(cluster, manifest("taken"))
+    assert (code, body["kind"], body["reason"]) == (409, "Status", "AlreadyExists")
+    async with cluster.get(schedule_url("team-a", "missing")) as response:
+        assert response.status == 404
+        assert (await response.json())["reason"] == "NotFound"
