@@ -19,7 +19,8 @@ a libpq start-up option (``options=-c search_path=…``), so it is in force befo
 statement, costs no round trip and survives pool resets. The schema is the only entry on the
 path: a missing schema fails loudly instead of writing tables into ``public``. (PgBouncer
 rejects start-up options unless ``ignore_startup_parameters = options``; behind one, give
-the database role the setting instead: ``ALTER ROLE … SET search_path = beatkeeper``.)
+the database role the settings instead: ``ALTER ROLE … SET search_path = beatkeeper`` and
+``SET statement_timeout = '60s'``.)
 
 A server that cannot be reached surfaces as ``DatabaseUnavailable``, whose message names the
 URL with its password masked. This module must not hold queries or create tables.
