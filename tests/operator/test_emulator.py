@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import emulator as emulator_module
+import kmock
 from emulator import Emulator
 from harness import create, manifest, schedule_url
 
@@ -159,3 +161,18 @@ async def test_a_name_taken_is_a_409_already_exists(cluster):
     async with cluster.get(schedule_url("team-a", "missing")) as response:
         assert response.status == 404
         assert (await response.json())["reason"] == "NotFound"
+
+
+async def test_a_watch_from_a_version_no_longer_kept_is_410_gone(monkeypatch):
+    monkeypatch.setattr(emulator_module, "EVENTS_KEPT", 3)
+    small = emulator_module.make_emulator()
+    async with small, kmock.Server(small):
+        for index in range(5):
+            await create(small, manifest(f"s{index}"))
+        params = {"watch": "true", "resourceVersion": "1"}
+        async with small.get(schedule_url("team-a"), params=params) as response:
+            line = await response.content.readline()
+            while not line.strip():
+                line = await response.content.readline()
+    event = json.loads(line)
+    assert (event["type"], event["object"]["code"]) == ("ERROR", 410)
