@@ -21,11 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import uuid
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,11 +40,18 @@ from beatkeeper_operator.runtime import (
     config_from_env,
     configure_kopf,
 )
-from beatkeeper_operator.status import previous_ready, ready_condition, run_fields, status_patch
+from beatkeeper_operator.status import (
+    TRIGGER_LENGTH,
+    already_reported,
+    clip,
+    previous_ready,
+    ready_condition,
+    run_fields,
+    status_patch,
+)
 
 RESOURCE = ("beatkeeper.io", "v1alpha1", "schedules")
 _UNAVAILABLE = (DatabaseUnavailable, OperationalError)
-RECONCILE_THREADS = 4
 logger = logging.getLogger(__name__)
 
 
@@ -60,9 +65,6 @@ async def start(*, settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -
     runtime = Runtime.build(config, settings)
     runtime.progress.publish()
     memo["runtime"] = runtime
-    memo["reconciler"] = ThreadPoolExecutor(
-        max_workers=RECONCILE_THREADS, thread_name_prefix="beatkeeper-reconcile"
-    )
     memo["tasks"] = [asyncio.create_task(refresher.run(runtime))]
     if config.webhook is not None and issued is not None:
         keeper = webhook.keep_certificates(settings, config.webhook, issued)
@@ -78,10 +80,10 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-    if isinstance(reconciler := memo.get("reconciler"), ThreadPoolExecutor):
-        reconciler.shutdown(wait=False, cancel_futures=True)
     runtime = memo.get("runtime")
     if isinstance(runtime, Runtime):
+        runtime.executor.shutdown(wait=False, cancel_futures=True)
+        runtime.reconciler.shutdown(wait=False, cancel_futures=True)
         runtime.engine.dispose()
 
 
@@ -101,7 +103,7 @@ async def reconcile_schedule(
     runtime: Runtime = memo["runtime"]
     runtime.progress.began(meta.uid, started=started)
     try:
-        outcome = await _reconcile(body, meta, patch, runtime, retry, memo["reconciler"])
+        outcome = await _reconcile(body, meta, patch, runtime, retry)
     except kopf.TemporaryError:
         runtime.progress.failed(meta.uid, started=started, error="DatabaseUnavailable")
         raise
@@ -111,13 +113,8 @@ async def reconcile_schedule(
     runtime.progress.reconciled(meta.uid, outcome=outcome)
 
 
-async def _reconcile(  # noqa: PLR0917 (one call site, right above)
-    body: kopf.Body,
-    meta: kopf.Meta,
-    patch: kopf.Patch,
-    runtime: Runtime,
-    retry: int,
-    reconciler: ThreadPoolExecutor,
+async def _reconcile(
+    body: kopf.Body, meta: kopf.Meta, patch: kopf.Patch, runtime: Runtime, retry: int
 ) -> str:
     """Reconcile one Schedule and write its status; returns the Ready reason."""
     now = datetime.now(UTC)
@@ -125,11 +122,13 @@ async def _reconcile(  # noqa: PLR0917 (one call site, right above)
     generation = meta.get("generation")
     snapshot = {key: body.get(key) for key in ("apiVersion", "kind", "metadata", "spec")}
     try:
-        outcome = await asyncio.get_running_loop().run_in_executor(
-            reconciler,
-            functools.partial(
-                reconcile.reconcile, runtime.engine, snapshot, policy=runtime.config.policy, now=now
-            ),
+        outcome = await runtime.in_database(
+            reconcile.reconcile,
+            runtime.engine,
+            snapshot,
+            executor=runtime.reconciler,
+            policy=runtime.config.policy,
+            now=now,
         )
     except _UNAVAILABLE as exc:
         runtime.database_ok = False
@@ -148,28 +147,29 @@ async def _reconcile(  # noqa: PLR0917 (one call site, right above)
         delay = min(runtime.config.max_backoff, 2.0 ** min(retry, 10))
         raise kopf.TemporaryError(f"database unavailable: {message}", delay=delay) from None
     runtime.database_ok = True
-    desired: dict[str, Any] = {
-        "conditions": [
-            ready_condition(
-                status=outcome.ready,
-                reason=outcome.reason,
-                message=outcome.message,
-                generation=generation,
-                previous=previous_ready(current),
-                now=now,
-            )
-        ],
-        "observedGeneration": generation,
-    }
+    ready = ready_condition(
+        status=outcome.ready,
+        reason=outcome.reason,
+        message=outcome.message,
+        generation=generation,
+        previous=previous_ready(current),
+        now=now,
+    )
+    notices = outcome.notices
+    if already_reported(previous_ready(current), ready):  # e.g. on resume after a restart
+        notices = [notice for notice in notices if notice.reason != outcome.reason]
+    desired: dict[str, Any] = {"conditions": [ready], "observedGeneration": generation}
     if outcome.observation is not None:
-        desired["trigger"] = outcome.observation.trigger
+        desired["trigger"] = clip(outcome.observation.trigger, TRIGGER_LENGTH)
         desired.update(run_fields(outcome.observation))
         # The refresher need not re-read this row version: the status below already has it.
         runtime.loaded_versions[outcome.observation.id] = outcome.observation.updated_at
     elif outcome.reason == "TaskNotAllowed":
-        desired.update({"nextRunTimes": [], "active": []})
+        # Retired: nothing more is planned; runs already started go on, and the refresher
+        # keeps ``active`` showing them until they finish.
+        desired["nextRunTimes"] = []
     _write(runtime, meta, patch, current, desired)
-    for notice in outcome.notices:
+    for notice in notices:
         await kube.post_event(
             runtime.kopf_settings,
             runtime.limiter,
@@ -185,7 +185,7 @@ async def _reconcile(  # noqa: PLR0917 (one call site, right above)
 async def retire_schedule(meta: kopf.Meta, memo: kopf.Memo, retry: int, **_: Any) -> None:
     runtime: Runtime = memo["runtime"]
     try:
-        await asyncio.to_thread(
+        await runtime.in_database(
             reconcile.forget,
             runtime.engine,
             uid=meta.uid,

@@ -28,12 +28,15 @@ __all__ = [
     "MAX_EVENT_MESSAGE",
     "SCHEDULES",
     "EventLimiter",
+    "list_schedule_uids",
     "patch_status",
     "post_event",
     "set_ca_bundle",
 ]
 
 MAX_EVENT_MESSAGE = 1024
+#: Schedules per page when listing them all.
+LIST_PAGE = 500
 SCHEDULES = references.Resource(
     group="beatkeeper.io",
     version="v1alpha1",
@@ -119,6 +122,33 @@ async def set_ca_bundle(settings: kopf.OperatorSettings, *, name: str, ca_bundle
     except errors.APINotFoundError:
         return False
     return True
+
+
+async def list_schedule_uids(
+    settings: kopf.OperatorSettings, *, namespace: str | None
+) -> set[str] | None:
+    """The uid of every Schedule in ``namespace`` (None: all), or None if a page failed.
+
+    Paged (``LIST_PAGE`` at a time), so a cluster with many Schedules is never one response.
+    """
+    uids: set[str] = set()
+    token = ""
+    where = None if namespace is None else references.NamespaceName(namespace)
+    while True:
+        params = {"limit": str(LIST_PAGE), **({"continue": token} if token else {})}
+        try:
+            listed = await api.get(
+                url=SCHEDULES.get_url(namespace=where, params=params),
+                settings=settings,
+                logger=logger,
+            )
+        except errors.APIError as exc:
+            logger.warning("listing Schedules in %s failed: %s", namespace or "all namespaces", exc)
+            return None
+        uids.update(str(item["metadata"]["uid"]) for item in listed.get("items", []))
+        token = (listed.get("metadata") or {}).get("continue") or ""
+        if not token:
+            return uids
 
 
 async def post_event(

@@ -95,14 +95,19 @@ async def start_operator(
         policy: Policy | None = None,
         settings_: Settings | None = None,
         webhook: WebhookConfig | None = None,
+        **config_: Any,
     ) -> OperatorHandle:
+        timings: dict[str, Any] = {
+            "refresh_interval": 0.2,
+            "event_interval": 0.0,
+            "max_backoff": 1.0,
+            **config_,
+        }
         config = OperatorConfig(
             settings=settings_ or settings,
             policy=policy or Policy(),
-            refresh_interval=0.2,
-            event_interval=0.0,
-            max_backoff=1.0,
             webhook=webhook,
+            **timings,
         )
         handle = OperatorHandle(config)
         handle.thread.start()

@@ -108,6 +108,32 @@ def apply_schedule(db: Connection, manifest: ScheduleManifest, *, now: datetime)
     return Applied(uid, meta.namespace, meta.name, action, next_run, trigger)
 
 
+@dataclass(frozen=True)
+class LiveSchedule:
+    """A schedule the store still plans, as far as the orphan sweep needs it."""
+
+    id: uuid.UUID
+    namespace: str
+    name: str
+
+    @property
+    def applied_without_cluster(self) -> bool:
+        """Applied with no ``metadata.uid`` (`beatkeeper apply`, `beatkeeper dev`)."""
+        return self.id == derived_uid(self.namespace, self.name)
+
+
+def live_schedules(
+    db: Connection, *, namespaces: tuple[str, ...] = (), updated_before: datetime
+) -> list[LiveSchedule]:
+    """Live schedules (in ``namespaces``; all when empty) last applied before a moment."""
+    query = select(schedules.c.id, schedules.c.namespace, schedules.c.name).where(
+        schedules.c.deleted_at.is_(None), schedules.c.updated_at < updated_before
+    )
+    if namespaces:
+        query = query.where(schedules.c.namespace.in_(namespaces))
+    return [LiveSchedule(row.id, row.namespace, row.name) for row in db.execute(query)]
+
+
 def delete_schedule(
     db: Connection,
     *,
