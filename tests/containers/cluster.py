@@ -81,7 +81,14 @@ class Cluster:
 
     def create_network(self) -> str:
         """Create the cluster network; return its gateway, the host's address on it."""
-        self.engine.run("network", "create", "--label", f"{LABEL}={self.session}", self.network)
+        label = f"{LABEL}={self.session}"
+        self.engine.run("network", "create", "--label", label, self.network)
+        # The host's side of the network (its bridge) exists once a container is attached:
+        # one holds it up for the API server to listen on.
+        self.engine.run(
+            "run", "--detach", "--name", f"{self.session}-network", "--label", label,
+            "--network", self.network, "--entrypoint", "sleep", self.infra_image, "infinity",
+        )  # fmt: skip
         info = json.loads(self.engine.run("network", "inspect", self.network).stdout)[0]
         if "subnets" in info:  # podman
             return str(info["subnets"][0]["gateway"])

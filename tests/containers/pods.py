@@ -132,7 +132,9 @@ class Pod:
         """The container's exit code; a PodFailedError with its logs on timeout or failure."""
         name = self.container_name(container)
         deadline = time.monotonic() + timeout
-        while self.state(name) not in {"exited", "stopped"}:
+        while (state := self.state(name)) not in {"exited", "stopped"}:
+            if state == "missing":
+                raise PodFailedError(f"{self.name}: container {container} was removed")
             if time.monotonic() > deadline:
                 raise PodFailedError(
                     f"{self.name}: container {container} did not finish within {timeout:.0f}s;"
@@ -157,7 +159,7 @@ class Pod:
     def is_running(self, container: str) -> bool:
         return self.state(self.container_name(container)) == "running"
 
-    def logs(self, container: str, *, tail: int = 40) -> str:
+    def logs(self, container: str, *, tail: int = 15) -> str:
         result = self.context.engine.run(
             "logs", "--tail", str(tail), self.container_name(container), check=False
         )
@@ -247,6 +249,9 @@ class Pod:
         group = context.get("runAsGroup")
         if user is not None:
             flags += ["--user", f"{user}:{group}" if group is not None else str(user)]
+        if self.context.engine.is_podman:
+            # podman adds a passwd entry for a uid the image lacks; a kubelet does not.
+            flags.append("--passwd=false")
         if context.get("runAsNonRoot"):
             self._check_non_root(container, user)
         groups = [pod_context.get("fsGroup"), *pod_context.get("supplementalGroups", [])]

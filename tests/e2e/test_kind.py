@@ -35,7 +35,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 CHART = REPO_ROOT / "charts" / "beatkeeper"
 EXAMPLES = sorted((REPO_ROOT / "manifests" / "examples").glob("*.yaml"))
 RELEASE = NAMESPACE = "beatkeeper"
-IMAGE = "beatkeeper:e2e"
+IMAGE = "beatkeeper-examples:e2e"
 FINALIZER = "beatkeeper.io/finalizer"
 TRIGGERS = ("cron", "interval", "rrule", "at")
 # Fields that could keep a rewritten example from running right now.
@@ -157,7 +157,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 @pytest.fixture(scope="module")
 def image(cluster: Cluster) -> str:
-    cluster.run("docker", "build", "--tag", IMAGE, str(REPO_ROOT), timeout=1800)
+    cluster.run(
+        "docker", "build", "--target", "examples", "--tag", IMAGE, str(REPO_ROOT), timeout=1800
+    )
     cluster.run("kind", "load", "docker-image", IMAGE, "--name", cluster.name)
     return IMAGE
 
