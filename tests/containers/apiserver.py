@@ -53,6 +53,7 @@ class ApiServer:
         self._stack = contextlib.AsyncExitStack()
         self._backend_port = 0
         self._listener: asyncio.Server | None = None
+        self._connections: set[asyncio.StreamWriter] = set()
         self._client_context = ssl.create_default_context()
 
     @property
@@ -100,7 +101,11 @@ class ApiServer:
     async def _close(self) -> None:
         if self._listener is not None:
             self._listener.close()
-        await self._stack.aclose()
+        for writer in list(self._connections):
+            writer.transport.abort()
+        # kmock waits for its watch streams to end, which they never do on their own.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stack.aclose(), timeout=5)
 
     async def _forward(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -108,7 +113,11 @@ class ApiServer:
         except OSError:
             writer.close()
             return
-        await asyncio.gather(_pump(reader, backend[1]), _pump(backend[0], writer))
+        self._connections.update({writer, backend[1]})
+        try:
+            await asyncio.gather(_pump(reader, backend[1]), _pump(backend[0], writer))
+        finally:
+            self._connections.difference_update({writer, backend[1]})
 
     # --- certificates and service-account files ----------------------------------------------
 

@@ -17,7 +17,8 @@ from images import Images
 from pods import Object, Pod
 from render import render
 
-pytestmark = pytest.mark.slow
+# The first module to run also builds the images (minutes on a cold cache).
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
 
 @dataclass

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from engine import Engine
 from images import Images
+
+pytestmark = pytest.mark.timeout(1200)  # may build the images (minutes on a cold cache)
 
 
 def _python(engine: Engine, image: str, code: str) -> str:

@@ -26,7 +26,8 @@ from images import Images
 from pods import Pod, container_port, secret_data
 from render import NAMESPACE, render, scenario_values
 
-pytestmark = pytest.mark.slow
+# The first module to run also builds the images (minutes on a cold cache).
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
 EXAMPLES = REPO_ROOT / "manifests" / "examples"
 SCHEDULES = "/apis/beatkeeper.io/v1alpha1/namespaces/{namespace}/schedules"
