@@ -26,8 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import probes
 from engine import LABEL, Engine
-from pods import Object, Pod, PodContext, PodFailedError, claim_directory, probe_failure
+from pods import Object, Pod, PodContext, PodFailedError, claim_directory
 
 NOT_EMULATED = (
     "RBAC enforcement (the API emulator serves any token)",
@@ -272,54 +273,27 @@ class Cluster:
     def wait_until_probe_passes(
         self, pod: Pod, container: Object, kind: str, deadline: float
     ) -> None:
-        probe = container.get(kind)
-        if not probe:
-            return
-        failure: str | None = "not run yet"
-        while time.monotonic() < deadline:
-            if not pod.is_running(container["name"]):
-                raise PodFailedError(
-                    f"{pod.name}/{container['name']} stopped before its {kind} passed; "
-                    f"its log ends:\n{pod.logs(container['name'])}"
-                )
-            failure = probe_failure(pod, container, probe)
-            if failure is None:
-                return
-            time.sleep(1)
-        raise PodFailedError(
-            f"{pod.name}/{container['name']}: {kind} never passed ({failure}); "
-            f"its log ends:\n{pod.logs(container['name'])}"
-        )
+        probes.wait_until_passes(pod, container, kind, deadline)
 
     def liveness_failures(self) -> list[str]:
         """Each container whose liveness probe fails failureThreshold times in a row."""
         failures = []
         for pod in self.running_pods():
             for container in pod.spec["containers"]:
-                failure = self._liveness_failure(pod, container)
+                failure = probes.liveness_failure(pod, container)
                 if failure is not None:
                     failures.append(f"{pod.name}/{container['name']}: {failure}")
         return failures
-
-    def _liveness_failure(self, pod: Pod, container: Object) -> str | None:
-        probe = container.get("livenessProbe")
-        if not probe:
-            return None
-        started = pod.started.get(container["name"], time.monotonic())
-        time.sleep(max(0.0, started + probe.get("initialDelaySeconds", 0) - time.monotonic()))
-        failure: str | None = None
-        for _ in range(int(probe.get("failureThreshold", 3))):
-            failure = probe_failure(pod, container, probe)
-            if failure is None:
-                return None
-            time.sleep(min(float(probe.get("periodSeconds", 10)), 5))
-        return failure
 
     # --- teardown -----------------------------------------------------------------------------
 
     def delete(self) -> None:
         """Remove every container and the network this cluster created, whatever happened."""
         self._pool.shutdown(wait=False, cancel_futures=True)
+        # Pod by pod (a pod's containers before the infrastructure container they join),
+        # the pods side by side: one at a time the engine takes seconds per container.
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(Pod.delete, list(self.pods.values())))
         remove_leftovers(self.engine, self.session)
 
 
@@ -327,10 +301,8 @@ def remove_leftovers(engine: Engine, session: str | None = None) -> None:
     """Remove containers and networks labelled by the suite (one session's, or all)."""
     label = f"label={LABEL}" if session is None else f"label={LABEL}={session}"
     names = engine.run("ps", "--all", "--quiet", "--filter", label, check=False).stdout.split()
-    # One at a time, the engine takes a second or two per container: remove them together.
-    with ThreadPoolExecutor(8) as pool:
-        for name in names:
-            pool.submit(engine.run, "rm", "--force", "--time", "0", name, check=False, timeout=300)
+    if names:
+        engine.run("rm", "--force", "--time", "0", *names, check=False, timeout=600)
     networks = engine.run("network", "ls", "--quiet", "--filter", label, check=False).stdout.split()
     if networks:
         engine.run("network", "rm", "--force", *networks, check=False)

@@ -81,10 +81,8 @@ class Engine:
         return result
 
     def exists(self, kind: str, name: str) -> bool:
-        """Whether an image, container, network or volume of that name exists."""
-        command = {"image": ("image", "inspect"), "container": ("container", "inspect")}
-        args = command.get(kind, (kind, "inspect"))
-        return self.run(*args, name, check=False).returncode == 0
+        """Whether an image, container or network of that name exists."""
+        return self.run(kind, "inspect", name, check=False).returncode == 0
 
 
 def find_engine() -> Engine | str:

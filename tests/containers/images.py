@@ -20,7 +20,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from engine import CACHE_DIR, REPO_ROOT, Engine, EngineError
@@ -28,7 +28,7 @@ from engine import CACHE_DIR, REPO_ROOT, Engine, EngineError
 DEFAULT_BASE = "docker.io/library/python:3.12-slim"
 RECIPES = Path(__file__).resolve().parent / "recipes"
 #: What the Debian-made base contains: the python image's essentials.
-DEBIAN_PACKAGES = ["ca-certificates", "python3", "python3-pip", "python3-venv", "python-is-python3"]
+DEBIAN_PACKAGES = ("ca-certificates", "python3", "python3-pip", "python3-venv", "python-is-python3")
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 #: pip inside a build trusts the host's CA bundle (a TLS-inspecting proxy's CA, say).
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
@@ -93,14 +93,27 @@ def build_stand_in(engine: Engine, base: str, service: str) -> str:
     return tag
 
 
+@dataclass(frozen=True)
+class DebianRecipe:
+    """What the Debian-made base is built from; its hash names the cached root filesystem."""
+
+    suite: str
+    mirror: str
+    packages: tuple[str, ...] = DEBIAN_PACKAGES
+    variant: str = "minbase"
+
+    @property
+    def key(self) -> str:
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+
+
 def debian_base(engine: Engine) -> str:
     """A Python base made from Debian packages, imported from a cached root filesystem."""
-    recipe = _debian_recipe()
-    key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
-    tag = f"localhost/beatkeeper-test-python-base:{key}"
+    recipe = DebianRecipe(suite=_host_codename(), mirror=_apt_mirror())
+    tag = f"localhost/beatkeeper-test-python-base:{recipe.key}"
     if engine.exists("image", tag):
         return tag
-    tarball = CACHE_DIR / f"python-base-{key}.tar"
+    tarball = CACHE_DIR / f"python-base-{recipe.key}.tar"
     if not tarball.exists():
         _debootstrap(recipe, tarball)
     engine.run(
@@ -115,16 +128,7 @@ def debian_base(engine: Engine) -> str:
     return tag
 
 
-def _debian_recipe() -> dict[str, object]:
-    return {
-        "suite": _host_codename(),
-        "mirror": _apt_mirror(),
-        "variant": "minbase",
-        "packages": DEBIAN_PACKAGES,
-    }
-
-
-def _debootstrap(recipe: dict[str, object], tarball: Path) -> None:
+def _debootstrap(recipe: DebianRecipe, tarball: Path) -> None:
     debootstrap = shutil.which("debootstrap")
     if debootstrap is None:
         raise EngineError(
@@ -134,10 +138,9 @@ def _debootstrap(recipe: dict[str, object], tarball: Path) -> None:
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="beatkeeper-rootfs-", dir=CACHE_DIR) as workdir:
         rootfs = Path(workdir) / "rootfs"
-        packages = ",".join(recipe["packages"])  # type: ignore[arg-type]
         subprocess.run(
-            [debootstrap, f"--variant={recipe['variant']}", f"--include={packages}",
-             str(recipe["suite"]), str(rootfs), str(recipe["mirror"])],
+            [debootstrap, f"--variant={recipe.variant}", f"--include={','.join(recipe.packages)}",
+             recipe.suite, str(rootfs), recipe.mirror],
             check=True, capture_output=True, timeout=1200,
         )  # fmt: skip
         # As in the official python images: pip installs into the system environment.

@@ -16,16 +16,13 @@ from __future__ import annotations
 import base64
 import os
 import re
-import socket
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine import LABEL, Engine, EngineError
+from engine import LABEL, Engine
 
 Object = dict[str, Any]
 #: Where a pod finds its service-account files (the kubelet's projected token volume).
@@ -388,47 +385,3 @@ def _write_files(
         target.chmod(item.get("mode", source.get("defaultMode", 0o644)))
         if fs_group is not None:
             os.chown(target, 0, fs_group)
-
-
-def probe_failure(pod: Pod, container: Object, probe: Object) -> str | None:
-    """Run one probe as the kubelet would; None when it passes, else what failed."""
-    timeout = float(probe.get("timeoutSeconds", 1))
-    if "exec" in probe:
-        code, output = pod.exec(container["name"], probe["exec"]["command"], timeout=timeout + 5)
-        return None if code == 0 else f"exec exited {code}: {output[-300:]}"
-    if "httpGet" in probe:
-        return _http_probe(pod, container, probe["httpGet"], timeout)
-    if "tcpSocket" in probe:
-        port = container_port(container, probe["tcpSocket"]["port"])
-        try:
-            socket.create_connection((pod.ip, port), timeout=timeout).close()
-        except OSError as error:
-            return f"tcp {pod.ip}:{port}: {error}"
-        return None
-    raise PodFailedError(f"{pod.name}: probe {probe} is not emulated")
-
-
-def _http_probe(pod: Pod, container: Object, get: Object, timeout: float) -> str | None:
-    port = container_port(container, get["port"])
-    scheme = get.get("scheme", "HTTP").lower()
-    url = f"{scheme}://{pod.ip}:{port}{get.get('path', '/')}"
-    headers = {header["name"]: header["value"] for header in get.get("httpHeaders", [])}
-    request = urllib.request.Request(url, headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            status = int(response.status)
-    except urllib.error.HTTPError as error:
-        status = error.code
-    except (OSError, EngineError) as error:
-        return f"GET {url}: {error}"
-    return None if 200 <= status < 400 else f"GET {url}: HTTP {status}"
-
-
-def container_port(container: Object, port: int | str) -> int:
-    """A probe's port: a number, or the name of one of the container's ports."""
-    if isinstance(port, int) or str(port).isdigit():
-        return int(port)
-    for declared in container.get("ports", []):
-        if declared.get("name") == port:
-            return int(declared["containerPort"])
-    raise PodFailedError(f"container {container['name']} declares no port named {port!r}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from engine import Engine
+from engine import REPO_ROOT, Engine
 from images import Images
 
 pytestmark = pytest.mark.timeout(1200)  # may build the images (minutes on a cold cache)
@@ -62,3 +62,14 @@ def test_the_image_runs_as_uid_10001(container_engine: Engine, images: Images) -
         "image", "inspect", "--format", "{{.Config.User}}", images.beatkeeper
     ).stdout.strip()
     assert user == "10001:10001"
+
+
+def test_the_dependency_layer_is_keyed_on_pyproject_toml_alone() -> None:
+    # What is copied before the dependencies are installed decides when that (slow) layer
+    # is rebuilt: a README edit must not reinstall every dependency.
+    lines = (REPO_ROOT / "Dockerfile").read_text().splitlines()
+    builder = lines[
+        : next(i for i, line in enumerate(lines) if "pip wheel --wheel-dir /wheels" in line)
+    ]
+    copied = [line.split()[1:-1] for line in builder if line.startswith("COPY")]
+    assert copied == [["pyproject.toml"]]

@@ -23,7 +23,8 @@ from cluster import Cluster, NewCluster
 from database import Database, runs_by_schedule
 from engine import REPO_ROOT
 from images import Images
-from pods import Pod, container_port, secret_data
+from pods import Pod, secret_data
+from probes import container_port
 from render import NAMESPACE, render, scenario_values
 
 # The first module to run also builds the images (minutes on a cold cache).
