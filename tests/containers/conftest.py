@@ -59,23 +59,21 @@ def helm() -> Path:
 def new_cluster(container_engine: Engine, images: Images) -> NewCluster:
     @contextlib.contextmanager
     def start(*, api_server: bool = False) -> Iterator[Cluster]:
-        workdir = Path(tempfile.mkdtemp(prefix="beatkeeper-cluster-"))
-        workdir.chmod(0o755)
-        cluster = Cluster(container_engine, workdir, infra_image=images.base)
-        api: ApiServer | None = None
-        try:
+        # Every step of the cleanup runs even when one before it fails.
+        with contextlib.ExitStack() as cleanup:
+            workdir = Path(tempfile.mkdtemp(prefix="beatkeeper-cluster-"))
+            cleanup.callback(shutil.rmtree, workdir, ignore_errors=True)
+            workdir.chmod(0o755)
+            cluster = Cluster(container_engine, workdir, infra_image=images.base)
+            cleanup.callback(cluster.delete)
             gateway = cluster.create_network()
             if api_server:
                 api = ApiServer(host=gateway, workdir=workdir, namespace=NAMESPACE).start()
+                cleanup.callback(api.stop)
                 cluster.api = api
                 cluster.service_account_dir = api.service_account_dir
                 cluster.api_server = (gateway, 443)
             yield cluster
-        finally:
-            cluster.delete()
-            if api is not None:
-                api.stop()
-            shutil.rmtree(workdir, ignore_errors=True)
 
     return start
 
