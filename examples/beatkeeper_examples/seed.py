@@ -88,7 +88,12 @@ def _events(conn: Connection, now: datetime) -> None:
     conn.execute(
         insert(tables.events),
         [
-            {"title": "Workshop (ended)", "starts_at": now - 3 * hour, "ends_at": now - 2 * hour},
+            {
+                "title": "Workshop (ended)",
+                "starts_at": now - 3 * hour,
+                "ends_at": now - 2 * hour,
+                "status": "confirmed",
+            },
             {
                 "title": "Webinar (ongoing)",
                 "starts_at": now - hour,
@@ -101,7 +106,12 @@ def _events(conn: Connection, now: datetime) -> None:
                 "ends_at": now - 2 * hour,
                 "status": "draft",
             },
-            {"title": "Conference", "starts_at": now + 20 * hour, "ends_at": now + 30 * hour},
+            {
+                "title": "Conference",
+                "starts_at": now + 20 * hour,
+                "ends_at": now + 30 * hour,
+                "status": "confirmed",
+            },
         ],
     )
 
@@ -111,8 +121,8 @@ def _credits(conn: Connection, now: datetime, users: list[int]) -> None:
     conn.execute(
         insert(tables.subscriptions),
         [
-            {"user_id": users[0], "tier": "premium", "started_on": month_start},
-            {"user_id": users[1], "tier": "standard", "started_on": month_start},
+            {"user_id": users[0], "tier": "premium", "started_on": month_start, "active": True},
+            {"user_id": users[1], "tier": "standard", "started_on": month_start, "active": True},
             {"user_id": users[2], "tier": "standard", "started_on": month_start, "active": False},
         ],
     )
@@ -132,7 +142,7 @@ def _credits(conn: Connection, now: datetime, users: list[int]) -> None:
             {"user_id": users[1], "amount": -3, "kind": "usage", "status": "pending",
              "created_at": now - 30 * hour, "notes": "job never reported back"},
             {"user_id": users[1], "amount": -2, "kind": "usage", "status": "completed",
-             "created_at": now - hour, "settled_at": now - hour},
+             "created_at": now - hour, "notes": "export"},
         ],
     )  # fmt: skip
 
@@ -142,8 +152,20 @@ def _posts(conn: Connection, now: datetime) -> None:
     conn.execute(
         insert(tables.post_schedules),
         [
-            {"platform": "x", "body": "Hello from beatkeeper", "next_run_at": now - minute},
-            {"platform": "x", "body": "x" * 300, "next_run_at": now - minute},  # too long
+            {
+                "platform": "x",
+                "body": "Hello from beatkeeper",
+                "cron": None,
+                "time_zone": "UTC",
+                "next_run_at": now - minute,
+            },
+            {
+                "platform": "x",
+                "body": "x" * 300,
+                "cron": None,
+                "time_zone": "UTC",
+                "next_run_at": now - minute,
+            },  # too long: fails for good
             {
                 "platform": "mastodon",
                 "body": "Weekly digest",

@@ -289,6 +289,7 @@ post_schedules = Table(
     _id(),
     Column("platform", String(20), nullable=False),  # x | mastodon | ...
     Column("body", Text, nullable=False),
+    _user("owner_id", nullable=True),  # told when a post of theirs is dead-lettered
     Column("cron", String(100)),  # a recurring post; None: once, at next_run_at
     Column("time_zone", String(64), nullable=False, server_default="UTC"),
     Column("enabled", Boolean, nullable=False, server_default="true"),
