@@ -6,7 +6,7 @@ module                  task                                             Schedul
 ======================  ===============================================  ===============  ==========
 ``scheduler``           ``examples.publishing.scheduler_tick``           every minute     scheduler
 ``publish``             ``examples.publishing.publish_post``             (sent per job)   publish
-``dead_letters``        ``examples.publishing.process_dead_letters``     every 5 minutes  scheduler
+``dead_letters``        ``examples.publishing.process_dead_letters``     every 5 minutes  publish
 ``dead_letters``        ``examples.publishing.replay_dead_letter``       (by hand)        scheduler
 ``metrics``             ``examples.publishing.capture_metrics``          every 15 min     metrics
 ======================  ===============================================  ===============  ==========
