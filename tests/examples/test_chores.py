@@ -54,7 +54,7 @@ def test_generates_instances_over_the_horizon_once(examples: Engine) -> None:
     first = generate(6, NOON)
     again = generate(6, NOON)
 
-    assert first == {"chores": 1, "created": 3, "ended": 0}
+    assert first == {"chores": 1, "created": 3, "ended": 0, "invalid": 0}
     assert again["created"] == 0
     assert due_dates(examples, chore) == [date(2026, 3, 2), date(2026, 3, 4), date(2026, 3, 6)]
 
@@ -129,7 +129,22 @@ def test_due_times_are_wall_clock_times_in_the_chore_zone(examples: Engine) -> N
 def test_batches_cover_every_chore(examples: Engine) -> None:
     for _ in range(5):
         add_chore(examples, "FREQ=DAILY")
-    assert generate(1, NOON, batch_size=2) == {"chores": 5, "created": 5, "ended": 0}
+    assert generate(1, NOON, batch_size=2) == {"chores": 5, "created": 5, "ended": 0, "invalid": 0}
+
+
+def test_a_chore_with_an_unusable_rule_or_zone_is_skipped_and_the_rest_generated(
+    examples: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    bad_rule = add_chore(examples, "FREQ=SOMETIMES")
+    bad_zone = add_chore(examples, "FREQ=DAILY", time_zone="Mars/Olympus_Mons")
+    good = add_chore(examples, "FREQ=DAILY")
+
+    summary = generate(2, NOON)
+
+    assert (summary["created"], summary["invalid"]) == (2, 2)
+    assert len(due_dates(examples, good)) == 2
+    assert f"chore {bad_rule} skipped" in caplog.text
+    assert f"chore {bad_zone} skipped" in caplog.text
 
 
 def open_instance(engine: Engine, due_at: str, assignee: int, **values: Any) -> int:
@@ -265,6 +280,17 @@ def test_streaks_count_consecutive_local_days() -> None:
     days = {date(2026, 3, d) for d in (1, 2, 3, 5, 6)}
     assert rollups.streaks(days, today=date(2026, 3, 7)) == (2, 3)  # today still open
     assert rollups.streaks(days, today=date(2026, 3, 8)) == (0, 3)
+
+
+def test_a_user_in_an_unknown_zone_keeps_their_streak_and_the_others_are_computed(
+    examples: Engine, add_user: AddUser
+) -> None:
+    ana, ben = add_user("ana"), add_user("ben", "Mars/Olympus_Mons")
+    chore = add_chore(examples, "FREQ=DAILY")
+    complete(examples, chore, ana, "2026-03-01")
+    other = add_chore(examples, "FREQ=DAILY", title="other")
+    complete(examples, other, ben, "2026-03-01")
+    assert rollups.recompute_streaks.run(now="2026-03-01T20:00:00+00:00") == {"users": 1}
 
 
 def test_recompute_streaks_is_idempotent_and_keeps_the_longest(

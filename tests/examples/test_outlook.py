@@ -3,9 +3,11 @@ user once at their local slot, the weekly review adjusts templates once, health 
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, time
 from typing import Any
 
+import pytest
 from beatkeeper_examples import dispatch, seed, tables
 from beatkeeper_examples.outlook import generation, health, notifications, optimisation
 from conftest import AddUser
@@ -182,3 +184,30 @@ def test_health_is_degraded_when_tomorrow_was_not_generated(
 
     assert before["status"] == fine["status"] == "healthy"
     assert missing["problems"] == ["no outlooks generated for 2026-03-03"]
+
+
+def test_a_user_in_an_unknown_zone_is_skipped_and_the_others_notified(
+    examples: Engine, add_user: AddUser, sink: dispatch.LocalSink
+) -> None:
+    add_templates(examples)
+    add_user("lost", "Mars/Olympus_Mons")
+    ana = add_user("ana", "Europe/London")
+    summary = notify("2026-03-02T09:00:00+00:00")
+    assert (summary["notifications_sent"], summary["invalid_time_zone"]) == (1, 1)
+    assert [n.user_id for n in sink.sent] == [ana]
+
+
+@pytest.mark.parametrize(
+    ("task", "kwargs", "message"),
+    [
+        (generation.generate_daily_outlooks, {"target_date": "tomorrow"},
+         "target_date='tomorrow' is not a date: write it as 2026-03-01"),
+        (notifications.send_notifications, {"weekday_time": "6.45"},
+         "weekday_time='6.45' is not a time of day: write it as 06:45"),
+    ],
+)  # fmt: skip
+def test_a_bad_kwarg_is_named_in_one_line(
+    examples: Engine, task: Any, kwargs: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ValueError, match="^" + re.escape(message) + "$"):
+        task.run(now="2026-03-02T09:00:00+00:00", **kwargs)

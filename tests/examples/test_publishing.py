@@ -92,6 +92,17 @@ def test_the_tick_plans_each_due_post_once_and_sends_it_after_the_commit(
     assert following == datetime.fromisoformat("2026-03-09T09:00:00+00:00")  # GMT in March
 
 
+def test_a_post_schedule_with_an_unusable_cron_is_disabled_and_the_tick_goes_on(
+    examples: Engine, broker: redis.Redis
+) -> None:
+    bad = add_schedule(examples, "bad", AT, cron="0 9 * * FUNDAY")
+    add_schedule(examples, "good", AT)
+    assert tick() == {"planned": 2, "sent": 2, "stale": 0}
+    with examples.connect() as conn:
+        enabled = conn.execute(select(p.c.enabled).where(p.c.id == bad)).scalar_one()
+    assert enabled is False
+
+
 def test_a_job_enqueued_but_never_started_is_sent_again(
     examples: Engine, broker: redis.Redis
 ) -> None:

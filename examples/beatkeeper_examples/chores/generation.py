@@ -10,6 +10,8 @@ it was materialised and how many occurrences exist, so:
   ``(chore_id, due_date)`` refuses a duplicate whatever happens);
 * the assignee rotates through ``assignees`` by occurrence number, which the clean-up
   deleting old instances cannot disturb;
+* a chore whose RRULE or time zone cannot be read is skipped with a warning naming it
+  (counted ``invalid``), and the other chores are still generated;
 * the end guards hold: ``ends_on``, ``max_occurrences``, the RRULE's own ``UNTIL`` and
   ``COUNT``, ``skip_months`` and ``skip_dates``. As RFC 5545 says, ``BYMONTHDAY=31``
   simply has no instance in a shorter month.
@@ -42,7 +44,7 @@ def generate_instances(
 ) -> dict[str, int]:
     """Create the missing instances due in the ``horizon_days`` days starting today."""
     at = instant(now)
-    counts = {"chores": 0, "created": 0, "ended": 0}
+    counts = {"chores": 0, "created": 0, "ended": 0, "invalid": 0}
     after_id = 0
     while True:
         with db.connect().begin() as conn:
@@ -54,14 +56,21 @@ def generate_instances(
                 .with_for_update(skip_locked=True)
             ).all()
             for chore in batch:
-                made = _generate(conn, chore, at=at, horizon_days=horizon_days)
                 counts["chores"] += 1
+                try:
+                    made = _generate(conn, chore, at=at, horizon_days=horizon_days)
+                except (ValueError, KeyError) as error:  # its RRULE or time zone is unusable
+                    counts["invalid"] += 1
+                    log.warning("chore %s skipped: %s", chore.id, error)
+                    continue
                 counts["created"] += max(made, 0)
                 counts["ended"] += made < 0
         if len(batch) < batch_size:
             break
         after_id = batch[-1].id
     log.info("chore instances: %(created)d created for %(chores)d chores", counts)
+    if counts["invalid"]:
+        log.warning("%(invalid)d chores have an unusable rule or time zone", counts)
     return counts
 
 

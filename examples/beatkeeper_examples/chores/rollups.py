@@ -54,7 +54,10 @@ def recompute_streaks(window_days: int = 60, now: str | None = None) -> dict[str
         zones = dict(conn.execute(select(u.c.id, u.c.time_zone)).all())
         rows = []
         for user_id, completed, points in totals:
-            today = at.astimezone(ZoneInfo(zones[user_id])).date()
+            zone = _zone(zones[user_id])
+            if zone is None:
+                continue
+            today = at.astimezone(zone).date()
             current, longest = streaks(days.get(user_id, set()), today=today)
             rows.append(
                 {
@@ -84,17 +87,25 @@ def streaks(days: set[date], *, today: date) -> tuple[int, int]:
 
 
 def _completion_days(conn: Connection, *, since: datetime) -> dict[int, set[date]]:
-    local_day = func.date(func.timezone(u.c.time_zone, i.c.completed_at))
+    """Each user's local completion days since ``since``; users in unknown zones left out."""
     rows = conn.execute(
-        select(i.c.completed_by, local_day)
+        select(i.c.completed_by, i.c.completed_at, u.c.time_zone)
         .join(u, u.c.id == i.c.completed_by)
         .where(i.c.status == "completed", i.c.completed_at >= since)
-        .distinct()
     )
     days: dict[int, set[date]] = defaultdict(set)
-    for user_id, day in rows:
-        days[user_id].add(day)
+    for user_id, completed_at, zone in rows:
+        if (local := _zone(zone)) is not None:
+            days[user_id].add(completed_at.astimezone(local).date())
     return days
+
+
+def _zone(name: str) -> ZoneInfo | None:
+    try:
+        return ZoneInfo(name)
+    except (ValueError, KeyError):
+        log.warning("unknown time zone %r: its users' streaks are left as they were", name)
+        return None
 
 
 def _upsert_scores(conn: Connection, rows: list[dict[str, Any]]) -> None:

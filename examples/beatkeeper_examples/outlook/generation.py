@@ -27,7 +27,7 @@ from sqlalchemy import Connection, Row, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from beatkeeper_examples import db, tables
-from beatkeeper_examples.clock import planned_instant
+from beatkeeper_examples.clock import calendar_date, planned_instant
 
 __all__ = ["ACTIVE_WITHIN", "content_for", "generate_daily_outlooks", "upsert_outlooks"]
 
@@ -46,7 +46,9 @@ def generate_daily_outlooks(
 ) -> dict[str, Any]:
     """Generate ``target_date``'s outlook (default: tomorrow) for every active user."""
     at = planned_instant(now)
-    day = date.fromisoformat(target_date) if target_date else at.date() + timedelta(days=1)
+    day = (
+        calendar_date("target_date", target_date) if target_date else at.date() + timedelta(days=1)
+    )
     counts = {"total_users": 0, "generated_count": 0, "skipped_count": 0, "failed_count": 0}
     errors: list[str] = []
     after = 0

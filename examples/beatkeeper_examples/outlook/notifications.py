@@ -12,6 +12,8 @@ sends nothing; a run that comes late after downtime still sends that day's outlo
 user whose outlook was not pre-generated (not active yesterday, or generation failed)
 gets one generated on the spot: the notification is never skipped for want of content.
 
+A user whose ``time_zone`` is not an IANA name is skipped with a warning naming them.
+
 ``enabled: false`` turns every notification off (the global switch); a user's
 ``outlook_enabled`` turns off theirs.
 """
@@ -28,7 +30,7 @@ from celery import shared_task
 from sqlalchemy import Connection, Row, insert, select, update
 
 from beatkeeper_examples import db, dispatch, tables
-from beatkeeper_examples.clock import instant
+from beatkeeper_examples.clock import instant, time_of_day
 from beatkeeper_examples.outlook import generation
 
 __all__ = ["send_notifications", "slot_for"]
@@ -55,14 +57,15 @@ def send_notifications(
     if not enabled:
         log.info("daily outlook notifications are switched off")
         return {"success": True, "enabled": False, "notifications_sent": 0}
-    defaults = time.fromisoformat(weekday_time), time.fromisoformat(weekend_time)
-    counts = {"total_users": 0, "due_users": 0, "notifications_sent": 0}
+    defaults = time_of_day("weekday_time", weekday_time), time_of_day("weekend_time", weekend_time)
+    counts = {"total_users": 0, "due_users": 0, "notifications_sent": 0, "invalid_time_zone": 0}
     engine = db.connect()
     after = 0
     while True:
         with engine.begin() as conn:
             users = _users(conn, after, batch_size)
             due = [(user, local) for user in users if (local := _due(user, at, defaults))]
+            counts["invalid_time_zone"] += sum(_zone(user) is None for user in users)
             counts["notifications_sent"] += sum(
                 _notify(conn, user, local, at) for user, local in due
             )
@@ -91,13 +94,24 @@ def _users(conn: Connection, after: int, limit: int) -> Sequence[Row[Any]]:
 
 def _due(user: Row[Any], at: datetime, defaults: tuple[time, time]) -> datetime | None:
     """The user's local now if their slot has been reached today, else None."""
-    local = at.astimezone(ZoneInfo(user.time_zone))
+    zone = _zone(user)
+    if zone is None:
+        return None
+    local = at.astimezone(zone)
     slot = slot_for(
         local,
         weekday=user.outlook_weekday_time or defaults[0],
         weekend=user.outlook_weekend_time or defaults[1],
     )
     return local if local.time() >= slot else None
+
+
+def _zone(user: Row[Any]) -> ZoneInfo | None:
+    try:
+        return ZoneInfo(user.time_zone)
+    except (ValueError, KeyError):
+        log.warning("user %s skipped: unknown time zone %r", user.id, user.time_zone)
+        return None
 
 
 def _notify(conn: Connection, user: Row[Any], local: datetime, at: datetime) -> bool:

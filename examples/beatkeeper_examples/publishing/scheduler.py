@@ -5,7 +5,8 @@ Planning claims due post schedules (``FOR UPDATE SKIP LOCKED``: ticks that overl
 the work), inserts one job per schedule and planned instant (the unique
 ``publish_jobs_dedupe`` key makes a repeated tick plan nothing twice) and advances the
 schedule: a recurring post (``cron`` in its ``time_zone``) to its next occurrence after
-now, so downtime never floods a feed with catch-up posts; a one-off post to none.
+now, so downtime never floods a feed with catch-up posts; a one-off post to none. A post
+schedule whose cron or zone cannot be read is disabled with a warning naming it.
 
 Sending claims the jobs due for an attempt (``planned``, or ``retrying`` whose
 ``next_attempt_at`` has come), marks them ``enqueued``, commits, and only then sends one
@@ -86,9 +87,22 @@ def _plan(conn: Connection, at: datetime, limit: int) -> int:
         rows,
     ).all()
     for s in due:
-        following = CronTrigger(s.cron, ZoneInfo(s.time_zone)).next_after(at) if s.cron else None
-        conn.execute(update(p).where(p.c.id == s.id).values(next_run_at=following, last_run_at=at))
+        values: dict[str, Any] = {"next_run_at": _following(s, at), "last_run_at": at}
+        if s.cron and values["next_run_at"] is None:
+            values["enabled"] = False  # its cron or zone is unusable: stop, say so once
+        conn.execute(update(p).where(p.c.id == s.id).values(**values))
     return len(inserted)
+
+
+def _following(schedule: Any, at: datetime) -> datetime | None:
+    """The recurring post's next occurrence after ``at``; None for a one-off or a bad one."""
+    if not schedule.cron:
+        return None
+    try:
+        return CronTrigger(schedule.cron, ZoneInfo(schedule.time_zone)).next_after(at)
+    except (ValueError, KeyError) as error:
+        log.warning("post schedule %s disabled: %s", schedule.id, error)
+        return None
 
 
 def _requeue_stale(conn: Connection, started_before: datetime) -> int:
