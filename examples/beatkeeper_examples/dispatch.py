@@ -5,7 +5,8 @@ then handed to the sender by ``deliver_pending``, which marks it ``dispatched_at
 crash or a failed commit therefore never loses one: the row is either not there (nothing
 was promised) or there undelivered, and the next run delivers it. The price is at least
 once: a worker killed between the send and the mark sends it again, which is why a real
-sender should pass ``Notification.id`` on as an idempotency key.
+sender should pass ``Notification.id`` on as an idempotency key. The rows stay locked while
+they are sent, so keep a real sender's timeout short: ``limit`` bounds how long.
 
 ``LocalSink`` keeps what it was sent in memory and logs one line per notification, so the
 examples make no network calls; tests read ``sink().sent``, or install a failing sender

@@ -12,6 +12,8 @@ the cooldown). The Redis keys are set only after the notifications' commit: a ke
 before a commit that then failed would silence a reminder that was never written, for a
 whole cooldown. A Redis that lost its keys only costs queries, never a duplicate.
 
+An instance without an assignee gets no reminder: there is nobody to send it to.
+
 Delivery is the outbox in ``dispatch``: the rows are committed first, then sent, so a
 failed send or a crash is delivered by the next scan.
 """
@@ -23,7 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from celery import shared_task
-from sqlalchemy import Connection, Row, and_, exists, insert, select
+from sqlalchemy import Connection, Engine, Row, and_, exists, insert, select
 
 from beatkeeper_examples import db, dispatch, tables
 from beatkeeper_examples.clock import instant
@@ -83,12 +85,12 @@ def _kind(row: Row[Any], at: datetime) -> str:
     return "overdue" if row.due_at <= at else "due_soon"
 
 
-def _key(engine: Any, row: Row[Any], at: datetime) -> str:
+def _key(engine: Engine, row: Row[Any], at: datetime) -> str:
     kind = _kind(row, at)
     return f"{db.schema_of(engine)}:cooldown:{row.assignee_id}:{kind}:chore_instance:{row.id}"
 
 
-def _cooling_in_redis(engine: Any, rows: list[Row[Any]], at: datetime) -> set[str]:
+def _cooling_in_redis(engine: Engine, rows: list[Row[Any]], at: datetime) -> set[str]:
     keys = [_key(engine, row, at) for row in rows]
     if not keys:
         return set()
@@ -119,7 +121,9 @@ def _remind(conn: Connection, row: Row[Any], *, at: datetime, cooldown: timedelt
     return True
 
 
-def _start_cooldowns(engine: Any, rows: list[Row[Any]], at: datetime, cooldown: timedelta) -> None:
+def _start_cooldowns(
+    engine: Engine, rows: list[Row[Any]], at: datetime, cooldown: timedelta
+) -> None:
     if not rows:
         return
     seconds = max(1, int(cooldown.total_seconds()))

@@ -64,11 +64,14 @@ def send_notifications(
     while True:
         with engine.begin() as conn:
             users = _users(conn, after, batch_size)
-            due = [(user, local) for user in users if (local := _due(user, at, defaults))]
-            counts["invalid_time_zone"] += sum(_zone(user) is None for user in users)
-            counts["notifications_sent"] += sum(
-                _notify(conn, user, local, at) for user, local in due
-            )
+            zones = [(user, _zone(user)) for user in users]
+            counts["invalid_time_zone"] += sum(zone is None for _, zone in zones)
+            due = [
+                (u, local) for u, zone in zones if zone and (local := _due(u, zone, at, defaults))
+            ]
+            templates = conn.execute(select(tables.content_templates)).all() if due else []
+            for user, local in due:
+                counts["notifications_sent"] += _notify(conn, user, local, at, templates)
         counts["total_users"] += len(users)
         counts["due_users"] += len(due)
         if len(users) < batch_size:
@@ -92,11 +95,10 @@ def _users(conn: Connection, after: int, limit: int) -> Sequence[Row[Any]]:
     )
 
 
-def _due(user: Row[Any], at: datetime, defaults: tuple[time, time]) -> datetime | None:
+def _due(
+    user: Row[Any], zone: ZoneInfo, at: datetime, defaults: tuple[time, time]
+) -> datetime | None:
     """The user's local now if their slot has been reached today, else None."""
-    zone = _zone(user)
-    if zone is None:
-        return None
     local = at.astimezone(zone)
     slot = slot_for(
         local,
@@ -114,9 +116,10 @@ def _zone(user: Row[Any]) -> ZoneInfo | None:
         return None
 
 
-def _notify(conn: Connection, user: Row[Any], local: datetime, at: datetime) -> bool:
+def _notify(
+    conn: Connection, user: Row[Any], local: datetime, at: datetime, templates: Sequence[Any]
+) -> bool:
     day = local.date()
-    templates = conn.execute(select(tables.content_templates)).all()
     template, content = generation.content_for(templates, user_id=user.id, name=user.name, day=day)
     fallback = {
         "user_id": user.id,

@@ -4,8 +4,9 @@ can be replayed.
 ``process_dead_letters`` (every 5 minutes) writes one ``dead_letters`` row per dead job
 (its primary key is the job: a repeated run records nothing twice) and, in the same
 transaction, a notification to the post's owner through the outbox in ``dispatch``.
-``replay_dead_letter`` (run it by hand: ``celery call examples.publishing.replay_dead_letter
---args '[JOB_ID]'``) gives a dead job a fresh set of attempts, due now.
+``replay_dead_letter`` gives a dead job a fresh set of attempts, due now; run it by hand:
+``celery -A beatkeeper_worker call examples.publishing.replay_dead_letter --args '[42]'
+--queue publish``.
 """
 
 from __future__ import annotations
