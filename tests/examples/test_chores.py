@@ -362,3 +362,23 @@ def test_prune_deletes_old_delivered_notifications_and_finished_instances_in_bat
 
 def test_the_package_names_every_job() -> None:
     assert set(chores.__all__) == {"cleanup", "generation", "reminders", "rollups"}
+
+
+def test_overlapping_generation_and_scans_create_and_remind_once(
+    examples: Engine, add_user: AddUser, sink: dispatch.LocalSink
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
+
+    ana = add_user("ana")
+    for _ in range(20):
+        add_chore(examples, "FREQ=DAILY", due_time=time(12, 10), assignees=[ana])
+    with ThreadPoolExecutor(4) as pool:
+        made = list(pool.map(lambda _: generate(3, NOON, batch_size=3), range(4)))
+        scans = list(pool.map(lambda _: scan(NOON, lead_minutes=60), range(4)))
+
+    assert sum(m["created"] for m in made) == 60
+    with examples.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(i)).scalar_one() == 60
+    assert sum(s["reminded"] for s in scans) == 20
+    assert len(written(examples)) == 20
+    assert len(sink.sent) == 20
