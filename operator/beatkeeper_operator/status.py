@@ -1,7 +1,8 @@
 """What a Schedule's status should say, read from the store in one batch of queries.
 
 ``load_observations`` turns schedule ids into ``Observation``s: the live row's planning
-state and its runs (latest, active, counts per final state). ``run_fields`` renders those
+state and its runs (latest, active, and the lifetime counts per final state kept in
+``run_counts``). ``run_fields`` renders those
 as the status fields the database owns, ``ready_condition`` builds the ``Ready`` condition
 keeping ``lastTransitionTime`` while the status stays the same, and ``status_patch`` keeps
 only what differs from the status the resource already has, so unchanged schedules get no
@@ -23,8 +24,8 @@ from sqlalchemy.dialects.postgresql import distinct_on
 
 from beatkeeper.spec import ScheduleSpec, recurrence_of
 from beatkeeper.spec.status import ActiveRun, Condition, RunSummary
-from beatkeeper.states import ACTIVE, FINAL, RunState
-from beatkeeper.store.models import runs, schedules
+from beatkeeper.states import ACTIVE, RunState
+from beatkeeper.store.models import run_counts, runs, schedules
 
 __all__ = [
     "NEXT_RUN_TIMES",
@@ -115,15 +116,20 @@ def _load_runs(db: Connection, found: dict[uuid.UUID, Observation]) -> None:
     )
     for row in db.execute(active):
         found[row.schedule_id].active.append(row)
-    totals = (
-        select(runs.c.schedule_id, runs.c.state, func.count(), func.max(runs.c.finished_at))
-        .where(runs.c.schedule_id.in_(wanted), runs.c.state.in_([s.value for s in FINAL]))
-        .group_by(runs.c.schedule_id, runs.c.state)
+    # Lifetime totals, kept in the transaction of each final transition: pruning history
+    # does not shrink them.
+    totals = select(run_counts.c.schedule_id, run_counts.c.state, run_counts.c.total).where(
+        run_counts.c.schedule_id.in_(wanted), run_counts.c.total > 0
     )
-    for schedule_id, state, count, finished in db.execute(totals):
-        found[schedule_id].counts[state] = count
-        if state == RunState.SUCCEEDED.value:
-            found[schedule_id].last_success = finished
+    for schedule_id, state, total in db.execute(totals):
+        found[schedule_id].counts[state] = total
+    succeeded = (
+        select(runs.c.schedule_id, func.max(runs.c.finished_at))
+        .where(runs.c.schedule_id.in_(wanted), runs.c.state == RunState.SUCCEEDED.value)
+        .group_by(runs.c.schedule_id)
+    )
+    for schedule_id, finished in db.execute(succeeded):
+        found[schedule_id].last_success = finished
 
 
 def _observation(row: Any) -> Observation:
