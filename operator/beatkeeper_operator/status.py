@@ -25,6 +25,7 @@ from sqlalchemy.dialects.postgresql import distinct_on
 from beatkeeper.spec import ScheduleSpec, recurrence_of
 from beatkeeper.spec.status import ActiveRun, Condition, RunSummary
 from beatkeeper.states import ACTIVE, RunState
+from beatkeeper.store import planning
 from beatkeeper.store.models import run_counts, runs, schedules
 
 __all__ = [
@@ -49,6 +50,7 @@ RUN_FIELDS = (
     "lastRun",
     "active",
     "counts",
+    "held",
 )
 _MAX_ACTIVE = 100
 _MESSAGE = 1024
@@ -72,6 +74,7 @@ class Observation:
     last_run: Any = None
     active: list[Any] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
+    held: dict[str, int] = field(default_factory=dict)  # due runs waiting on purpose, by reason
 
 
 def rfc3339(moment: datetime | None) -> str | None:
@@ -79,7 +82,11 @@ def rfc3339(moment: datetime | None) -> str | None:
 
 
 def load_observations(
-    db: Connection, ids: Sequence[uuid.UUID], *, with_runs: bool = True
+    db: Connection,
+    ids: Sequence[uuid.UUID],
+    *,
+    with_runs: bool = True,
+    now: datetime | None = None,
 ) -> dict[uuid.UUID, Observation]:
     """The live schedules among ``ids`` (deleted ones are left out), with their runs.
 
@@ -95,11 +102,11 @@ def load_observations(
         )
     }
     if found and with_runs:
-        _load_runs(db, found)
+        _load_runs(db, found, now=now or datetime.now(UTC))
     return found
 
 
-def _load_runs(db: Connection, found: dict[uuid.UUID, Observation]) -> None:
+def _load_runs(db: Connection, found: dict[uuid.UUID, Observation], *, now: datetime) -> None:
     wanted = list(found)
     latest = (
         select(runs)
@@ -130,6 +137,8 @@ def _load_runs(db: Connection, found: dict[uuid.UUID, Observation]) -> None:
     )
     for schedule_id, finished in db.execute(succeeded):
         found[schedule_id].last_success = finished
+    for schedule_id, held in planning.held_runs(db, wanted, now=now).items():
+        found[schedule_id].held = held
 
 
 def _observation(row: Any) -> Observation:
@@ -190,6 +199,7 @@ def run_fields(seen: Observation) -> dict[str, Any]:
         "lastRun": summary,
         "active": active,
         "counts": dict(sorted(seen.counts.items())),
+        "held": dict(sorted(seen.held.items())),
     }
 
 

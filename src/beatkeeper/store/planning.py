@@ -51,6 +51,7 @@ __all__ = [
     "claim_publishable_runs",
     "claim_unstarted_runs",
     "count_due_runs",
+    "held_runs",
     "mark_republished",
     "next_wake",
     "notify",
@@ -252,6 +253,10 @@ _SENDS_SINCE = text("""
     SELECT count(*) FROM rate_sends
     WHERE namespace = :namespace AND key = :key AND sent_at > :since
 """)
+_SENDS_FROM = text("""
+    SELECT count(*) FROM rate_sends
+    WHERE namespace = :namespace AND key = :key AND sent_at >= :since
+""")
 _RECORD_SENDS = text("""
     INSERT INTO rate_sends (namespace, key, sent_at, run_id)
     SELECT :namespace, :key, :now, unnest(CAST(:ids AS uuid[]))
@@ -292,11 +297,11 @@ def spend_budgets(
 
 
 def budget_spent_since(db: Connection, run: PublishableRun, *, since: datetime) -> bool:
-    """Whether ``run``'s rate limit sent its whole budget of other runs since ``since``."""
+    """Whether ``run``'s rate limit sent its whole budget of other runs from ``since`` on."""
     if run.rate_key is None or run.rate_runs is None:
         return False
     where = {"namespace": run.namespace, "key": run.rate_key, "since": since}
-    spent = int(db.execute(_SENDS_SINCE, where).scalar_one())
+    spent = int(db.execute(_SENDS_FROM, where).scalar_one())
     return spent >= run.rate_runs
 
 
@@ -353,6 +358,34 @@ def count_due_runs(db: Connection, *, now: datetime) -> DueRuns:
     """How many planned or retrying runs are due at ``now`` and not yet published."""
     row = db.execute(_DUE_RUNS, {"now": now}).one()
     return DueRuns(ready=row.ready, queued=row.queued, rate_limited=row.rate_limited)
+
+
+_HELD = text(f"""
+    SELECT r.schedule_id,
+           count(*) FILTER (WHERE {_WAITS_ITS_TURN}) AS queue,
+           count(*) FILTER (WHERE NOT {_WAITS_ITS_TURN} AND {_OUT_OF_BUDGET}) AS rate_limit
+    FROM runs AS r JOIN schedules AS s ON s.id = r.schedule_id
+    WHERE r.schedule_id = ANY(CAST(:ids AS uuid[]))
+      AND r.state IN ('planned', 'retrying') AND r.due_at <= :now
+      AND (s.queued OR s.rate_key IS NOT NULL)
+    GROUP BY r.schedule_id
+""")  # noqa: S608 (constant SQL fragments, no input)
+
+
+def held_runs(
+    db: Connection, schedule_ids: Sequence[uuid.UUID], *, now: datetime
+) -> dict[uuid.UUID, dict[str, int]]:
+    """Per schedule, its due runs held back on purpose: ``queue`` and ``rateLimit``."""
+    if not schedule_ids:
+        return {}
+    rows = db.execute(_HELD, {"ids": list(schedule_ids), "now": now})
+    return {
+        row.schedule_id: {
+            k: v for k, v in (("queue", row.queue), ("rateLimit", row.rate_limit)) if v
+        }
+        for row in rows
+        if row.queue or row.rate_limit
+    }
 
 
 _SPECS = text(
