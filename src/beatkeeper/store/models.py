@@ -150,6 +150,13 @@ class Schedule(Base):
                 "deleted_at IS NULL AND NOT suspended AND next_due_at IS NOT NULL"
             ),
         ),
+        # The few schedules whose runs may wait although due (Queue, rateLimit): Beat's
+        # next_wake looks at their runs without reading every schedule.
+        Index(
+            "ix_schedules_held_back",
+            "id",
+            postgresql_where=text("queued OR rate_key IS NOT NULL"),
+        ),
     )
 
 
@@ -209,9 +216,9 @@ class RunCount(Base):
 
     __tablename__ = "run_counts"
 
-    schedule_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("schedules.id", ondelete="CASCADE"), primary_key=True
-    )
+    # No foreign key: its check would take a KEY SHARE lock on the schedule row from inside a
+    # worker's final transition, which Beat's claim (FOR UPDATE) would then skip or wait on.
+    schedule_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
     state: Mapped[str] = mapped_column(primary_key=True)
     total: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
 

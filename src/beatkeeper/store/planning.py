@@ -401,6 +401,8 @@ def schedule_specs(db: Connection, schedule_ids: Sequence[uuid.UUID]) -> dict[uu
     return {row.id: row.spec_json for row in rows}
 
 
+# Plain runs are read through ix_runs_publishable in due order (the first one is enough); runs
+# of Queue and rate-limited schedules, found from ix_schedules_held_back, by the rules below.
 # A run held by its rate limit is due again when the oldest send in its window leaves it; a
 # run waiting behind another run of its Queue schedule is woken by that run's end (the
 # ``count_runs`` trigger notifies), so it has no time of its own here.
@@ -408,12 +410,17 @@ _NEXT_WAKE = text(f"""
     SELECT least(
         (SELECT min(next_due_at) FROM schedules
          WHERE deleted_at IS NULL AND NOT suspended AND next_due_at IS NOT NULL),
+        (SELECT r.due_at FROM runs AS r JOIN schedules AS s ON s.id = r.schedule_id
+         WHERE r.state IN ('planned', 'retrying') AND r.id <> ALL(CAST(:sent AS uuid[]))
+           AND NOT s.queued AND s.rate_key IS NULL
+         ORDER BY r.due_at LIMIT 1),
         (SELECT min(CASE WHEN NOT {_OUT_OF_BUDGET} THEN r.due_at ELSE greatest(r.due_at, (
                     SELECT min(w.sent_at) + s.rate_per FROM rate_sends AS w
                     WHERE w.namespace = s.namespace AND w.key = s.rate_key
                       AND w.sent_at > CAST(:now AS timestamptz) - s.rate_per)) END)
-         FROM runs AS r JOIN schedules AS s ON s.id = r.schedule_id
-         WHERE r.state IN ('planned', 'retrying') AND r.id <> ALL(CAST(:sent AS uuid[]))
+         FROM schedules AS s JOIN runs AS r ON r.schedule_id = s.id
+         WHERE (s.queued OR s.rate_key IS NOT NULL)
+           AND r.state IN ('planned', 'retrying') AND r.id <> ALL(CAST(:sent AS uuid[]))
            AND NOT {_WAITS_ITS_TURN}))
 """)  # noqa: S608 (constant SQL fragments, no input)
 

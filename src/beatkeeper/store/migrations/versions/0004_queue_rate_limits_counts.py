@@ -67,17 +67,17 @@ def upgrade() -> None:
         UPDATE schedules SET queued = (spec->>'concurrencyPolicy' = 'Queue')
         WHERE spec->>'concurrencyPolicy' = 'Queue'
     """)
+    op.create_index(
+        "ix_schedules_held_back",
+        "schedules",
+        ["id"],
+        postgresql_where=sa.text("queued OR rate_key IS NOT NULL"),
+    )
     op.create_table(
         "run_counts",
         sa.Column("schedule_id", sa.Uuid(), nullable=False),
         sa.Column("state", sa.Text(), nullable=False),
         sa.Column("total", sa.BigInteger(), server_default=sa.text("0"), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["schedule_id"],
-            ["schedules.id"],
-            name=op.f("fk_run_counts_schedule_id_schedules"),
-            ondelete="CASCADE",
-        ),
         sa.PrimaryKeyConstraint("schedule_id", "state", name=op.f("pk_run_counts")),
     )
     op.create_table(
@@ -114,6 +114,7 @@ def downgrade() -> None:
     op.drop_table("rate_sends")
     op.drop_table("rate_budgets")
     op.drop_table("run_counts")
+    op.drop_index("ix_schedules_held_back", table_name="schedules")
     op.drop_column("schedules", "rate_per")
     op.drop_column("schedules", "rate_runs")
     op.drop_column("schedules", "rate_key")
