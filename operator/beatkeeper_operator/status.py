@@ -1,7 +1,8 @@
 """What a Schedule's status should say, read from the store in one batch of queries.
 
 ``load_observations`` turns schedule ids into ``Observation``s: the live row's planning
-state and its runs (latest, active, counts per final state). ``run_fields`` renders those
+state and its runs (latest, active, and the lifetime counts per final state kept in
+``run_counts``). ``run_fields`` renders those
 as the status fields the database owns, ``ready_condition`` builds the ``Ready`` condition
 keeping ``lastTransitionTime`` while the status stays the same, and ``status_patch`` keeps
 only what differs from the status the resource already has, so unchanged schedules get no
@@ -24,8 +25,9 @@ from sqlalchemy.dialects.postgresql import distinct_on
 from beatkeeper.spec import ScheduleSpec
 from beatkeeper.spec.recurrences import Recurrences
 from beatkeeper.spec.status import ActiveRun, Condition, RunSummary
-from beatkeeper.states import ACTIVE, FINAL, RunState
-from beatkeeper.store.models import runs, schedules
+from beatkeeper.states import ACTIVE, RunState
+from beatkeeper.store import planning
+from beatkeeper.store.models import run_counts, runs, schedules
 
 __all__ = [
     "NEXT_RUN_TIMES",
@@ -52,6 +54,7 @@ RUN_FIELDS = (
     "lastRun",
     "active",
     "counts",
+    "held",
 )
 #: The CRD's limits on the status strings (``beatkeeper.spec.status``).
 TRIGGER_LENGTH = 256
@@ -77,6 +80,7 @@ class Observation:
     last_run: Any = None
     active: list[Any] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
+    held: dict[str, int] = field(default_factory=dict)  # due runs waiting on purpose, by reason
 
 
 def rfc3339(moment: datetime | None) -> str | None:
@@ -84,7 +88,12 @@ def rfc3339(moment: datetime | None) -> str | None:
 
 
 def load_observations(
-    db: Connection, ids: Sequence[uuid.UUID], *, with_runs: bool = True, retired: bool = False
+    db: Connection,
+    ids: Sequence[uuid.UUID],
+    *,
+    with_runs: bool = True,
+    retired: bool = False,
+    now: datetime | None = None,
 ) -> dict[uuid.UUID, Observation]:
     """The live schedules among ``ids`` (retired ones too if asked), with their runs.
 
@@ -99,11 +108,11 @@ def load_observations(
         query = query.where(schedules.c.deleted_at.is_(None))
     found = {row.id: _observation(row) for row in db.execute(query)}
     if found and with_runs:
-        _load_runs(db, found)
+        _load_runs(db, found, now=now or datetime.now(UTC))
     return found
 
 
-def _load_runs(db: Connection, found: dict[uuid.UUID, Observation]) -> None:
+def _load_runs(db: Connection, found: dict[uuid.UUID, Observation], *, now: datetime) -> None:
     wanted = list(found)
     latest = (
         select(runs)
@@ -120,15 +129,22 @@ def _load_runs(db: Connection, found: dict[uuid.UUID, Observation]) -> None:
     )
     for row in db.execute(active):
         found[row.schedule_id].active.append(row)
-    totals = (
-        select(runs.c.schedule_id, runs.c.state, func.count(), func.max(runs.c.finished_at))
-        .where(runs.c.schedule_id.in_(wanted), runs.c.state.in_([s.value for s in FINAL]))
-        .group_by(runs.c.schedule_id, runs.c.state)
+    # Lifetime totals, kept in the transaction of each final transition: pruning history
+    # does not shrink them.
+    totals = select(run_counts.c.schedule_id, run_counts.c.state, run_counts.c.total).where(
+        run_counts.c.schedule_id.in_(wanted), run_counts.c.total > 0
     )
-    for schedule_id, state, count, finished in db.execute(totals):
-        found[schedule_id].counts[state] = count
-        if state == RunState.SUCCEEDED.value:
-            found[schedule_id].last_success = finished
+    for schedule_id, state, total in db.execute(totals):
+        found[schedule_id].counts[state] = total
+    succeeded = (
+        select(runs.c.schedule_id, func.max(runs.c.finished_at))
+        .where(runs.c.schedule_id.in_(wanted), runs.c.state == RunState.SUCCEEDED.value)
+        .group_by(runs.c.schedule_id)
+    )
+    for schedule_id, finished in db.execute(succeeded):
+        found[schedule_id].last_success = finished
+    for schedule_id, held in planning.held_runs(db, wanted, now=now).items():
+        found[schedule_id].held = held
 
 
 def _observation(row: Any) -> Observation:
@@ -197,6 +213,7 @@ def run_fields(seen: Observation) -> dict[str, Any]:
         "lastRun": summary,
         "active": active,
         "counts": dict(sorted(seen.counts.items())),
+        "held": dict(sorted(seen.held.items())),
     }
 
 

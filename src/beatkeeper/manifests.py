@@ -3,9 +3,10 @@
 Multi-document YAML (and JSON) files, folders searched recursively for `*.yaml`, `*.yml`
 and `*.json`. A YAML syntax error or a duplicate key becomes a `Problem` naming its line;
 documents of other API groups (a ConfigMap beside the Schedules) are passed over, as a
-folder of mixed manifests is normal. `check_paths` reads and validates them all, for
-`validate`, `apply`, `delete` and `dev` alike, and refuses two documents that name the same
-Schedule. Reads files; writes nothing.
+folder of mixed manifests is normal, but a `kind: Schedule` of another API group is a
+problem naming its apiVersion, and "no Schedule found" says what was passed over.
+`check_paths` reads and validates them all, for `validate`, `apply`, `delete` and `dev`
+alike, and refuses two documents that name the same Schedule. Reads files; writes nothing.
 
 Hostile files are refused before they cost anything: a file larger than
 ``MAX_FILE_BYTES`` is not read, nesting deeper than ``MAX_DEPTH`` stops the YAML composer
@@ -45,6 +46,7 @@ class Document:
     source: str  # FILE or FILE#N (N counts documents from 1, shown when a file has several)
     content: Any = None
     problem: Problem | None = None
+    other: str | None = None  # "apiVersion: v1, kind: ConfigMap": another API, passed over
 
 
 @dataclass
@@ -54,6 +56,15 @@ class Checked:
     valid: list[tuple[Document, Validated]] = field(default_factory=list)
     problems: list[tuple[str, Problem]] = field(default_factory=list)
     warnings: list[tuple[str, Problem]] = field(default_factory=list)
+    passed_over: list[tuple[str, str]] = field(default_factory=list)  # (source, what it is)
+
+    def nothing_found(self) -> str:
+        """The "no Schedule found" message, naming the documents of other APIs passed over."""
+        if not self.passed_over:
+            return "no Schedule found"
+        shown = "; ".join(f"{source} is {what}" for source, what in self.passed_over[:3])
+        more = f"; and {len(self.passed_over) - 3} more" if len(self.passed_over) > 3 else ""
+        return f"no Schedule found ({API_VERSION} kind Schedule): {shown}{more}"
 
 
 def check_paths(paths: Iterable[str | Path], *, now: datetime) -> Checked:
@@ -63,6 +74,9 @@ def check_paths(paths: Iterable[str | Path], *, now: datetime) -> Checked:
     files = manifest_files(paths)
     for path in files:
         for document in read_documents(path):
+            if document.other is not None:
+                checked.passed_over.append((document.source, document.other))
+                continue
             if document.problem is not None:
                 checked.problems.append((document.source, document.problem))
                 continue
@@ -170,9 +184,13 @@ def parse_documents(text: str, source: str) -> Iterator[Document]:
         error = Problem("", f"YAML value cannot be read: {exc} (quote dates and times)")
     several = len([d for d in raw if d is not None]) > 1 or (error is not None and bool(raw))
     for index, content in enumerate(raw, start=1):
-        if content is None or _other_group(content):
+        where = f"{source}#{index}" if several else source
+        if content is None:
             continue
-        yield Document(f"{source}#{index}" if several else source, content=content)
+        if _other_group(content):
+            yield _other_api(where, content)
+            continue
+        yield Document(where, content=content)
     if error is not None:
         yield Document(f"{source}#{len(raw) + 1}" if raw else source, problem=error)
 
@@ -180,6 +198,18 @@ def parse_documents(text: str, source: str) -> Iterator[Document]:
 def _other_group(content: object) -> bool:
     api_version = content.get("apiVersion") if isinstance(content, dict) else None
     return isinstance(api_version, str) and api_version.split("/")[0] != _GROUP
+
+
+def _other_api(source: str, content: dict[str, Any]) -> Document:
+    """A document of another API group: passed over, unless it says it is a Schedule."""
+    what = f"apiVersion: {content.get('apiVersion')}, kind: {content.get('kind')}"
+    if content.get("kind") != "Schedule":
+        return Document(source, other=what)
+    problem = Problem(
+        "apiVersion",
+        f"{what} is not a beatkeeper Schedule: write apiVersion: {API_VERSION}",
+    )
+    return Document(source, problem=problem)
 
 
 def _yaml_message(exc: yaml.YAMLError) -> str:

@@ -6,7 +6,9 @@ runs, in which state, and where the schedule's ``next_run_at`` moves. Each due o
 becomes a ``planned`` run unless a policy says otherwise: past its ``startingDeadline`` it is
 ``missed``, past ``expires`` it is ``expired``, and under ``concurrencyPolicy: Forbid`` with a
 run still active it is ``skipped``. (``Replace`` is the caller's to act on: it cancels the
-unfinished runs of a schedule that gets a new ``planned`` one.)
+unfinished runs of a schedule that gets a new ``planned`` one. ``Queue`` plans every
+occurrence, as ``Allow`` does; the publishing claim holds each back until the runs before
+it finished, see ``beatkeeper.store.planning``.)
 
 Catch-up after downtime (``missedRuns``): an occurrence is *overdue* when the next one is
 due as well. ``RunAll`` plans each (at most ``CATCH_UP_PER_TICK`` per schedule per tick, the

@@ -64,6 +64,7 @@ def stack(db: Engine, settings: Settings, broker_url: str, tmp_path: Path) -> It
 @pytest.mark.slow
 def test_beat_is_live_ready_and_counts_ticks_lag_and_queue(stack: Stack) -> None:
     stack.apply("every-second")
+    stack.apply("queued", concurrencyPolicy="Queue")  # no worker: its runs wait their turn
     port = free_port()
     with stack.beat(BEATKEEPER_METRICS_PORT=str(port)):
         wait_for(lambda: answers(port, "/healthz", 200), timeout=30, what="Beat's /healthz")
@@ -74,12 +75,14 @@ def test_beat_is_live_ready_and_counts_ticks_lag_and_queue(stack: Stack) -> None
             _, text = get(port, "/metrics")
             lag = sample(text, "beatkeeper_scheduling_lag_seconds_count")
             timed = sample(text, "beatkeeper_tick_seconds_count")  # recorded after the count
-            return text if lag and lag >= 1 and timed else None
+            held = sample(text, "beatkeeper_held_runs", 'reason="queue"')
+            return text if lag and lag >= 1 and timed and held else None
 
         text = wait_for(published, timeout=30, what="a run published and its tick counted")
     assert (sample(text, "beatkeeper_ticks_total") or 0) > 0
     assert (sample(text, "beatkeeper_tick_seconds_count") or 0) > 0
     assert sample(text, "beatkeeper_due_backlog") is not None
+    assert sample(text, "beatkeeper_held_runs", 'reason="rateLimit"') == 0
     assert sample(text, "beatkeeper_queue_length", 'queue="celery"') is not None
 
 

@@ -447,7 +447,7 @@ def test_next_wake_is_the_earliest_due_schedule_or_run(beat: Beat) -> None:
     beat.apply("report", T0, interval="10m")
     beat.apply("other", T0, interval="3m")
     with beat.engine.connect() as db:
-        assert planning.next_wake(db) == T0 + 3 * MINUTE
+        assert planning.next_wake(db, now=T0) == T0 + 3 * MINUTE
 
 
 def test_claiming_reads_the_due_index_not_the_table(beat: Beat) -> None:

@@ -475,3 +475,16 @@ def test_smoke_passes_through_beat_and_a_worker(cli: Any, db: Engine, data_plane
         [run] = connection.execute(select(runs)).all()
     assert row.deleted_at is not None
     assert (run.state, run.task, run.schedule_id) == ("succeeded", "beatkeeper.noop", row.id)
+
+
+def test_runs_says_when_the_limit_cut_the_list(cli: Any, db: Engine) -> None:
+    applied = schedule(db)
+    t = datetime(2026, 3, 1, 2, tzinfo=UTC)
+    for n in range(3):
+        add_run(db, applied, t + timedelta(days=n), S.SUCCEEDED)
+    cut = cli("runs", "billing/nightly", "--limit", "2", "-o", "json")
+    assert len(json.loads(cut.out)) == 2
+    assert "showing the newest 2 runs; older ones match too" in cut.err
+    whole = cli("runs", "billing/nightly", "--limit", "3", "-o", "json")
+    assert len(json.loads(whole.out)) == 3
+    assert "showing" not in whole.err

@@ -165,6 +165,8 @@ def test_preview_from_manifest(run) -> None:
         "preview",
         "-f",
         str(EXAMPLES / "credits.yaml"),
+        "--name",
+        "credits-release-expired-holds",
         "--after",
         "2026-01-15T00:00:00Z",
         "--count",

@@ -22,7 +22,11 @@ def test_several_documents_are_numbered_from_one() -> None:
 
 def test_other_api_groups_and_empty_documents_are_passed_over() -> None:
     text = f"---\napiVersion: v1\nkind: ConfigMap\n---\n---\n{SCHEDULE}"
-    assert [d.source for d in parse_documents(text, "x.yaml")] == ["x.yaml#3"]
+    found = list(parse_documents(text, "x.yaml"))
+    assert [d.source for d in found if d.other is None] == ["x.yaml#3"]
+    assert [(d.source, d.other) for d in found if d.other] == [
+        ("x.yaml#1", "apiVersion: v1, kind: ConfigMap")
+    ]
 
 
 def test_yaml_syntax_error_names_the_line() -> None:

@@ -146,7 +146,10 @@ class DatabaseScheduler(Scheduler):  # type: ignore[misc]
         if now < self._measure_at:
             return
         self._measure_at = now + MEASURE_EVERY
-        metrics.DUE_BACKLOG.set(self._ticker.due_backlog())
+        due = self._ticker.due_backlog()
+        metrics.DUE_BACKLOG.set(due.ready)
+        metrics.HELD_RUNS.labels("queue").set(due.queued)
+        metrics.HELD_RUNS.labels("rateLimit").set(due.rate_limited)
         if not self._queue.enabled:
             return
         try:

@@ -102,6 +102,10 @@ class RunPublisher:
                 self._fill(db, runs, templates)
             with timed(phases, "build"):
                 outgoing, sent, dropped = self._messages(runs, templates, now=now)
+            if any(run.rate_key is not None for run in runs):
+                with timed(phases, "rate_limit"):
+                    dropped = _say_when_the_limit_held_it(db, runs, dropped)
+                    outgoing, sent = _within_budget(db, runs, outgoing, sent, now=now)
             with timed(phases, "broker"):
                 self._publisher.publish(outgoing)
         except BaseException:
@@ -225,6 +229,42 @@ def _observe_lag(
     for run in runs:
         if run.id in sent:
             metrics.SCHEDULING_LAG.observe(max(0.0, (published_at - run.due_at).total_seconds()))
+
+
+def _within_budget(
+    db: Connection,
+    runs: list[planning.PublishableRun],
+    outgoing: list[Outgoing],
+    sent: list[uuid.UUID],
+    *,
+    now: datetime,
+) -> tuple[list[Outgoing], list[uuid.UUID]]:
+    """The messages their rate limits let through now; the others' runs stay ``planned``."""
+    going = set(sent)
+    held = planning.spend_budgets(db, [run for run in runs if run.id in going], now=now)
+    if not held:
+        return outgoing, sent
+    kept = [(m, run_id) for m, run_id in zip(outgoing, sent, strict=True) if run_id not in held]
+    return [m for m, _ in kept], [run_id for _, run_id in kept]
+
+
+def _say_when_the_limit_held_it(
+    db: Connection,
+    runs: list[planning.PublishableRun],
+    dropped: dict[tuple[RunState, str], list[uuid.UUID]],
+) -> dict[tuple[RunState, str], list[uuid.UUID]]:
+    """A run found too late after its rate limit's budget was spent since it came due: say so."""
+    by_id = {run.id: run for run in runs}
+    said: dict[tuple[RunState, str], list[uuid.UUID]] = {}
+    for (state, reason), ids in dropped.items():
+        for run_id in ids:
+            run = by_id[run_id]
+            if state is RunState.MISSED and planning.budget_spent_since(db, run, since=run.due_at):
+                why = f"{reason}: it waited for rateLimit {run.rate_key!r}"
+                said.setdefault((state, why), []).append(run_id)
+            else:
+                said.setdefault((state, reason), []).append(run_id)
+    return said
 
 
 _UNREADABLE = (RunState.CANCELLED, "the schedule's stored spec cannot be read")

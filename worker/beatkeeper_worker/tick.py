@@ -137,7 +137,8 @@ class Ticker:
                 report.phases["publish_mark"] += mark()
             report.published += published.sent
             report.dropped += published.dropped
-            more = more or published.locked == self.batch_size
+            # A run recorded missed or expired may have been what a queued run waited for.
+            more = more or published.locked == self.batch_size or published.dropped > 0
             if not more or time.monotonic() - started > MAX_TICK_SECONDS:
                 self._republish_unstarted(templates, report)
                 return report
@@ -164,7 +165,9 @@ class Ticker:
         """When something is next due, or when a run enqueued long ago may need sending again."""
         db = self._connection("plan")
         with db.begin():
-            wake = planning.next_wake(db, sent=self._marking[1] if self._marking else ())
+            wake = planning.next_wake(
+                db, now=self._clock(), sent=self._marking[1] if self._marking else ()
+            )
             oldest = planning.oldest_unstarted(db) if self._redeliver_after else None
         if oldest is None or self._redeliver_after is None:
             return wake
@@ -177,8 +180,9 @@ class Ticker:
         after = self._redeliver_after
         return 60.0 if after is None else min(60.0, max(1.0, after.total_seconds() / 4))
 
-    def due_backlog(self) -> int:
-        """How many due runs wait to be published (after a tick: those it had no time for)."""
+    def due_backlog(self) -> planning.DueRuns:
+        """Due runs waiting to be published (after a tick: those it had no time for), and
+        those held back by ``concurrencyPolicy: Queue`` or a ``rateLimit``."""
         db = self._connection("plan")
         with db.begin():
             return planning.count_due_runs(db, now=self._clock())

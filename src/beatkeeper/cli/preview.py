@@ -1,9 +1,11 @@
 """`beatkeeper preview`: the next occurrences of a schedule, from a manifest or from flags.
 
 Flags build the same spec a manifest would and go through the same validation, so a
-preview never disagrees with what the scheduler will do. JSON output is a list of ISO-8601
-instants carrying their UTC offset in the schedule's time zone; the table shows local and
-UTC times and marks where the UTC offset changed (a DST transition) since the previous one.
+preview never disagrees with what the scheduler will do. A file with several Schedules
+previews each of them, or the one `--name` chooses. JSON output is a list of ISO-8601
+instants carrying their UTC offset in the schedule's time zone (for several Schedules, an
+object of such lists keyed by NAMESPACE/NAME); the table shows local and UTC times and marks
+where the UTC offset changed (a DST transition) since the previous one.
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ _FLAGS = {
 
 @click.command("preview")
 @click.option("-f", "--filename", "path", type=click.Path(), help="A Schedule manifest.")
+@click.option(
+    "--name", "chosen", metavar="[NAMESPACE/]NAME", help="With -f: only this Schedule of the file."
+)
 @click.option("--cron", help='A cron expression, e.g. "0 9 * * 1-5".')
 @click.option("--interval", help="An interval, e.g. 15m or 1h30m.")
 @click.option("--rrule", help='An RFC 5545 RRULE, e.g. "FREQ=WEEKLY;BYDAY=MO".')
@@ -52,29 +57,44 @@ def preview(**options: Any) -> None:
     Examples:
       beatkeeper preview --cron "30 2 * * *" --timezone Europe/London --count 5
       beatkeeper preview --rrule "FREQ=MONTHLY;BYDAY=-1FR" --start 2026-01-01T18:00
-      beatkeeper preview -f schedule.yaml --after 2026-03-28T00:00Z -o json
+      beatkeeper preview -f schedules.yaml --name billing/nightly-invoices
     """
     now = datetime.now(UTC)
-    validated = _from_file(options, now) if options["path"] else _from_flags(options, now)
-    for problem in validated.warnings:
-        warn(str(problem))
+    if options["chosen"] and not options["path"]:
+        raise UserError("--name chooses a Schedule of -f FILE", code=EXIT_USAGE)
+    chosen = _from_file(options, now) if options["path"] else [_from_flags(options, now)]
+    found: dict[str, list[datetime]] = {}
+    for validated in chosen:
+        for problem in validated.warnings:
+            warn(str(problem))
+        meta = validated.manifest.metadata
+        found[f"{meta.namespace}/{meta.name}"] = _occurrences(validated, options, now)
+    if options["fmt"] == "json":
+        shown = {key: [t.isoformat() for t in times] for key, times in found.items()}
+        click.echo(json.dumps(shown if len(shown) > 1 else next(iter(shown.values())), indent=2))
+        return
+    for validated, (key, times) in zip(chosen, found.items(), strict=True):
+        spec = validated.manifest.spec
+        zone = ZoneInfo(spec.time_zone)
+        after = _after(options["after"], zone, now)
+        title = f"{key}: " if len(found) > 1 else ""
+        _table(
+            times, after.astimezone(zone), spec.time_zone,
+            wall_clock=spec.interval is None, title=title,
+        )  # fmt: skip
+
+
+def _occurrences(validated: Validated, options: dict[str, Any], now: datetime) -> list[datetime]:
     manifest = validated.manifest
     spec = manifest.spec
     after = _after(options["after"], ZoneInfo(spec.time_zone), now)
     # Without a creation time, the schedule is taken to exist from --after on.
     created = manifest.metadata.creation_timestamp or after
     recurrence = recurrence_of(spec, seed=manifest.metadata.uid or "", created_at=created)
-    times = [t.astimezone(recurrence.zone) for t in recurrence.occurrences(after, options["count"])]
-    if options["fmt"] == "json":
-        click.echo(json.dumps([t.isoformat() for t in times], indent=2))
-    else:
-        _table(
-            times, after.astimezone(recurrence.zone), spec.time_zone,
-            wall_clock=spec.interval is None,
-        )  # fmt: skip
+    return [t.astimezone(recurrence.zone) for t in recurrence.occurrences(after, options["count"])]
 
 
-def _from_file(options: dict[str, Any], now: datetime) -> Validated:
+def _from_file(options: dict[str, Any], now: datetime) -> list[Validated]:
     given = [f"--{n}" for n in ("cron", "interval", "rrule", "start", "end") if options[n]]
     given += ["--at"] * bool(options["at_"]) + ["--timezone"] * bool(options["zone"])
     if given:
@@ -84,8 +104,22 @@ def _from_file(options: dict[str, Any], now: datetime) -> Validated:
         source, problem = checked.problems[0]
         raise UserError(f"{source}: {problem}")
     if not checked.valid:
-        raise UserError(f"{options['path']}: no Schedule found")
-    return checked.valid[0][1]
+        raise UserError(f"{options['path']}: {checked.nothing_found()}")
+    every = [validated for _, validated in checked.valid]
+    return _choose(every, options["chosen"], options["path"]) if options["chosen"] else every
+
+
+def _choose(every: list[Validated], chosen: str, path: str) -> list[Validated]:
+    """The Schedule ``--name`` names (NAME, or NAMESPACE/NAME when a name repeats)."""
+    names = [f"{v.manifest.metadata.namespace}/{v.manifest.metadata.name}" for v in every]
+    matches = [v for v, key in zip(every, names, strict=True) if chosen in (key, key.split("/")[1])]
+    if len(matches) == 1:
+        return matches
+    if not matches:
+        raise UserError(f"--name {chosen}: {path} has no such Schedule (it has {', '.join(names)})")
+    raise UserError(
+        f"--name {chosen}: several Schedules of {path} have that name; give NAMESPACE/NAME"
+    )
 
 
 def _from_flags(options: dict[str, Any], now: datetime) -> Validated:
@@ -131,9 +165,12 @@ def _after(text: str | None, zone: ZoneInfo, now: datetime) -> datetime:
     return to_instant(value, zone)
 
 
-def _table(times: list[datetime], after: datetime, zone_name: str, *, wall_clock: bool) -> None:
+def _table(
+    times: list[datetime], after: datetime, zone_name: str, *, wall_clock: bool, title: str = ""
+) -> None:
     """``wall_clock``: the times are read on the clock (not an interval's elapsed time)."""
-    table = Table(title=f"Next {len(times)} occurrence(s) in {zone_name}", title_justify="left")
+    heading = f"{title}Next {len(times)} occurrence(s) in {zone_name}"
+    table = Table(title=heading, title_justify="left")
     for name in ("#", "local time", "UTC", "note"):
         table.add_column(name)
     previous = after.utcoffset()

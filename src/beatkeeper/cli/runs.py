@@ -98,7 +98,7 @@ def runs() -> None:
 @click.option("--since", help="Planned at or after: an RFC 3339 time, or a duration ago (2h).")
 @click.option(
     "--limit", default=50, show_default=True, type=click.IntRange(1, 100_000),
-    help="At most this many runs.",
+    help="At most this many runs (the newest); says so when more match.",
 )  # fmt: skip
 @OUTPUT
 def list_runs(
@@ -121,10 +121,17 @@ def list_runs(
             name=name,
             states=[RunState(state) for state in states],
             since=after,
-            limit=limit,
+            limit=limit + 1,  # one more than shown tells whether the limit cut the list
         )
         if not found and namespace and name and not history.ever_existed(db, namespace, name):
             raise UserError(f"no schedule {namespace}/{name} (live or deleted)")
+    if len(found) > limit:
+        found = found[:limit]
+        stderr.print(
+            f"showing the newest {limit} runs; older ones match too "
+            "(raise --limit, or narrow with --since or --state)",
+            markup=False,
+        )
     if fmt == "json":
         click.echo(json.dumps([_json(run) for run in found], indent=2))
     else:

@@ -85,7 +85,7 @@ def apply(paths: tuple[str, ...]) -> None:
     if checked.problems:
         raise UserError(f"{len(checked.problems)} problem(s): nothing applied")
     if not checked.valid:
-        raise UserError("no Schedule found: nothing applied")
+        raise UserError(f"{checked.nothing_found()}: nothing applied")
     with database() as engine, engine.begin() as db:
         results = [apply_schedule(db, v.manifest, now=now) for _, v in checked.valid]
     for result in results:

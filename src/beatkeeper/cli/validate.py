@@ -53,6 +53,6 @@ def validate(paths: tuple[str, ...]) -> None:
         stderr.print(f"{len(checked.problems)} problem(s); {count} Schedule(s) valid", markup=False)
         raise SystemExit(EXIT_INVALID)
     if count == 0:
-        stderr.print("no Schedule found", markup=False)
+        stderr.print(checked.nothing_found(), markup=False)
         raise SystemExit(EXIT_INVALID)
     stderr.print(f"{count} Schedule(s) valid", markup=False)

@@ -43,6 +43,7 @@ __all__ = [
     "ADMISSION_DECISIONS",
     "ADMISSION_SECONDS",
     "DUE_BACKLOG",
+    "HELD_RUNS",
     "OLDEST_UNRECONCILED",
     "OPERATOR_ERRORS",
     "PER_RUN",
@@ -82,6 +83,13 @@ SCHEDULING_LAG = Histogram(
 DUE_BACKLOG = Gauge(
     "beatkeeper_due_backlog",
     "Planned and retrying runs already due but not yet published, as Beat last counted.",
+    multiprocess_mode="livemax",
+)
+HELD_RUNS = Gauge(
+    "beatkeeper_held_runs",
+    "Due runs held back on purpose, as Beat last counted: behind another run of their Queue "
+    "schedule (reason=queue), or out of their rateLimit's budget (reason=rateLimit).",
+    ["reason"],
     multiprocess_mode="livemax",
 )
 QUEUE_LENGTH = Gauge(

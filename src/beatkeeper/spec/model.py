@@ -35,6 +35,8 @@ QUEUE_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9_.\-]{0,61}[A-Za-z0-9])?$"
 #: Kubernetes object names: a DNS-1123 subdomain; namespaces: a DNS-1123 label.
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 NAMESPACE_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+#: Rate limit keys: letters, digits, ".", "_", "-" and "/".
+RATE_KEY_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9_./\-]*[A-Za-z0-9])?$"
 
 
 class _Strict(BaseModel):
@@ -100,6 +102,20 @@ class History(_Strict):
     )
 
 
+class RateLimit(_Strict):
+    """At most `runs` runs sent in any window of `per`, shared by every Schedule of the
+    namespace with the same `key`, across all Beat replicas; the rest wait their turn."""
+
+    key: str = Field(
+        min_length=1,
+        max_length=63,
+        pattern=RATE_KEY_PATTERN,
+        description="Name of the shared budget (Schedules of one namespace share it by key).",
+    )
+    runs: int = Field(ge=1, le=100_000, description="Runs sent at most per window.")
+    per: PositiveDuration = Field(description="Length of the sliding window, e.g. 1m or 1h.")
+
+
 class ScheduleSpec(_Strict):
     """What runs (a Celery task) and when (exactly one of cron, interval, rrule, at)."""
 
@@ -121,7 +137,10 @@ class ScheduleSpec(_Strict):
         max_length=1024,
         description="RFC 5545 RRULE; DTSTART is startTime (or creation) in timeZone.",
     )
-    at: Instant | None = Field(default=None, description="One RFC 3339 instant.")
+    at: LocalOrInstant | None = Field(
+        default=None,
+        description="One instant: RFC 3339, or a local time read in timeZone.",
+    )
     time_zone: ZoneName = Field(
         default="UTC", alias="timeZone", description="IANA time zone of cron, rrule and dates."
     )
@@ -147,10 +166,13 @@ class ScheduleSpec(_Strict):
         default=None, description="Deterministic delay per occurrence, at most this long."
     )
     suspend: bool = Field(default=False, description="Stop planning new runs.")
-    concurrency_policy: Literal["Allow", "Forbid", "Replace"] = Field(
+    concurrency_policy: Literal["Allow", "Forbid", "Replace", "Queue"] = Field(
         default="Allow",
         alias="concurrencyPolicy",
-        description="Allow; Forbid (skip while a run is active); Replace (revoke it).",
+        description=(
+            "Allow; Forbid (skip while a run is active); Replace (revoke it); "
+            "Queue (wait for it: every occurrence runs, one at a time, in order)."
+        ),
     )
     starting_deadline: PositiveDuration | None = Field(
         default=None,
@@ -183,6 +205,11 @@ class ScheduleSpec(_Strict):
         description="Suspend the schedule after this many consecutive failed runs.",
     )
     history: History = Field(default_factory=History, description="Finished runs to keep.")
+    rate_limit: RateLimit | None = Field(
+        default=None,
+        alias="rateLimit",
+        description="A budget of runs shared by the namespace's Schedules with the same key.",
+    )
 
     @model_validator(mode="after")
     def _exactly_one_trigger(self) -> ScheduleSpec:

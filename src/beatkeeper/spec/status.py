@@ -84,4 +84,13 @@ class ScheduleStatus(_Status):
     active: list[ActiveRun] = Field(
         default_factory=list, max_length=100, description="Runs enqueued, running or retrying."
     )
-    counts: dict[str, int] = Field(default_factory=dict, description="Runs kept, per final state.")
+    counts: dict[str, int] = Field(
+        default_factory=dict, description="Runs over the schedule's lifetime, per final state."
+    )
+    held: dict[str, int] = Field(
+        default_factory=dict,
+        description=(
+            "Due runs waiting on purpose, by reason: queue (behind an earlier run, "
+            "concurrencyPolicy: Queue) or rateLimit (the shared budget is spent for now)."
+        ),
+    )

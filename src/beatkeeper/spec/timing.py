@@ -56,7 +56,12 @@ def _trigger(
         anchor = start or created.replace(second=0)
         return RRuleTrigger(spec.rrule, anchor.astimezone(zone).replace(tzinfo=None), zone)
     assert spec.at is not None  # the model guarantees exactly one trigger
-    return AtTrigger(spec.at)
+    return AtTrigger(to_instant(spec.at, zone))
+
+
+def at_instant(spec: ScheduleSpec) -> datetime | None:
+    """The instant of a one-shot `at` (a local time read in `timeZone`); None for the others."""
+    return None if spec.at is None else to_instant(spec.at, ZoneInfo(spec.time_zone))
 
 
 def to_instant(value: datetime, zone: ZoneInfo) -> datetime:

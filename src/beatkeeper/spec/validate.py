@@ -21,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 from beatkeeper.problems import Problem, SpecError
 from beatkeeper.recurrence import RecurrenceError
 from beatkeeper.spec.model import ScheduleManifest
-from beatkeeper.spec.timing import recurrence_of
+from beatkeeper.spec.timing import at_instant, recurrence_of
 from beatkeeper.spec.values import path_segment, value_problems
 
 #: args and kwargs together, as compact JSON.
@@ -191,7 +191,7 @@ def _timing_problems(
         return [Problem("spec.endTime", "must not be before startTime")]
     if past := _already_past(recurrence.end, now):
         warnings.append(Problem("spec.endTime", f"{past} is already past: nothing will run"))
-    elif past := _already_past(spec.at or recurrence.ended_by(now), now):
+    elif past := _already_past(at_instant(spec) or recurrence.ended_by(now), now):
         warnings.append(Problem(field, f"the last occurrence ({past}) is already past"))
     elif recurrence.first() is None:
         return [Problem(field, _never_fires(manifest))]

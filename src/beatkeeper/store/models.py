@@ -1,7 +1,11 @@
 """The database tables of beatkeeper as SQLAlchemy 2 typed declarative models.
 
-Two tables: ``schedules`` (one row per Schedule resource, keyed by its ``metadata.uid``) and
-``runs`` (one row per occurrence, unique on ``(schedule_id, planned_at)``). These models are
+The main tables: ``schedules`` (one row per Schedule resource, keyed by its
+``metadata.uid``) and ``runs`` (one row per occurrence, unique on ``(schedule_id,
+planned_at)``). Beside them: ``run_counts`` (lifetime runs per schedule and final state, kept
+by a trigger on ``runs`` in the transaction of each final transition, so pruning history never
+shrinks them), and ``rate_budgets`` with ``rate_sends`` (the runs sent per ``spec.rateLimit``
+key, counted over the limit's window while the budget row is locked). These models are
 the reference the migrations are tested against (``tests/integration/test_migrations.py``):
 a change here needs a new migration under ``migrations/versions/`` in the same change.
 
@@ -14,21 +18,25 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
+    DDL,
     BigInteger,
     CheckConstraint,
     DateTime,
     ForeignKey,
+    Identity,
     Index,
+    Interval,
     MetaData,
     Table,
     Text,
     UniqueConstraint,
     Uuid,
+    event,
     false,
     func,
     text,
@@ -36,9 +44,24 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from beatkeeper.states import ACTIVE, RunState
+from beatkeeper.states import ACTIVE, FINAL, RunState
 
-__all__ = ["Base", "Run", "RunOrigin", "Schedule", "metadata", "runs", "schedules"]
+__all__ = [
+    "COUNT_RUNS_DDL",
+    "Base",
+    "RateBudget",
+    "RateSend",
+    "Run",
+    "RunCount",
+    "RunOrigin",
+    "Schedule",
+    "metadata",
+    "rate_budgets",
+    "rate_sends",
+    "run_counts",
+    "runs",
+    "schedules",
+]
 
 
 class RunOrigin(StrEnum):
@@ -102,6 +125,12 @@ class Schedule(Base):
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())
     last_scheduled_at: Mapped[datetime | None]
     deleted_at: Mapped[datetime | None]
+    # concurrencyPolicy: Queue: a planned run waits while another run of it is unfinished.
+    queued: Mapped[bool] = mapped_column(server_default=false())
+    # spec.rateLimit, copied out of the spec so the publishing claim reads no JSON.
+    rate_key: Mapped[str | None]
+    rate_runs: Mapped[int | None]
+    rate_per: Mapped[timedelta | None] = mapped_column(Interval)
 
     __table_args__ = (
         # A deleted resource keeps its row (and runs) while a new one reuses the name.
@@ -120,6 +149,13 @@ class Schedule(Base):
             postgresql_where=text(
                 "deleted_at IS NULL AND NOT suspended AND next_due_at IS NOT NULL"
             ),
+        ),
+        # The few schedules whose runs may wait although due (Queue, rateLimit): Beat's
+        # next_wake looks at their runs without reading every schedule.
+        Index(
+            "ix_schedules_held_back",
+            "id",
+            postgresql_where=text("queued OR rate_key IS NOT NULL"),
         ),
     )
 
@@ -175,6 +211,80 @@ class Run(Base):
     )
 
 
+class RunCount(Base):
+    """How many runs of a schedule are in a final state, whatever history pruned since."""
+
+    __tablename__ = "run_counts"
+
+    # No foreign key: its check would take a KEY SHARE lock on the schedule row from inside a
+    # worker's final transition, which Beat's claim (FOR UPDATE) would then skip or wait on.
+    schedule_id: Mapped[uuid.UUID] = mapped_column(primary_key=True)
+    state: Mapped[str] = mapped_column(primary_key=True)
+    total: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+
+
+class RateBudget(Base):
+    """One ``spec.rateLimit`` key of one namespace: the row a publisher locks to spend it."""
+
+    __tablename__ = "rate_budgets"
+
+    namespace: Mapped[str] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(primary_key=True)
+
+
+class RateSend(Base):
+    """One run sent under a rate limit; rows older than the limit's window are deleted."""
+
+    __tablename__ = "rate_sends"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    namespace: Mapped[str]
+    key: Mapped[str]
+    sent_at: Mapped[datetime]
+    run_id: Mapped[uuid.UUID]
+
+    __table_args__ = (Index("ix_rate_sends_namespace_key_sent_at", "namespace", "key", "sent_at"),)
+
+
+NOTIFY_PREFIX = "beatkeeper_"
+"""Beat listens on this prefix + its schema (``beatkeeper.store.planning.channel_for``)."""
+
+_FINAL_STATES = ", ".join(f"'{state.value}'" for state in sorted(FINAL))
+
+COUNT_RUNS_DDL = f"""
+CREATE FUNCTION count_runs() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'UPDATE' AND OLD.state IN ({_FINAL_STATES}) THEN
+        UPDATE run_counts SET total = total - 1
+        WHERE schedule_id = OLD.schedule_id AND state = OLD.state;
+    END IF;
+    IF NEW.state IN ({_FINAL_STATES}) THEN
+        INSERT INTO run_counts AS c (schedule_id, state, total)
+        VALUES (NEW.schedule_id, NEW.state, 1)
+        ON CONFLICT (schedule_id, state) DO UPDATE SET total = c.total + 1;
+        IF EXISTS (SELECT 1 FROM schedules WHERE id = NEW.schedule_id AND queued) THEN
+            -- The next queued run may go now: wake Beat (delivered on commit).
+            PERFORM pg_notify(left('{NOTIFY_PREFIX}' || current_schema(), 63), '');
+        END IF;
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER count_runs_born AFTER INSERT ON runs
+FOR EACH ROW WHEN (NEW.state IN ({_FINAL_STATES})) EXECUTE FUNCTION count_runs();
+CREATE TRIGGER count_runs_moved AFTER UPDATE OF state ON runs
+FOR EACH ROW WHEN (OLD.state IS DISTINCT FROM NEW.state
+                   AND (OLD.state IN ({_FINAL_STATES}) OR NEW.state IN ({_FINAL_STATES})))
+EXECUTE FUNCTION count_runs();
+"""  # noqa: S608 (constant SQL fragments, no input)
+"""Keeps ``run_counts`` in the transaction of every final transition (a run born final
+counts too; leaving ``failed`` for a retry takes it back), and wakes Beat when a run of a
+``Queue`` schedule finishes, as the next one may go then."""
+
+event.listen(Run.__table__, "after_create", DDL(COUNT_RUNS_DDL))  # type: ignore[no-untyped-call]
+
 metadata: MetaData = Base.metadata
 schedules: Table = Schedule.__table__  # type: ignore[assignment]
 runs: Table = Run.__table__  # type: ignore[assignment]
+run_counts: Table = RunCount.__table__  # type: ignore[assignment]
+rate_budgets: Table = RateBudget.__table__  # type: ignore[assignment]
+rate_sends: Table = RateSend.__table__  # type: ignore[assignment]

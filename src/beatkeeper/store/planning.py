@@ -32,22 +32,26 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, text
 
 from beatkeeper.plans import Advance, DueSchedule, NewRun
+from beatkeeper.store.models import NOTIFY_PREFIX
 
 __all__ = [
     "NOTIFY_PREFIX",
+    "DueRuns",
     "PublishableRun",
     "Recorded",
+    "budget_spent_since",
     "busy_runs",
     "channel_for",
     "claim_due_schedules",
     "claim_publishable_runs",
     "claim_unstarted_runs",
     "count_due_runs",
+    "held_runs",
     "mark_republished",
     "next_wake",
     "notify",
@@ -55,9 +59,8 @@ __all__ = [
     "prune_history",
     "record_plans",
     "schedule_specs",
+    "spend_budgets",
 ]
-
-NOTIFY_PREFIX = "beatkeeper_"
 
 
 def channel_for(schema: str) -> str:
@@ -194,23 +197,112 @@ class PublishableRun:
     spec_hash: str
     namespace: str
     name: str
+    rate_key: str | None = None  # its schedule's rateLimit, if it has one
+    rate_runs: int | None = None
+    rate_per: timedelta | None = None
 
 
-_PUBLISHABLE = text("""
+# A run that must wait although it is due: under concurrencyPolicy: Queue while another run
+# of its schedule is unfinished or planned before it; under a rateLimit while its key has
+# sent ``rate_runs`` runs in the last ``rate_per``. It stays planned, in order, meanwhile.
+_WAITS_ITS_TURN = """
+    (s.queued AND EXISTS (
+        SELECT 1 FROM runs AS o
+        WHERE o.schedule_id = r.schedule_id AND o.id <> r.id
+          AND (o.state IN ('enqueued', 'running', 'retrying')
+               OR (o.state = 'planned' AND o.planned_at < r.planned_at))))
+"""
+_OUT_OF_BUDGET = """
+    (s.rate_key IS NOT NULL AND s.rate_runs <= (
+        SELECT count(*) FROM rate_sends AS w
+        WHERE w.namespace = s.namespace AND w.key = s.rate_key
+          AND w.sent_at > CAST(:now AS timestamptz) - s.rate_per))
+"""
+
+_PUBLISHABLE = text(f"""
     SELECT r.id, r.schedule_id, r.planned_at, r.due_at, r.attempt, r.max_attempts, r.task,
-           r.state, s.spec_hash, s.namespace, s.name
+           r.state, s.spec_hash, s.namespace, s.name, s.rate_key, s.rate_runs, s.rate_per
     FROM runs AS r JOIN schedules AS s ON s.id = r.schedule_id
     WHERE r.state IN ('planned', 'retrying') AND r.due_at <= :now
-    ORDER BY r.due_at
+      AND NOT {_WAITS_ITS_TURN} AND NOT {_OUT_OF_BUDGET}
+    ORDER BY r.due_at, r.planned_at
     LIMIT :limit
     FOR UPDATE OF r SKIP LOCKED
-""")
+""")  # noqa: S608 (constant SQL fragments, no input)
 
 
 def claim_publishable_runs(db: Connection, *, now: datetime, limit: int) -> list[PublishableRun]:
     """Lock up to ``limit`` due planned or retrying runs no other replica holds."""
     rows = db.execute(_PUBLISHABLE, {"now": now, "limit": limit})
     return [PublishableRun(**row._mapping) for row in rows]
+
+
+# --- rate limits ---------------------------------------------------------------------------
+
+# Upserting the budget row locks it (a plain INSERT … DO NOTHING would not lock a row that
+# exists): every replica sending under this key waits here until the holder commits.
+_LOCK_BUDGET = text("""
+    INSERT INTO rate_budgets (namespace, key) VALUES (:namespace, :key)
+    ON CONFLICT (namespace, key) DO UPDATE SET key = excluded.key
+""")
+_FORGET_SENDS = text("""
+    DELETE FROM rate_sends
+    WHERE namespace = :namespace AND key = :key AND sent_at <= CAST(:now AS timestamptz) - :per
+""")
+_SENDS_SINCE = text("""
+    SELECT count(*) FROM rate_sends
+    WHERE namespace = :namespace AND key = :key AND sent_at > :since
+""")
+_SENDS_FROM = text("""
+    SELECT count(*) FROM rate_sends
+    WHERE namespace = :namespace AND key = :key AND sent_at >= :since
+""")
+_RECORD_SENDS = text("""
+    INSERT INTO rate_sends (namespace, key, sent_at, run_id)
+    SELECT :namespace, :key, :now, unnest(CAST(:ids AS uuid[]))
+""")
+
+
+SENDS_KEPT = timedelta(days=1)
+"""Sends are kept at least this long (longer than a window needs), so a run recorded missed
+after a long wait can still tell whether its rate limit was why."""
+
+
+def spend_budgets(
+    db: Connection, runs: Sequence[PublishableRun], *, now: datetime
+) -> set[uuid.UUID]:
+    """Record the sends of ``runs`` against their rate limits; the ids held back instead.
+
+    Per (namespace, key), in a fixed order so two replicas never wait for each other in a
+    circle: lock the budget row, count the sends in the window, let the earliest runs through
+    up to the budget. Held runs stay ``planned``; the caller must not send them.
+    """
+    groups: dict[tuple[str, str], list[PublishableRun]] = {}
+    for run in runs:
+        if run.rate_key is not None:
+            groups.setdefault((run.namespace, run.rate_key), []).append(run)
+    held: set[uuid.UUID] = set()
+    for (namespace, key), members in sorted(groups.items()):
+        per = max(r.rate_per for r in members if r.rate_per is not None)
+        budget = min(r.rate_runs for r in members if r.rate_runs is not None)
+        where = {"namespace": namespace, "key": key}
+        db.execute(_LOCK_BUDGET, where)
+        db.execute(_FORGET_SENDS, {**where, "now": now, "per": max(per, SENDS_KEPT)})
+        spent = db.execute(_SENDS_SINCE, {**where, "since": now - per}).scalar_one()
+        chosen = members[: max(0, budget - spent)]
+        held.update(r.id for r in members[len(chosen) :])
+        if chosen:
+            db.execute(_RECORD_SENDS, {**where, "now": now, "ids": [r.id for r in chosen]})
+    return held
+
+
+def budget_spent_since(db: Connection, run: PublishableRun, *, since: datetime) -> bool:
+    """Whether ``run``'s rate limit sent its whole budget of other runs from ``since`` on."""
+    if run.rate_key is None or run.rate_runs is None:
+        return False
+    where = {"namespace": run.namespace, "key": run.rate_key, "since": since}
+    spent = int(db.execute(_SENDS_FROM, where).scalar_one())
+    return spent >= run.rate_runs
 
 
 _LOST = text("""
@@ -244,14 +336,56 @@ def mark_republished(db: Connection, run_ids: Sequence[uuid.UUID], *, now: datet
         db.execute(_REPUBLISHED, {"ids": list(run_ids), "now": now})
 
 
-_DUE_RUNS = text(
-    "SELECT count(*) FROM runs WHERE state IN ('planned', 'retrying') AND due_at <= :now"
-)
+_DUE_RUNS = text(f"""
+    SELECT count(*) FILTER (WHERE NOT {_WAITS_ITS_TURN} AND NOT {_OUT_OF_BUDGET}) AS ready,
+           count(*) FILTER (WHERE {_WAITS_ITS_TURN}) AS queued,
+           count(*) FILTER (WHERE NOT {_WAITS_ITS_TURN} AND {_OUT_OF_BUDGET}) AS rate_limited
+    FROM runs AS r JOIN schedules AS s ON s.id = r.schedule_id
+    WHERE r.state IN ('planned', 'retrying') AND r.due_at <= :now
+""")  # noqa: S608 (constant SQL fragments, no input)
 
 
-def count_due_runs(db: Connection, *, now: datetime) -> int:
+@dataclass(frozen=True)
+class DueRuns:
+    """Due runs not yet published: those ready to go, and those held back (and why)."""
+
+    ready: int
+    queued: int  # behind another run of their Queue schedule
+    rate_limited: int  # their rateLimit's budget is spent for now
+
+
+def count_due_runs(db: Connection, *, now: datetime) -> DueRuns:
     """How many planned or retrying runs are due at ``now`` and not yet published."""
-    return int(db.execute(_DUE_RUNS, {"now": now}).scalar_one())
+    row = db.execute(_DUE_RUNS, {"now": now}).one()
+    return DueRuns(ready=row.ready, queued=row.queued, rate_limited=row.rate_limited)
+
+
+_HELD = text(f"""
+    SELECT r.schedule_id,
+           count(*) FILTER (WHERE {_WAITS_ITS_TURN}) AS queue,
+           count(*) FILTER (WHERE NOT {_WAITS_ITS_TURN} AND {_OUT_OF_BUDGET}) AS rate_limit
+    FROM runs AS r JOIN schedules AS s ON s.id = r.schedule_id
+    WHERE r.schedule_id = ANY(CAST(:ids AS uuid[]))
+      AND r.state IN ('planned', 'retrying') AND r.due_at <= :now
+      AND (s.queued OR s.rate_key IS NOT NULL)
+    GROUP BY r.schedule_id
+""")  # noqa: S608 (constant SQL fragments, no input)
+
+
+def held_runs(
+    db: Connection, schedule_ids: Sequence[uuid.UUID], *, now: datetime
+) -> dict[uuid.UUID, dict[str, int]]:
+    """Per schedule, its due runs held back on purpose: ``queue`` and ``rateLimit``."""
+    if not schedule_ids:
+        return {}
+    rows = db.execute(_HELD, {"ids": list(schedule_ids), "now": now})
+    return {
+        row.schedule_id: {
+            k: v for k, v in (("queue", row.queue), ("rateLimit", row.rate_limit)) if v
+        }
+        for row in rows
+        if row.queue or row.rate_limit
+    }
 
 
 _SPECS = text(
@@ -267,13 +401,28 @@ def schedule_specs(db: Connection, schedule_ids: Sequence[uuid.UUID]) -> dict[uu
     return {row.id: row.spec_json for row in rows}
 
 
-_NEXT_WAKE = text("""
+# Plain runs are read through ix_runs_publishable in due order (the first one is enough); runs
+# of Queue and rate-limited schedules, found from ix_schedules_held_back, by the rules below.
+# A run held by its rate limit is due again when the oldest send in its window leaves it; a
+# run waiting behind another run of its Queue schedule is woken by that run's end (the
+# ``count_runs`` trigger notifies), so it has no time of its own here.
+_NEXT_WAKE = text(f"""
     SELECT least(
         (SELECT min(next_due_at) FROM schedules
          WHERE deleted_at IS NULL AND NOT suspended AND next_due_at IS NOT NULL),
-        (SELECT min(due_at) FROM runs WHERE state IN ('planned', 'retrying')
-         AND id <> ALL(CAST(:sent AS uuid[]))))
-""")
+        (SELECT r.due_at FROM runs AS r JOIN schedules AS s ON s.id = r.schedule_id
+         WHERE r.state IN ('planned', 'retrying') AND r.id <> ALL(CAST(:sent AS uuid[]))
+           AND NOT s.queued AND s.rate_key IS NULL
+         ORDER BY r.due_at LIMIT 1),
+        (SELECT min(CASE WHEN NOT {_OUT_OF_BUDGET} THEN r.due_at ELSE greatest(r.due_at, (
+                    SELECT min(w.sent_at) + s.rate_per FROM rate_sends AS w
+                    WHERE w.namespace = s.namespace AND w.key = s.rate_key
+                      AND w.sent_at > CAST(:now AS timestamptz) - s.rate_per)) END)
+         FROM schedules AS s JOIN runs AS r ON r.schedule_id = s.id
+         WHERE (s.queued OR s.rate_key IS NOT NULL)
+           AND r.state IN ('planned', 'retrying') AND r.id <> ALL(CAST(:sent AS uuid[]))
+           AND NOT {_WAITS_ITS_TURN}))
+""")  # noqa: S608 (constant SQL fragments, no input)
 
 
 _OLDEST_UNSTARTED = text("SELECT min(enqueued_at) FROM runs WHERE state = 'enqueued'")
@@ -285,13 +434,13 @@ def oldest_unstarted(db: Connection) -> datetime | None:
     return found
 
 
-def next_wake(db: Connection, *, sent: Sequence[uuid.UUID] = ()) -> datetime | None:
+def next_wake(db: Connection, *, now: datetime, sent: Sequence[uuid.UUID] = ()) -> datetime | None:
     """When something next becomes due: a schedule, a planned run or a retry.
 
     ``sent``: runs already published whose ``enqueued`` record has not committed yet; they
     look due but are not.
     """
-    found: datetime | None = db.execute(_NEXT_WAKE, {"sent": list(sent)}).scalar()
+    found: datetime | None = db.execute(_NEXT_WAKE, {"now": now, "sent": list(sent)}).scalar()
     return found
 
 

@@ -97,6 +97,7 @@ def apply_schedule(db: Connection, manifest: ScheduleManifest, *, now: datetime)
         "next_due_at": _due(recurrence, next_run),
         "updated_at": now,
         "deleted_at": None,
+        **_held_back_by(manifest),
     }
     if row is None:
         db.execute(insert(schedules).values(id=uid, created_at=created_at, **values))
@@ -205,3 +206,14 @@ def _id_for_name(db: Connection, namespace: str, name: str) -> uuid.UUID:
 
 def _due(recurrence: Recurrence, planned: datetime | None) -> datetime | None:
     return None if planned is None else planned + recurrence.jitter_for(planned)
+
+
+def _held_back_by(manifest: ScheduleManifest) -> dict[str, Any]:
+    """The columns Beat's publishing claim reads for Queue and ``rateLimit``."""
+    limit = manifest.spec.rate_limit
+    return {
+        "queued": manifest.spec.concurrency_policy == "Queue",
+        "rate_key": limit.key if limit else None,
+        "rate_runs": limit.runs if limit else None,
+        "rate_per": limit.per if limit else None,
+    }
