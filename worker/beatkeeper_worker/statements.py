@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Connection, Dialect, Update, bindparam, exists, func, select
+from sqlalchemy import ColumnElement, Connection, Dialect, Update, bindparam, exists, func, select
 
 from beatkeeper.states import RunState
+from beatkeeper.store.models import runs, schedules
 from beatkeeper.store.runs import transition
 from beatkeeper_worker import retries
 from beatkeeper_worker.wire import Statement
@@ -27,17 +28,32 @@ __all__ = ["Statements", "statements_for"]
 
 @dataclass(frozen=True)
 class Statements:
-    claim: Statement  # parameters id, now, worker
+    claim: Statement  # parameters id, now, worker, task, schedule_id, namespace, name
     success: Statement  # parameters id, now, result, schedule_id
 
 
 def statements_for(dialect: Dialect) -> Statements:
     """The claim and the success, as each pool process prepares them on its wires."""
-    claim = _Compiled.of_transition(dialect, RunState.RUNNING, "worker", durable=False)
+    claim = _Compiled.of_transition(
+        dialect, RunState.RUNNING, "worker", durable=False, match_message=True
+    )
     success = _Compiled.of_transition(dialect, RunState.SUCCEEDED, "result").then(
         _Compiled.of(retries.RESET_FAILURES, dialect, "schedule_id")
     )
     return Statements(claim.statement("beatkeeper_claim"), success.statement("beatkeeper_success"))
+
+
+# The claim moves a run only for a message of that run (``matching`` says why not).
+_MESSAGE_MATCHES_ROW: ColumnElement[bool] = (
+    (runs.c.task == bindparam("task", None))
+    & (runs.c.schedule_id == bindparam("schedule_id", None))
+    & exists().where(
+        schedules.c.id == runs.c.schedule_id,
+        schedules.c.namespace == bindparam("namespace", None),
+        schedules.c.name == bindparam("name", None),
+    )
+)
+_MATCH_FIELDS = ("task", "schedule_id", "namespace", "name")
 
 
 class _Recorder:
@@ -74,12 +90,20 @@ class _Compiled:
 
     @classmethod
     def of_transition(
-        cls, dialect: Dialect, to: RunState, *fields: str, durable: bool = True
+        cls,
+        dialect: Dialect,
+        to: RunState,
+        *fields: str,
+        durable: bool = True,
+        match_message: bool = False,
     ) -> _Compiled:
         recorder = _Recorder()
         placeholders: dict[str, Any] = {name: bindparam(name, None) for name in fields}
         transition(cast(Connection, recorder), _SOME_RUN, to, now=_SOME_TIME, **placeholders)
         statement = recorder.statement
+        if match_message:
+            statement = statement.where(_MESSAGE_MATCHES_ROW)
+            fields = (*fields, *_MATCH_FIELDS)
         if not durable:
             # SET LOCAL for this one statement's implicit transaction.
             setting = select(func.set_config("synchronous_commit", "off", True)).cte("quick")
