@@ -16,7 +16,7 @@ from pathlib import Path
 from sqlalchemy import Connection, Engine, select
 
 from beatkeeper.manifests import check_paths
-from beatkeeper.problems import Problem
+from beatkeeper.problems import Problem, SpecError
 from beatkeeper.store.models import schedules
 from beatkeeper.store.schedules import Applied, apply_schedule, delete_schedule
 
@@ -42,8 +42,13 @@ def sync(engine: Engine, paths: Sequence[Path], *, owned: set[Name] | None) -> O
     outcome = Outcome(problems=checked.problems)
     present = {(v.manifest.metadata.namespace, v.manifest.metadata.name) for _, v in checked.valid}
     with engine.begin() as db:
-        for _, validated in checked.valid:
-            applied = apply_schedule(db, validated.manifest, now=now)
+        for document, validated in checked.valid:
+            try:
+                with db.begin_nested():  # a refused manifest leaves the others applied
+                    applied = apply_schedule(db, validated.manifest, now=now)
+            except SpecError as refused:
+                outcome.problems += [(document.source, problem) for problem in refused.problems]
+                continue
             if applied.action != "unchanged":
                 outcome.applied.append(applied)
         if checked.problems:

@@ -3,6 +3,8 @@
 The operator, `beatkeeper apply`/`delete` and `beatkeeper dev` all call `apply_schedule`
 and `delete_schedule`, so a manifest means the same wherever it came from. Rows are keyed
 by `metadata.uid`: delete-and-recreate of a resource is a new schedule with fresh history.
+A uid is never moved to another namespace/name (`UidConflictError`), and a manifest without one
+gets a random id, never one derived from its name.
 
 Planning rules (ARCHITECTURE.md invariant 6): creating or editing a schedule plans its next
 occurrence strictly after *now*; an edit never fires a catch-up run for what the old spec
@@ -24,15 +26,13 @@ from typing import Any, Literal
 
 from sqlalchemy import Connection, insert, select, update
 
+from beatkeeper.problems import Problem, SpecError
 from beatkeeper.recurrence import Recurrence
 from beatkeeper.spec import ScheduleManifest, ScheduleSpec, recurrence_of
 from beatkeeper.states import RunState
 from beatkeeper.store.models import runs, schedules
 from beatkeeper.store.planning import notify
 from beatkeeper.store.runs import transition_many
-
-#: Stable ids for manifests applied without a cluster: uuid5(namespace, "namespace/name").
-UID_NAMESPACE = uuid.UUID("5b0c6f4e-2d7c-4c83-9a51-0a9f3f1f6e21")
 
 Action = Literal["created", "updated", "unchanged", "restored", "replaced"]
 
@@ -49,9 +49,15 @@ class Applied:
     trigger: str
 
 
-def derived_uid(namespace: str, name: str) -> uuid.UUID:
-    """The id of a schedule applied without `metadata.uid` (stable across applies)."""
-    return uuid.uuid5(UID_NAMESPACE, f"{namespace}/{name}")
+class UidConflictError(SpecError):
+    """`metadata.uid` names another Schedule's row (a manifest copied with its uid)."""
+
+    def __init__(self, uid: uuid.UUID, owner: str, applied: str) -> None:
+        message = (
+            f"{uid} belongs to Schedule {owner}, not {applied}: "
+            "remove metadata.uid (copied from another Schedule?)"
+        )
+        super().__init__([Problem("metadata.uid", message)])
 
 
 def spec_document(spec: ScheduleSpec) -> dict[str, Any]:
@@ -71,6 +77,9 @@ def apply_schedule(db: Connection, manifest: ScheduleManifest, *, now: datetime)
     document = spec_document(manifest.spec)
     digest = spec_hash(document)
     row = db.execute(select(schedules).where(schedules.c.id == uid).with_for_update()).first()
+    if row is not None and (row.namespace, row.name) != (meta.namespace, meta.name):
+        # Moving it would carry its planned runs and history into another name/namespace.
+        raise UidConflictError(uid, f"{row.namespace}/{row.name}", f"{meta.namespace}/{meta.name}")
     replaced = _retire_namesake(db, uid, meta.namespace, meta.name, now=now)
     if row is not None and row.deleted_at is None and row.spec_hash == digest:
         return Applied(uid, meta.namespace, meta.name, "unchanged", row.next_run_at, row.trigger)
@@ -166,15 +175,19 @@ def _retire_namesake(
 
 
 def _id_for_name(db: Connection, namespace: str, name: str) -> uuid.UUID:
-    """Without a uid, the live schedule of that name keeps its id; else a derived one."""
-    live = db.execute(
-        select(schedules.c.id).where(
-            schedules.c.namespace == namespace,
-            schedules.c.name == name,
-            schedules.c.deleted_at.is_(None),
-        )
+    """Without a uid: the id of that name's live schedule, else of its last deleted one
+    (re-applying restores it, history and all), else a random one.
+
+    Random, not derived from the name: an id anyone can compute for another namespace's
+    schedule is an id a forged message or a copied manifest can aim at.
+    """
+    known = db.execute(
+        select(schedules.c.id)
+        .where(schedules.c.namespace == namespace, schedules.c.name == name)
+        .order_by(schedules.c.deleted_at.desc().nulls_first())
+        .limit(1)
     ).scalar()
-    return live if live is not None else derived_uid(namespace, name)
+    return known if known is not None else uuid.uuid4()
 
 
 def _due(recurrence: Recurrence, planned: datetime | None) -> datetime | None:
