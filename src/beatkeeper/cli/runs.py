@@ -101,14 +101,22 @@ def list_runs(
 @runs.command("replay")
 @click.argument("run_id", metavar="ID")
 def replay(run_id: str) -> None:
-    """Run a dead or failed run again, as a new run (origin replay) due now."""
+    """Run a dead or failed run again, as a new run (origin replay) due now.
+
+    The new run uses the schedule's current spec (task, args/kwargs, queue), not what the
+    old run ran; a run of a deleted schedule is not replayed.
+    """
     try:
         old = uuid.UUID(run_id)
     except ValueError:
         raise UserError(f"{run_id!r} is not a run id (a UUID)", code=EXIT_USAGE) from None
     with database() as engine, engine.begin() as db:
         new = _asked(lambda: history.replay(db, old, now=datetime.now(UTC)))
-    click.echo(f"run {new} planned, due now (replay of {old})")
+    schedule = new.schedule
+    click.echo(
+        f"run {new.run_id} planned, due now (replay of {old}, as {schedule.key}'s current "
+        f"spec: task {schedule.task})"
+    )
 
 
 @click.command("trigger")
