@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from beatkeeper_worker import ledger
@@ -171,6 +171,19 @@ def test_the_claim_statement_moves_no_run_for_a_message_of_something_else(
     with db.begin() as connection:
         planned = add_run(connection, S.PLANNED)
     assert wire.execute(claim, claim_values(db, planned, **changed)) == 0
+    assert wire.execute(claim, claim_values(db, planned)) == 1  # the run's own message
+
+
+def test_the_claim_statement_moves_no_waiting_run_before_it_is_due(db: Engine, wire: Wire) -> None:
+    claim = dataclasses.replace(statements_for(db.dialect).claim, name=uuid.uuid4().hex.encode())
+    with db.begin() as connection:
+        planned = add_run(connection, S.PLANNED)
+        connection.execute(
+            update(runs)
+            .where(runs.c.id == planned)
+            .values(due_at=datetime.now(UTC) + timedelta(hours=1))
+        )
+    assert wire.execute(claim, claim_values(db, planned)) == 0
     with db.connect() as connection:
         assert (
             connection.execute(select(runs.c.state).where(runs.c.id == planned)).scalar()

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import redis
 from sqlalchemy import Engine, text, update
-from test_worker_support import Beat, Worker, running_worker
+from test_worker_support import Beat, Worker, later, running_worker
 
 from beatkeeper.settings import Settings
 from beatkeeper.states import RunState
@@ -77,6 +77,21 @@ def test_message_naming_a_run_of_another_schedule_is_refused(beat: Beat, worker:
     worker.wait_for_log(rf"message for run {run_id} .*refused")
     assert worker.bodies(run_id) == []
     assert beat.run(run_id).state == S.PLANNED
+
+
+@pytest.mark.parametrize("state", [S.PLANNED, S.RETRYING])
+def test_message_for_a_run_not_due_yet_is_refused_even_with_the_right_task(
+    beat: Beat, worker: Worker, db: Engine, state: RunState
+) -> None:
+    # Beat publishes a run only once it is due: an earlier message did not come from Beat.
+    schedule = beat.schedule(f"later-{state}", "userapp.add")
+    run_id = beat.plan(schedule, state=state)
+    with db.begin() as connection:
+        connection.execute(update(runs).where(runs.c.id == run_id).values(due_at=later(52 * 60)))
+    beat.publish(schedule, run_id, worker, 1000, 1000)  # forged arguments, 52 minutes early
+    worker.wait_for_log(rf"message for run {run_id} .*refused: the run is {state}, due at .*")
+    assert worker.bodies(run_id) == []
+    assert beat.run(run_id).state == state
 
 
 def test_unregistered_task_named_for_a_running_run_leaves_it_to_finish(

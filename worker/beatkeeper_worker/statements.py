@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Connection, Dialect, Update, bindparam, exists, func, select
+from sqlalchemy import Connection, Dialect, Update, bindparam, exists, func, select
 
 from beatkeeper.states import RunState
-from beatkeeper.store.models import runs, schedules
 from beatkeeper.store.runs import transition
 from beatkeeper_worker import retries
+from beatkeeper_worker.matching import MESSAGE_MATCH_FIELDS, MESSAGE_MATCHES_ROW
 from beatkeeper_worker.wire import Statement
 
 __all__ = ["Statements", "statements_for"]
@@ -41,19 +41,6 @@ def statements_for(dialect: Dialect) -> Statements:
         _Compiled.of(retries.RESET_FAILURES, dialect, "schedule_id")
     )
     return Statements(claim.statement("beatkeeper_claim"), success.statement("beatkeeper_success"))
-
-
-# The claim moves a run only for a message of that run (``matching`` says why not).
-_MESSAGE_MATCHES_ROW: ColumnElement[bool] = (
-    (runs.c.task == bindparam("task", None))
-    & (runs.c.schedule_id == bindparam("schedule_id", None))
-    & exists().where(
-        schedules.c.id == runs.c.schedule_id,
-        schedules.c.namespace == bindparam("namespace", None),
-        schedules.c.name == bindparam("name", None),
-    )
-)
-_MATCH_FIELDS = ("task", "schedule_id", "namespace", "name")
 
 
 class _Recorder:
@@ -102,8 +89,8 @@ class _Compiled:
         transition(cast(Connection, recorder), _SOME_RUN, to, now=_SOME_TIME, **placeholders)
         statement = recorder.statement
         if match_message:
-            statement = statement.where(_MESSAGE_MATCHES_ROW)
-            fields = (*fields, *_MATCH_FIELDS)
+            statement = statement.where(MESSAGE_MATCHES_ROW)
+            fields = (*fields, *MESSAGE_MATCH_FIELDS)
         if not durable:
             # SET LOCAL for this one statement's implicit transaction.
             setting = select(func.set_config("synchronous_commit", "off", True)).cte("quick")
