@@ -12,7 +12,8 @@ $(BIN)/.installed: pyproject.toml
 		|| { echo "beatkeeper needs Python 3.11 or newer; set PYTHON=python3.11 (or newer)" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@# setuptools warns about every editable install, whatever the project; not for us to act on
+	PYTHONWARNINGS='ignore:Editable installation' $(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $@
 
 dev: $(BIN)/.installed

@@ -44,10 +44,10 @@ logger = logging.getLogger(__name__)
 
 @kopf.on.startup()
 async def start(*, settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-    configure_kopf(settings)
     config = memo.get("config")
     if not isinstance(config, OperatorConfig):
         config = config_from_env()
+    configure_kopf(settings, namespaced=bool(config.settings.namespaces))
     runtime = Runtime.build(config, settings)
     memo["runtime"] = runtime
     memo["tasks"] = [asyncio.create_task(refresher.run(runtime))]

@@ -43,7 +43,7 @@ __all__ = [
 TRIGGER_ANNOTATION = "beatkeeper.io/trigger"
 BACKFILL_ANNOTATION = "beatkeeper.io/backfill"
 #: A backfill window with more occurrences than this is refused (an Event says so).
-MAX_BACKFILL = 1000
+MAX_BACKFILL = history.MAX_BACKFILL
 
 
 @dataclass(frozen=True)

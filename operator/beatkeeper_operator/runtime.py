@@ -103,8 +103,15 @@ def config_from_env() -> OperatorConfig:
     )
 
 
-def configure_kopf(settings: kopf.OperatorSettings) -> None:
-    """Brand kopf's bookkeeping with beatkeeper.io and keep it off the status."""
+def configure_kopf(settings: kopf.OperatorSettings, *, namespaced: bool) -> None:
+    """Brand kopf's bookkeeping with beatkeeper.io and keep it off the status.
+
+    A namespaced operator (``namespaced``: BEATKEEPER_NAMESPACES lists namespaces) turns
+    off kopf's cluster scanning: it would watch CustomResourceDefinitions and Namespaces
+    cluster-wide, which the namespaced Roles do not allow (403s in the log and a
+    fallback). The listed namespaces must therefore exist when the operator starts.
+    """
+    settings.scanning.disabled = namespaced
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(

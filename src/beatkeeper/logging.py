@@ -8,6 +8,11 @@ gives aligned, readable lines (without colours unless stderr is a terminal, so
 stderr (``sys.__stderr__``): Celery may replace ``sys.stderr`` with a proxy that logs, and a
 handler writing to it would log its own output forever.
 
+Celery's own failure lines are cut to one line unless ``BEATKEEPER_LOG_LEVEL=DEBUG``
+(``Quieter``): a failed task's traceback (the run's stored error and our own one-line
+summary say what failed), and the unregistered- or invalid-message reports that dump the
+raw message, its headers and delivery info.
+
 ``run_context`` binds the fields that name a run (``RUN_FIELDS``) to every line logged inside
 it, in the current thread or task only (``contextvars``).
 
@@ -26,7 +31,7 @@ import structlog
 
 from beatkeeper.settings import Settings
 
-__all__ = ["HANDLER_NAME", "RUN_FIELDS", "configure", "run_context"]
+__all__ = ["HANDLER_NAME", "RUN_FIELDS", "Quieter", "configure", "run_context"]
 
 HANDLER_NAME = "beatkeeper"
 RUN_FIELDS = ("schedule", "namespace", "run_id", "planned_at", "attempt", "task_id")
@@ -56,6 +61,7 @@ def configure(settings: Settings, *, stream: IO[str] | None = None) -> None:
     handler = logging.StreamHandler(out)
     handler.set_name(HANDLER_NAME)
     handler.setFormatter(formatter)
+    handler.addFilter(Quieter())
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(settings.log_level)
@@ -69,6 +75,40 @@ def configure(settings: Settings, *, stream: IO[str] | None = None) -> None:
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
+
+
+class Quieter(logging.Filter):
+    """One line for what Celery reports at length, unless the root logger is at DEBUG.
+
+    Matched by logger name and message text, as Celery writes them (5.x): this module must
+    not import Celery.
+    """
+
+    _FAILED_TASK_LOGGER = "celery.app.trace"
+    _MESSAGE_REPORTS = {
+        "Received unregistered task of type %s.": (
+            "Received unregistered task of type %s: no module the worker imports defines it "
+            "(add it to the worker's imports, or give the schedule a queue: that only "
+            "workers with the task consume)"
+        ),
+        "Received invalid task message: %s": "Received invalid task message: %s",
+    }
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if logging.getLogger().isEnabledFor(logging.DEBUG):
+            return True
+        if record.name == self._FAILED_TASK_LOGGER and record.exc_info:
+            record.exc_info, record.exc_text = None, None
+            return True
+        first_line = str(record.msg).split("\n", 1)[0]
+        if (short := self._MESSAGE_REPORTS.get(first_line)) is not None and record.args:
+            record.msg, record.args = short, (_first(record.args),)
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def _first(args: object) -> object:
+    return args[0] if isinstance(args, tuple) else args
 
 
 @contextlib.contextmanager

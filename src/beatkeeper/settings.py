@@ -27,6 +27,7 @@ __all__ = [
     "LogFormat",
     "Settings",
     "SettingsError",
+    "check_namespace",
     "check_schema_name",
     "mask_url",
     "normalise_database_url",
@@ -175,7 +176,7 @@ class Settings:
             log_level=_optional(get("LOG_LEVEL"), "LOG_LEVEL", _parse_log_level) or "INFO",
             metrics_port=_optional(get("METRICS_PORT"), "METRICS_PORT", _parse_port),
             imports=_parse_list(get("IMPORTS"), "IMPORTS", _check_module_name),
-            namespaces=_parse_list(get("NAMESPACES"), "NAMESPACES", _check_namespace),
+            namespaces=_parse_list(get("NAMESPACES"), "NAMESPACES", check_namespace),
             redeliver_after=_parse_redeliver_after(get("REDELIVER_AFTER")),
         )
 
@@ -293,7 +294,8 @@ def _check_module_name(value: str, variable: str) -> None:
         )
 
 
-def _check_namespace(value: str, variable: str) -> None:
+def check_namespace(value: str, variable: str) -> None:
+    """Nothing if ``value`` is a namespace name, else a ``SettingsError`` naming ``variable``."""
     if not _DNS_LABEL.fullmatch(value):
         raise SettingsError(
             f"{variable} must list Kubernetes namespace names separated by commas "

@@ -93,18 +93,29 @@ def test_without_hooks_a_plain_job_and_init_containers_that_wait(
         assert "BEATKEEPER_BROKER_URL" not in env_of(containers[0])
 
 
+def _plain_job_name(helm: Path, *settings: str) -> str:
+    args = [arg for setting in settings for arg in ("--set", setting)]
+    result = template(helm, "--set", "migrations.useHelmHooks=false", *args)
+    assert result.returncode == 0, result.stderr
+    jobs = [obj for obj in parse(result.stdout) if obj["kind"] == "Job"]
+    return name_of(jobs[0])
+
+
 def test_plain_job_name_changes_with_the_image(helm: Path) -> None:
     # A Job's pod template is immutable: a new image must make a new Job, not a patch.
-    def job_name(tag: str) -> str:
-        result = template(
-            helm, "--set", "migrations.useHelmHooks=false", "--set", f"image.tag={tag}"
-        )
-        assert result.returncode == 0, result.stderr
-        jobs = [obj for obj in parse(result.stdout) if obj["kind"] == "Job"]
-        return name_of(jobs[0])
+    assert _plain_job_name(helm, "image.tag=1.0.0") != _plain_job_name(helm, "image.tag=1.0.1")
+    assert _plain_job_name(helm, "image.tag=1.0.0") == _plain_job_name(helm, "image.tag=1.0.0")
 
-    assert job_name("1.0.0") != job_name("1.0.1")
-    assert job_name("1.0.0") == job_name("1.0.0")
+
+def test_plain_job_name_changes_with_anything_its_pod_runs(helm: Path) -> None:
+    # The name hashes the whole pod template: a changed environment variable, resource or
+    # label is a new Job too, or the upgrade (or GitOps sync) fails on the immutable field.
+    base = _plain_job_name(helm, "config.logLevel=INFO")
+    assert _plain_job_name(helm, "config.logLevel=INFO") == base
+    assert _plain_job_name(helm, "config.logLevel=DEBUG") != base
+    assert _plain_job_name(helm, "migrations.resources.limits.memory=300Mi") != base
+    # Job-level settings are not part of the pod template and keep the name.
+    assert _plain_job_name(helm, "migrations.backoffLimit=3") == base
 
 
 def test_helm_test_pod_runs_the_smoke_command(renderings: dict[str, Rendering]) -> None:
@@ -113,3 +124,20 @@ def test_helm_test_pod_runs_the_smoke_command(renderings: dict[str, Rendering]) 
     container = pod["spec"]["containers"][0]
     assert container["args"] == ["beatkeeper", "smoke", "--timeout", "180"]
     assert "BEATKEEPER_DATABASE_URL" in env_of(container)
+
+
+def test_wait_for_postgresql_names_the_user_pg_isready_needs(
+    renderings: dict[str, Rendering],
+) -> None:
+    # As uid 10001 (no passwd entry in the postgres image) and with no PGUSER, libpq makes
+    # no connection attempt at all: pg_isready exits 3 forever and the install hangs.
+    (wait,) = _migrate_job(renderings["default"])["spec"]["template"]["spec"]["initContainers"]
+    env = {name: item["value"] for name, item in env_of(wait).items()}
+    assert env == {
+        "PGHOST": "bk-beatkeeper-postgresql",
+        "PGPORT": "5432",
+        "PGUSER": "beatkeeper",
+        "PGDATABASE": "beatkeeper",
+        "PGCONNECT_TIMEOUT": "5",
+    }
+    assert "pg_isready --quiet;" in wait["command"][-1]

@@ -17,6 +17,7 @@ COMPONENT_KEYS = {
     "resources", "livenessProbe", "readinessProbe", "podAnnotations", "podLabels",
     "nodeSelector", "tolerations", "affinity", "topologySpreadConstraints",
     "priorityClassName", "podSecurityContext", "securityContext", "extraEnv", "extraArgs",
+    "extraVolumes", "extraVolumeMounts", "initContainers", "sidecars",
 }  # fmt: skip
 # Values documented as a whole, not key by key (Kubernetes objects, the policy).
 WHOLE = {
@@ -48,3 +49,11 @@ def test_values_reference_names_every_key() -> None:
         if name not in documented:
             missing.append(name)
     assert not missing, f"add to the values reference in docs/install.md: {missing}"
+
+
+def test_node_selector_values_are_passed_as_strings() -> None:
+    # helm's --set makes `true` a boolean; the API server refuses a non-string nodeSelector.
+    e2e = (REPO_ROOT / "tests" / "e2e" / "test_kind.py").read_text()
+    for where, text in (("docs/install.md", DOC), ("tests/e2e/test_kind.py", e2e)):
+        assert not re.search(r"--set\W+controller\.nodeSelector", text), where
+        assert re.search(r"--set-string\W+controller\.nodeSelector\.ingress-ready=true", text)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -42,3 +43,18 @@ def test_notes_give_the_ingress_url_with_tls(helm: Path) -> None:
     notes = _notes(helm, "ingress-tls-values")
     assert "https://ops.example.com/flower/" in notes
     assert "port-forward" not in notes
+
+
+@pytest.mark.parametrize("scenario", ["default", "namespaced-operator-values", "values-kind"])
+def test_every_command_in_the_notes_names_its_namespace(helm: Path, scenario: str) -> None:
+    # Copied into a shell whose context points elsewhere, a command must still hit the release.
+    commands = [
+        line.strip()
+        for line in _notes(helm, scenario).splitlines()
+        if line.strip().startswith(("kubectl", "helm", "cat <<"))
+    ]
+    assert len(commands) >= 5, commands
+    for command in commands:
+        assert re.search(r"(--namespace|-n) [a-z0-9-]+( |$)", command), command
+    if scenario == "namespaced-operator-values":
+        assert "kubectl --namespace team-a describe schedule hello" in "\n".join(commands)

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
 import yaml
-from chart_render import CHART, SCENARIO_FILES, template
+from chart_render import CHART, SCENARIO_FILES, parse, run_helm, template
 
 SCHEMA = json.loads((CHART / "values.schema.json").read_text())
 # Subtrees that are Kubernetes API objects passed through to the API server, which
 # validates them (affinity terms, tolerations, env vars...).
 PASSTHROUGH = "#/definitions/k8sObject"
+# Helm's own shared values, injected into every subchart: this chart reads none of them.
+GLOBAL = "#/properties/global"
 
 REJECTED = {
     "typo in a key": (["--set", "worker.replicsa=3"], ["/worker", "replicsa"]),
@@ -47,6 +50,14 @@ REJECTED = {
         ],
         ["/worker/keda/redis/address"],
     ),
+    "oauth without allowed e-mails": (
+        [
+            "--set", "flower.auth.mode=oauth",
+            "--set", "flower.auth.oauth.existingSecret=flower-oauth",
+            "--set", "flower.auth.oauth.redirectUri=https://ops.example.com/flower/login",
+        ],
+        ["/flower/auth/oauth/emails"],
+    ),
     "a bad namespace name": (["--set", "operator.namespaces={Team_A}"], ["/operator/namespaces/0"]),
     "a bad schema name": (["--set", "config.dbSchema=Beat-Keeper"], ["/config/dbSchema"]),
 }  # fmt: skip
@@ -73,6 +84,14 @@ FAILED_BY_TEMPLATE = {
     "flower without auth and writable": (
         ["--set", "flower.auth.mode=none"],
         "flower.auth.mode=none needs flower.readOnly=true",
+    ),
+    "oauth without allowed e-mails": (
+        [
+            "--set", "flower.auth.mode=oauth",
+            "--set", "flower.auth.oauth.existingSecret=flower-oauth",
+            "--set", "flower.auth.oauth.emails= ",
+        ],
+        "flower.auth.mode=oauth needs flower.auth.oauth.emails",
     ),
     "network policies without a way to an external database": (
         [
@@ -103,7 +122,7 @@ def test_flower_without_auth_is_accepted_only_read_only(helm: Path) -> None:
 def _object_nodes(node: Any, path: str) -> list[tuple[str, dict[str, Any]]]:
     found: list[tuple[str, dict[str, Any]]] = []
     if isinstance(node, dict):
-        if node.get("type") == "object" and path != PASSTHROUGH:
+        if node.get("type") == "object" and path not in {PASSTHROUGH, GLOBAL}:
             found.append((path, node))
         for key, child in node.items():
             found.extend(_object_nodes(child, f"{path}/{key}"))
@@ -141,3 +160,30 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
         else:
             merged[key] = value
     return merged
+
+
+def test_global_values_are_accepted(helm: Path) -> None:
+    result = template(helm, "--set", "global.imageRegistry=registry.example.com")
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_chart_renders_as_a_subchart(helm: Path, tmp_path: Path) -> None:
+    # A parent chart's values always give its subcharts a `global` key.
+    parent = tmp_path / "platform"
+    (parent / "charts").mkdir(parents=True)
+    shutil.copytree(CHART, parent / "charts" / "beatkeeper")
+    (parent / "Chart.yaml").write_text(
+        "apiVersion: v2\nname: platform\nversion: 1.0.0\n"
+        "dependencies:\n  - name: beatkeeper\n    version: '*'\n"
+    )
+    (parent / "values.yaml").write_text(
+        "global: {environment: staging}\nbeatkeeper: {beat: {replicas: 3}}\n"
+    )
+    result = run_helm(helm, "template", "bk", str(parent), "--namespace", "beatkeeper")
+    assert result.returncode == 0, result.stderr
+    beats = [
+        obj
+        for obj in parse(result.stdout)
+        if obj["kind"] == "Deployment" and obj["metadata"]["name"].endswith("-beat")
+    ]
+    assert [beat["spec"]["replicas"] for beat in beats] == [3]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 from chart_render import Object, Rendering, annotations_of, env_of, name_of, parse, template
 
@@ -92,6 +93,40 @@ def test_worker_budget_exists_only_with_more_than_one_pod(helm: Path) -> None:
     assert (
         len(budgets("--set", "worker.replicas=1", "--set", "worker.autoscaling.enabled=true")) == 1
     )
+
+
+WORKER_SCALING = {
+    "plain replicas": ["worker.replicas=3"],
+    "HPA at a minimum of 1": [
+        "worker.autoscaling.enabled=true",
+        "worker.autoscaling.minReplicas=1",
+    ],
+    "KEDA at a minimum of 1": ["worker.keda.enabled=true", "worker.keda.minReplicaCount=1"],
+    "KEDA from zero": ["worker.keda.enabled=true", "worker.keda.minReplicaCount=0"],
+}
+
+
+@pytest.mark.parametrize("scaling", sorted(WORKER_SCALING))
+def test_worker_budget_never_blocks_a_node_drain(helm: Path, scaling: str) -> None:
+    # With one worker running, minAvailable 1 would refuse every eviction forever;
+    # maxUnavailable >= 1 always lets a drain evict one worker.
+    args = [arg for setting in WORKER_SCALING[scaling] for arg in ("--set", setting)]
+    result = template(helm, *args)
+    assert result.returncode == 0, result.stderr
+    (budget,) = [
+        obj
+        for obj in parse(result.stdout)
+        if obj["kind"] == "PodDisruptionBudget" and name_of(obj).endswith("-worker")
+    ]
+    assert budget["spec"]["maxUnavailable"] == 1, scaling
+    assert "minAvailable" not in budget["spec"], scaling
+
+
+def test_worker_budget_refuses_a_blocking_setting(helm: Path) -> None:
+    result = template(helm, "--set", "worker.pdb.maxUnavailable=0")
+    assert result.returncode != 0
+    assert "/worker/pdb/maxUnavailable" in result.stderr
+    assert template(helm, "--set", "worker.pdb.maxUnavailable=25%").returncode == 0
 
 
 def test_keda_scales_workers_on_each_queue_list(renderings: dict[str, Rendering]) -> None:
@@ -218,3 +253,47 @@ def test_optional_parts_can_be_left_out(helm: Path) -> None:
             if obj["kind"] == kind and name_of(obj).endswith(f"-{component}")
         ]
         assert left == [], setting
+
+
+def test_built_in_redis_refuses_writes_before_its_memory_limit(helm: Path) -> None:
+    def server_command(*args: str) -> str:
+        result = template(helm, *args)
+        assert result.returncode == 0, result.stderr
+        (redis,) = [
+            obj
+            for obj in parse(result.stdout)
+            if obj["kind"] == "StatefulSet" and name_of(obj).endswith("-redis")
+        ]
+        return " ".join(redis["spec"]["template"]["spec"]["containers"][0]["command"])
+
+    # 80% of the 512Mi limit; never evicting, since the keys are queued Celery messages.
+    assert "--maxmemory 429496729 --maxmemory-policy noeviction" in server_command()
+    assert "--maxmemory 1600000000 " in server_command("--set", "redis.resources.limits.memory=2G")
+    assert "--maxmemory 300mb " in server_command("--set", "redis.maxmemory=300mb")
+    refused = template(helm, "--set", "redis.maxmemoryPolicy=allkeys-lru")
+    assert refused.returncode != 0
+    assert "/redis/maxmemoryPolicy" in refused.stderr
+
+
+def test_built_in_postgresql_gets_a_memory_backed_dev_shm(renderings: dict[str, Rendering]) -> None:
+    pod = renderings["default"].get("StatefulSet", "postgresql")["spec"]["template"]["spec"]
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    mounts = {mount["mountPath"]: mount["name"] for mount in pod["containers"][0]["volumeMounts"]}
+    assert volumes[mounts["/dev/shm"]]["emptyDir"] == {"medium": "Memory", "sizeLimit": "256Mi"}
+
+
+def test_built_in_servers_are_governed_by_headless_services(rendering: Rendering) -> None:
+    services = {name_of(service): service for service in rendering.of_kind("Service")}
+    for stateful_set in rendering.of_kind("StatefulSet"):
+        governing = services[stateful_set["spec"]["serviceName"]]
+        assert governing["spec"]["clusterIP"] == "None", name_of(stateful_set)
+        assert governing["spec"]["selector"] == stateful_set["spec"]["selector"]["matchLabels"]
+
+
+def test_built_in_servers_have_startup_probes(renderings: dict[str, Rendering]) -> None:
+    for component in ("postgresql", "redis"):
+        pod = renderings["default"].get("StatefulSet", component)["spec"]["template"]["spec"]
+        container = pod["containers"][0]
+        startup = container["startupProbe"]
+        assert startup["exec"] == container["livenessProbe"]["exec"], component
+        assert startup["periodSeconds"] * startup["failureThreshold"] >= 300, component

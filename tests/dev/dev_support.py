@@ -1,6 +1,6 @@
 """The shared `beatkeeper dev` stack for these tests, and helpers to drive it.
 
-The stack runs as a subprocess, as a user runs it: its own ``--state`` folder (embedded
+The stack runs as a subprocess, as a user runs it: its own ``--state-dir`` folder (embedded
 PostgreSQL and Redis), a free ``--flower-port``, and a manifest folder holding one Schedule
 of an example task every 5 seconds, so a run succeeds within seconds of Flower being up.
 Its console log is collected line by line; tests wait on log lines and on Flower's API with
@@ -53,6 +53,7 @@ def free_port() -> int:
 def dev_env() -> dict[str, str]:
     """The test environment without settings that would point the stack at other servers."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("BEATKEEPER_")}
+    env.pop("XDG_RUNTIME_DIR", None)  # as in a container: the stack must not warn about it
     return env | {"NO_COLOR": "1", "COLUMNS": "400"}
 
 
@@ -74,14 +75,15 @@ class DevStack:
         self.lines.clear()
         self._ended = False
         self.process = subprocess.Popen(
-            [BEATKEEPER, "dev", "-f", str(self.manifests), "--state", str(self.state),
+            [BEATKEEPER, "dev", "-f", str(self.manifests), "--state-dir", str(self.state),
              "--flower-port", str(self.port), "--concurrency", "1"],
             env=dev_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             stdin=subprocess.DEVNULL, bufsize=1,
         )  # fmt: skip
         threading.Thread(target=self._read, args=(self.process,), daemon=True).start()
-        ready = self.wait_for(r"Flower ready at \S+ \((\d+\.\d+)s\)", timeout=120)
-        return float(ready.group(1))
+        ready = self.wait_for(r"Flower ready at (\S+)/ \((\d+\.\d+)s\)", timeout=120)
+        self.flower = ready.group(1)
+        return float(ready.group(2))
 
     def _read(self, process: subprocess.Popen[str]) -> None:
         assert process.stdout is not None

@@ -18,6 +18,7 @@ import re
 import signal
 import stat
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -36,6 +37,12 @@ def test_an_example_task_succeeds_and_flower_shows_it(dev_stack: DevStack) -> No
     run = next(iter(runs.values()))
     assert run["result"].startswith("{'completed':")
     assert not any("no task named" in line.lower() for line in dev_stack.lines)
+
+
+def test_start_up_has_no_warnings_meant_for_someone_else(dev_stack: DevStack) -> None:
+    dev_stack.wait_for(r"celery@\S+ ready")
+    noise = ("RuntimeDirWarning", "Inspect method", "Traceback")
+    assert [line for line in dev_stack.lines if any(n in line for n in noise)] == []
 
 
 def test_cli_commands_in_the_stacks_folder_use_its_database(dev_stack: DevStack) -> None:
@@ -98,7 +105,142 @@ def test_deleting_a_manifest_deletes_its_schedule(dev_stack: DevStack) -> None:
 
     mark = dev_stack.mark()
     other.unlink()
-    dev_stack.wait_for(r"default/other deleted \(its manifest is gone\)", after=mark)
+    dev_stack.wait_for(r"default/other deleted \(it is no longer in \S+other\.yaml\)", after=mark)
+
+
+def test_flower_is_served_under_flower_as_on_the_chart(dev_stack: DevStack) -> None:
+    assert dev_stack.flower.endswith(f":{dev_stack.port}/flower")
+    status, _, _ = dev_stack.flower_request("/workers", Authorization=dev_stack.authorization())
+    assert status == 200
+
+
+def test_a_fixed_manifest_says_fixed(dev_stack: DevStack) -> None:
+    mark = dev_stack.mark()
+    (dev_stack.manifests / "quick.yaml").write_text(QUICK.replace("interval: 5s", "interval: x"))
+    dev_stack.wait_for(r"quick\.yaml: .* \(previous version kept\)", after=mark)
+    mark = dev_stack.mark()
+    (dev_stack.manifests / "quick.yaml").write_text(QUICK)
+    dev_stack.wait_for(r"quick\.yaml: fixed$", after=mark)
+
+
+def test_a_schedule_made_with_apply_outlives_the_folder_sync(
+    dev_stack: DevStack, tmp_path: Path
+) -> None:
+    folder = dev_stack.state.parent.parent
+    by_hand = tmp_path / "by-hand.yaml"
+    by_hand.write_text(QUICK.replace("name: quick", "name: by-hand"))
+    applied = subprocess.run(
+        [BEATKEEPER, "apply", "-f", str(by_hand)],
+        cwd=folder, env=dev_env(), capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert applied.returncode == 0, applied.stderr
+    mark = dev_stack.mark()
+    (dev_stack.manifests / "quick.yaml").write_text(QUICK.replace("interval: 5s", "interval: 6s"))
+    dev_stack.wait_for(r"default/quick updated: every 6s", after=mark)
+    (dev_stack.manifests / "quick.yaml").write_text(QUICK)
+    dev_stack.wait_for(r"default/quick updated: every 5s", after=mark)
+    assert not [line for line in dev_stack.lines[mark:] if "by-hand" in line]
+    listed = subprocess.run(
+        [BEATKEEPER, "runs", "default/by-hand", "-o", "json"],
+        cwd=folder, env=dev_env(), capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert listed.returncode == 0, listed.stderr  # the schedule is still there
+    deleted = subprocess.run(
+        [BEATKEEPER, "delete", "default/by-hand"],
+        cwd=folder, env=dev_env(), capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert deleted.stdout.strip() == "default/by-hand deleted", deleted.stdout + deleted.stderr
+
+
+def test_a_second_stack_on_the_same_state_folder_is_refused(dev_stack: DevStack) -> None:
+    result = subprocess.run(
+        [BEATKEEPER, "dev", "-f", str(dev_stack.manifests), "--state-dir", str(dev_stack.state),
+         "--flower-port", str(free_port())],
+        env=dev_env(), capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "in use by another beatkeeper dev" in lines[0]
+    assert "--state-dir" in lines[0]
+    assert (dev_stack.state / "servers.env").exists()  # the first stack is untouched
+    assert dev_stack.process is not None
+    assert dev_stack.process.poll() is None
+
+
+OWN_APP = """\
+import os
+
+from celery import Celery
+
+import beatkeeper_worker.tracking
+
+app = Celery("myapp", broker=os.environ.get("BEATKEEPER_BROKER_URL"))
+beatkeeper_worker.tracking.install(app)
+
+
+@app.task(name="myapp.hello")
+def hello(who):
+    return f"hello {who}"
+"""
+OWN_SCHEDULE = """\
+apiVersion: beatkeeper.io/v1alpha1
+kind: Schedule
+metadata: {name: own-app, namespace: default}
+spec: {task: myapp.hello, args: [dev], interval: 2s, queue: myapp}
+"""
+
+
+def test_your_own_celery_app_runs_its_schedule_as_the_readme_says(
+    dev_stack: DevStack, tmp_path: Path
+) -> None:
+    folder = dev_stack.state.parent.parent
+    (tmp_path / "myapp.py").write_text(OWN_APP)
+    env = dev_env() | {"PYTHONPATH": str(tmp_path)}
+    worker = [sys.executable, "-m", "celery", "-A", "myapp", "worker", "-Q", "myapp", "-c", "1",
+              "--without-mingle", "--without-gossip", "-n", f"own-{free_port()}@%h"]  # fmt: skip
+
+    unset = subprocess.run(
+        worker, cwd=folder, env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert unset.returncode != 0
+    assert ". .beatkeeper/dev/servers.env" in unset.stdout + unset.stderr
+    assert "Traceback" not in unset.stdout + unset.stderr
+
+    # As the README says: load the stack's URLs, start the worker on the schedule's queue.
+    shell = f"set -a; . .beatkeeper/dev/servers.env; set +a; exec {' '.join(worker)}"
+    with (tmp_path / "worker.log").open("w") as log:
+        process = subprocess.Popen(
+            ["sh", "-c", shell], cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+    try:
+        (tmp_path / "own-app.yaml").write_text(OWN_SCHEDULE)
+        applied = subprocess.run(
+            [BEATKEEPER, "apply", "-f", str(tmp_path / "own-app.yaml")],
+            cwd=folder, env=env, capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert applied.returncode == 0, applied.stderr
+
+        def runs(state: str) -> list[dict[str, object]]:
+            listed = subprocess.run(
+                [BEATKEEPER, "runs", "default/own-app", "--state", state, "-o", "json"],
+                cwd=folder, env=env, capture_output=True, text=True, timeout=60, check=True,
+            )  # fmt: skip
+            found: list[dict[str, object]] = json.loads(listed.stdout)
+            return found
+
+        succeeded = wait_for(
+            lambda: runs("succeeded"), timeout=60, what="a run of the own app's task to succeed"
+        )
+        assert succeeded[0]["result"] == "'hello dev'"
+        assert runs("failed") == []  # the stack's worker did not take the own app's runs
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        subprocess.run(
+            [BEATKEEPER, "delete", "default/own-app"],
+            cwd=folder, env=env, capture_output=True, timeout=60, check=False,
+        )  # fmt: skip
 
 
 NOOP = "beatkeeper.noop"
@@ -168,7 +310,7 @@ def test_the_login_is_printed_at_start_and_kept_owner_only_beside_servers_env(
 
 def test_a_port_in_use_is_one_clear_line(dev_stack: DevStack, tmp_path: Path) -> None:
     result = subprocess.run(
-        [BEATKEEPER, "dev", "-f", str(dev_stack.manifests), "--state", str(tmp_path),
+        [BEATKEEPER, "dev", "-f", str(dev_stack.manifests), "--state-dir", str(tmp_path),
          "--flower-port", str(dev_stack.port)],
         env=dev_env(), capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip

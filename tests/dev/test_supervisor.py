@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 
@@ -43,3 +44,18 @@ def test_children_that_ignore_sigterm_are_killed_after_one_shared_grace_period(
                for c in children)  # fmt: skip
     killed = sorted(line.split()[0] for line in lines if "did not stop within 2s" in line)
     assert killed == ["beat", "flower", "worker"], lines
+
+
+def test_lines_matching_a_childs_quiet_pattern_are_not_shown() -> None:
+    lines: list[str] = []
+    supervisor = Supervisor(write=lines.append)
+    chatty = "print('Inspect method stats failed'); print('Visit me', flush=True)"
+    child = supervisor.start(
+        "flower",
+        [sys.executable, "-c", chatty],
+        {},
+        quiet=re.compile(r"Inspect method \w+ failed$"),
+    )
+    child.process.wait(timeout=30)
+    child.reader.join(timeout=10)
+    assert lines == ["flower | Visit me"]

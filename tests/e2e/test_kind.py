@@ -35,7 +35,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 CHART = REPO_ROOT / "charts" / "beatkeeper"
 EXAMPLES = sorted((REPO_ROOT / "manifests" / "examples").glob("*.yaml"))
 RELEASE = NAMESPACE = "beatkeeper"
-IMAGE = "beatkeeper:e2e"
+# The Dockerfile's `examples` target: beatkeeper plus the tasks manifests/examples/ name.
+IMAGE = "beatkeeper-examples:e2e"
 FINALIZER = "beatkeeper.io/finalizer"
 TRIGGERS = ("cron", "interval", "rrule", "at")
 # Fields that could keep a rewritten example from running right now.
@@ -157,7 +158,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 @pytest.fixture(scope="module")
 def image(cluster: Cluster) -> str:
-    cluster.run("docker", "build", "--tag", IMAGE, str(REPO_ROOT), timeout=1800)
+    cluster.run(
+        "docker", "build", "--target", "examples", "--tag", IMAGE, str(REPO_ROOT), timeout=1800
+    )
     cluster.run("kind", "load", "docker-image", IMAGE, "--name", cluster.name)
     return IMAGE
 
@@ -171,7 +174,8 @@ def ingress_controller(cluster: Cluster) -> None:
         "--namespace", "ingress-nginx", "--create-namespace",
         "--set", "controller.hostPort.enabled=true",
         "--set", "controller.service.type=NodePort",
-        "--set", "controller.nodeSelector.ingress-ready=true",
+        # A nodeSelector value must be a string: --set would make it a boolean.
+        "--set-string", "controller.nodeSelector.ingress-ready=true",
         "--set", "controller.admissionWebhooks.enabled=false",
         "--set", "controller.ingressClassResource.name=nginx",
         "--wait", "--timeout", "5m",
@@ -315,7 +319,13 @@ def test_uninstall_removes_the_release_and_keeps_the_crd(cluster: Cluster, relea
         cluster.kube(
             "delete", f"schedule.beatkeeper.io/{name}", "-n", namespace, "--timeout", "120s"
         )
-    cluster.helm_run("uninstall", release, "--namespace", NAMESPACE, "--wait", "--timeout", "5m")
+    # Foreground cascade: helm's --wait then lasts until the pods themselves are gone, not
+    # only their Deployments and StatefulSets (the default background cascade leaves them
+    # terminating).
+    cluster.helm_run(
+        "uninstall", release, "--namespace", NAMESPACE,
+        "--wait", "--cascade", "foreground", "--timeout", "5m",
+    )  # fmt: skip
     pods = cluster.kubectl_json(
         "get", "pods", "-n", NAMESPACE, "-l", f"app.kubernetes.io/instance={release}"
     )

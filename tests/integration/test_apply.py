@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, insert, select
 
-from beatkeeper.dev.sync import sync
+from beatkeeper.dev.sync import Folder
 from beatkeeper.problems import SpecError
 from beatkeeper.spec import ScheduleManifest, validate_manifest
 from beatkeeper.states import RunState
@@ -246,7 +246,11 @@ def test_dev_sync_reports_a_copied_uid_as_a_problem_and_applies_the_rest(
         "apiVersion: beatkeeper.io/v1alpha1\nkind: Schedule\n"
         "metadata: {name: fine, namespace: chores}\nspec: {task: chores.remind, interval: 1h}\n"
     )
-    outcome = sync(db, [tmp_path], owned=set())
+    manifests = tmp_path / "manifests"
+    manifests.mkdir()
+    for written in tmp_path.glob("*.yaml"):
+        written.rename(manifests / written.name)
+    outcome = Folder([manifests], tmp_path / "state").sync(db)
     assert [(Path(source).name, str(problem)) for source, problem in outcome.problems] == [
         (
             "copied.yaml",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import subprocess
 import sys
 import uuid
@@ -91,6 +92,36 @@ def test_runs_json_has_one_object_per_run_newest_first(cli: Any, db: Engine) -> 
         "error": "ValueError: no",
     }
     assert listed[1]["started_at"] == "2026-03-01T02:00:00+00:00"
+
+
+def test_runs_table_keeps_ids_whole_beside_a_long_error_and_shows_the_origin(
+    cli: Any, db: Engine
+) -> None:
+    applied = schedule(db)
+    t = datetime(2026, 3, 1, 2, tzinfo=UTC)
+    dead = add_run(db, applied, t, S.DEAD, error="ValueError: " + "x" * 300, origin="backfill")
+    result = cli("runs")
+    assert result.code == 0, result.err
+    [row] = [line for line in result.out.splitlines() if "billing/nightly" in line]
+    assert str(dead) in row  # whole, on the row's line
+    assert "backfill" in row
+    assert row.rstrip().endswith("… │")  # the error was cut to fit instead
+    assert all(len(line) <= 160 for line in result.out.splitlines())
+
+
+def test_a_succeeded_run_does_not_show_an_earlier_attempts_error(cli: Any, db: Engine) -> None:
+    applied = schedule(db)
+    t = datetime(2026, 3, 1, 2, tzinfo=UTC)
+    add_run(db, applied, t, S.SUCCEEDED, attempt=2, max_attempts=2, error="TimeoutError: slow")
+    result = cli("runs")
+    assert "succeeded" in result.out
+    assert "TimeoutError" not in result.out
+
+
+def test_runs_with_nothing_to_list_says_no_runs(cli: Any, db: Engine) -> None:
+    schedule(db)
+    result = cli("runs", "billing/nightly")
+    assert (result.code, result.out) == (0, "no runs\n")
 
 
 def test_runs_filters_by_state_since_and_schedule(cli: Any, db: Engine) -> None:
@@ -231,6 +262,91 @@ def test_backfill_refuses_an_upside_down_window(cli: Any, db: Engine) -> None:
     assert all_runs(db) == []
 
 
+def test_backfilled_past_runs_are_due_now_so_a_starting_deadline_counts_from_the_backfill(
+    cli: Any, db: Engine
+) -> None:
+    schedule(db, cron="0 2 * * *", startingDeadline="1h")
+    before = datetime.now(UTC)
+    result = cli("backfill", "billing/nightly", "--from", "2026-01-01", "--to", "2026-01-07T23:59")
+    assert result.code == 0, result.err
+    backfilled = all_runs(db)
+    assert len(backfilled) == 7
+    assert all(run.due_at >= before for run in backfilled)  # not their planned time
+    assert {run.state for run in backfilled} == {"planned"}
+
+
+def test_backfill_dry_run_lists_the_occurrences_and_plans_nothing(cli: Any, db: Engine) -> None:
+    applied = schedule(db, cron="0 0 * * *")
+    add_run(db, applied, datetime(2026, 1, 2, tzinfo=UTC), S.SUCCEEDED)
+    result = cli(
+        "backfill",
+        "billing/nightly",
+        "--from",
+        "2026-01-01T00:00Z",
+        "--to",
+        "2026-01-03T00:00Z",
+        "--dry-run",
+    )
+    assert result.code == 0, result.err
+    assert result.out.splitlines() == [
+        "2026-01-01T00:00:00+00:00  would be planned",
+        "2026-01-02T00:00:00+00:00  already has a run",
+        "2026-01-03T00:00:00+00:00  would be planned",
+        "dry run: billing/nightly: 3 occurrence(s) in the window, 2 would be planned, "
+        "1 already have one",
+    ]
+    assert len(all_runs(db)) == 1
+
+
+def test_backfill_of_many_runs_without_a_terminal_needs_yes(cli: Any, db: Engine) -> None:
+    schedule(db, cron="0 0 * * *")
+    window = ("--from", "2026-01-01T00:00Z", "--to", "2026-01-31T00:00Z")
+    refused = cli("backfill", "billing/nightly", *window)
+    assert refused.code == 1
+    assert refused.err.strip() == (
+        "beatkeeper: error: 31 new run(s) of billing/nightly, 31 of them due now: "
+        "check them with --dry-run, then pass --yes to plan them"
+    )
+    assert all_runs(db) == []
+    assert cli("backfill", "billing/nightly", *window, "--yes").code == 0
+    assert len(all_runs(db)) == 31
+
+
+def test_backfill_asks_on_a_terminal_and_plans_nothing_when_told_no(
+    db: Engine, settings: Settings, tmp_path: Path
+) -> None:
+    schedule(db, cron="0 0 * * *")
+    leader, follower = pty.openpty()
+    env = os.environ | {
+        "BEATKEEPER_DATABASE_URL": settings.require_database_url(),
+        "BEATKEEPER_DB_SCHEMA": settings.db_schema,
+    }
+    process = subprocess.Popen(
+        [str(Path(sys.executable).with_name("beatkeeper")), "backfill", "billing/nightly",
+         "--from", "2026-01-01T00:00Z", "--to", "2026-01-31T00:00Z"],
+        stdin=follower, stdout=subprocess.PIPE, stderr=follower, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    os.close(follower)
+    asked = b""
+    while b"[y/N]" not in asked:
+        asked += os.read(leader, 1024)
+    assert b"plan 31 new run(s) of billing/nightly, 31 of them due now?" in asked
+    os.write(leader, b"n\n")
+    assert process.wait(timeout=30) == 1
+    os.close(leader)
+    assert all_runs(db) == []
+
+
+def test_backfill_refuses_more_than_the_annotations_limit(cli: Any, db: Engine) -> None:
+    schedule(db, cron="0 * * * *")
+    result = cli(
+        "backfill", "billing/nightly", "--from", "2026-01-01T00:00Z", "--to", "2026-03-01T00:00Z"
+    )
+    assert result.code == 1
+    assert "more than 1000 occurrences in that window" in result.err
+    assert all_runs(db) == []
+
+
 # -- replay -----------------------------------------------------------------------------------
 
 
@@ -277,6 +393,32 @@ def test_replay_runs_the_schedules_current_task_not_the_old_one(cli: Any, db: En
     assert "current spec: task billing.invoice_v2" in result.out
     replayed = next(run for run in all_runs(db) if run.id != failed)
     assert replayed.task == "billing.invoice_v2"
+
+
+def test_replay_accepts_a_unique_prefix_of_eight_or_more_characters(cli: Any, db: Engine) -> None:
+    applied = schedule(db)
+    failed = add_run(db, applied, datetime(2026, 3, 1, 2, tzinfo=UTC), S.FAILED)
+    result = cli("runs", "replay", str(failed)[:8])
+    assert result.code == 0, result.err
+    assert f"(replay of {failed}, as billing/nightly's current spec" in result.out
+    short = cli("runs", "replay", str(failed)[:7])
+    assert short.code == 2
+    assert "its first 8 or more characters" in short.err
+
+
+def test_replay_of_an_ambiguous_prefix_is_one_line(cli: Any, db: Engine) -> None:
+    applied = schedule(db)
+    for day, suffix in ((1, "1"), (2, "2")):
+        add_run(
+            db, applied, datetime(2026, 3, day, 2, tzinfo=UTC), S.FAILED,
+            id=uuid.UUID(f"abcdef12-0000-4000-8000-00000000000{suffix}"),
+        )  # fmt: skip
+    result = cli("runs", "replay", "abcdef12")
+    assert result.code == 1
+    assert result.err == (
+        "beatkeeper: error: more than one run id starts with abcdef12: give more characters\n"
+    )
+    assert cli("runs", "replay", "abcdef99").err.strip().endswith("no run id starts with abcdef99")
 
 
 def test_replay_of_a_deleted_schedules_run_is_refused(cli: Any, db: Engine) -> None:

@@ -89,7 +89,9 @@ def test_delete_by_name_and_by_file(run, tmp_path: Path, database_url: str, sche
     path.write_text(GOOD)
     assert run("apply", "-f", str(path)).code == 0
     assert run("delete", "billing/nightly").out == "billing/nightly deleted\n"
-    assert run("delete", "billing/nightly").out == "billing/nightly not found\n"
+    missing = run("delete", "billing/nightly")
+    assert (missing.code, missing.out) == (1, "")
+    assert missing.err == "beatkeeper: error: no live schedule billing/nightly: nothing to delete\n"
     assert run("apply", "-f", str(path)).out.startswith("billing/nightly restored")
     assert run("delete", "-f", str(path)).out == "billing/nightly deleted\n"
     assert live_names(database_url, schema) == set()

@@ -62,9 +62,11 @@ class OperatorHandle:
 
     def _run(self) -> None:
         try:
+            namespaces = self.config.settings.namespaces
             asyncio.run(
                 kopf.operator(
-                    clusterwide=True,
+                    clusterwide=not namespaces,
+                    namespaces=namespaces,
                     standalone=True,
                     memo=self.memo,
                     stop_flag=self.stop_flag,

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import socket
 from datetime import datetime
 from pathlib import Path
 
 import pytest
+
+from beatkeeper.cli import cli
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "manifests" / "examples"
@@ -130,6 +133,15 @@ def test_preview_spring_forward_gap(run) -> None:
     assert json.loads(result.out) == ["2026-03-29T03:30:00+02:00", "2026-03-30T02:30:00+02:00"]
 
 
+def test_preview_table_says_a_time_in_the_gap_moved(run) -> None:
+    result = run(
+        "preview", "--cron", "30 2 * * *", "--timezone", "Europe/Berlin",
+        "--after", "2026-03-28T12:00:00Z", "--count", "2",
+    )  # fmt: skip
+    assert result.code == 0, result.err
+    assert "02:30 did not exist that day: moved to 03:30" in result.out
+
+
 def test_preview_table_marks_dst_shift(run) -> None:
     result = run(
         "preview",
@@ -145,6 +157,7 @@ def test_preview_table_marks_dst_shift(run) -> None:
     assert result.code == 0, result.err
     assert "UTC offset -04:00 -> -05:00 (EST)" in result.out
     assert "2026-11-01 14:00:00Z" in result.out
+    assert "did not exist" not in result.out
 
 
 def test_preview_from_manifest(run) -> None:
@@ -193,10 +206,21 @@ def test_crd_prints_the_committed_crd(run) -> None:
 
 
 def test_help_on_every_command_has_examples(run) -> None:
-    for command in ("preview", "validate", "crd"):
-        result = run(command, "--help")
-        assert result.code == 0
-        assert "Examples:" in result.out
+    # `operator` replaces the process with the operator's own command line, which would end
+    # this test session: tests/unit/test_operator_command.py runs its --help as a subprocess.
+    names = [name for name in cli.commands if name != "operator"]
+    commands = [[name] for name in names] + [["runs", "list"], ["runs", "replay"]]
+    for command in commands:
+        result = run(*command, "--help")
+        assert result.code == 0, command
+        assert "Examples:" in result.out, command
+
+
+def test_runs_help_shows_the_listing_options(run) -> None:
+    result = run("runs", "--help")
+    assert result.code == 0
+    for option in ("--state", "--since", "--limit", "--output"):
+        assert option in result.out
 
 
 def test_preview_default_after_is_now(run) -> None:
@@ -210,3 +234,18 @@ def test_preview_rrule_without_start_fires_on_whole_minutes(run) -> None:
         "preview", "--rrule", "FREQ=DAILY;BYHOUR=9;BYMINUTE=0", "--count", "2", "-o", "json"
     )
     assert [datetime.fromisoformat(t).second for t in json.loads(result.out)] == [0, 0]
+
+
+def test_dev_takes_state_dir_and_still_the_old_state_option(run, tmp_path) -> None:
+    help_text = run("dev", "--help").out
+    assert "--state-dir" in help_text
+    assert "--state " not in help_text  # hidden: `runs --state` filters by run state
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = str(busy.getsockname()[1])
+        for option in ("--state-dir", "--state"):
+            result = run("dev", "-f", str(EXAMPLES), option, str(tmp_path), "--flower-port", port)
+            assert result.code == 1, result.err
+            assert f"port {port} on 127.0.0.1 is in use" in result.err
+            assert (tmp_path / "dev.lock").exists()  # the folder given was the one locked

@@ -98,3 +98,38 @@ def test_console_lines_are_plain_text_at_the_configured_level() -> None:
     assert "shown" in line
     assert "schedule=nightly" in line
     assert "\x1b[" not in line  # no colours when not writing to a terminal
+
+
+def raise_and_log(logger: str, message: str, *args: object) -> None:
+    try:
+        int("boom")
+    except ValueError:
+        logging.getLogger(logger).error(message, *args, exc_info=True)
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_a_failed_tasks_line_has_no_traceback_unless_debug() -> None:
+    out = configured("console")
+    raise_and_log("celery.app.trace", "Task %s raised unexpected: %r", "app.x", ValueError("boom"))
+    assert out.getvalue().count("\n") == 1
+    assert "raised unexpected: ValueError('boom')" in out.getvalue()
+    assert "Traceback" not in out.getvalue()
+
+    out = configured("console", level="DEBUG")
+    raise_and_log("celery.app.trace", "Task %s raised unexpected: %r", "app.x", ValueError("boom"))
+    assert "Traceback" in out.getvalue()
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_an_unregistered_task_is_one_line_without_the_raw_message() -> None:
+    out = configured("console")
+    report = (
+        "Received unregistered task of type %s.\nThe message has been ignored and discarded.\n"
+        "\nThe full contents of the message body was:\n%s\n\nheaders:\n%s\n"
+    )
+    raise_and_log(
+        "celery.worker.consumer.consumer", report, "'app.missing'", "[[], {}]", {"id": "x"}
+    )
+    [line] = out.getvalue().splitlines()
+    assert "Received unregistered task of type 'app.missing': no module the worker" in line
+    assert "[[], {}]" not in line

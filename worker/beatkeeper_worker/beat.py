@@ -40,7 +40,7 @@ from beatkeeper_worker.health import BeatHealth, QueueLength, WaitingMessages
 from beatkeeper_worker.tick import BATCH_SIZE, Ticker, TickReport, utcnow
 from beatkeeper_worker.waiting import Backoff, Waiter
 
-__all__ = ["DatabaseScheduler"]
+__all__ = ["DatabaseScheduler", "stats_level"]
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,13 @@ IDLE_WAKE_SECONDS = 60.0  # a safety net under LISTEN/NOTIFY, not a poll
 CONTENDED_WAIT_SECONDS = 0.01  # what is due is held by another replica for a moment
 MEASURE_EVERY = 5.0  # count the due backlog and the queue at most this often
 _UNDEFINED_TABLE = "42P01"
+
+
+def stats_level(asked_every: object) -> int:
+    """Beat's stats line is at INFO only when ``beatkeeper_beat_stats_every`` asks for it (a
+    benchmark reads them): the metrics carry the same figures, and a line a minute drowns
+    what matters in a console."""
+    return logging.INFO if asked_every else logging.DEBUG
 
 
 class DatabaseScheduler(Scheduler):  # type: ignore[misc]
@@ -74,7 +81,9 @@ class DatabaseScheduler(Scheduler):  # type: ignore[misc]
         )
         self._waiter = Waiter(self._engine, planning.channel_for(settings.db_schema))
         self._backoff = Backoff()
-        self._stats_every = float(self.app.conf.get("beatkeeper_beat_stats_every") or 60)
+        asked = self.app.conf.get("beatkeeper_beat_stats_every")
+        self._stats_every = float(asked or 60)
+        self._stats_level = stats_level(asked)
         self._stats_at = time.monotonic() + self._stats_every
         self._totals, self._ticks = TickReport(), 0
         self._database = mask_url(settings.require_database_url())
@@ -156,7 +165,7 @@ class DatabaseScheduler(Scheduler):  # type: ignore[misc]
             return
         totals = {f.name: getattr(self._totals, f.name) for f in dataclasses.fields(TickReport)}
         totals["phases"] = {name: round(s, 4) for name, s in self._totals.phases.items()}
-        log.info("beat: stats %s", json.dumps({"ticks": self._ticks, **totals}))
+        log.log(self._stats_level, "beat: stats %s", json.dumps({"ticks": self._ticks, **totals}))
         self._totals, self._ticks, self._stats_at = TickReport(), 0, now + self._stats_every
 
     def _longest_wait(self) -> float:

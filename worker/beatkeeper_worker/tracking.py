@@ -140,15 +140,23 @@ def _redeliver_lost_runs(source: Any, **_: Any) -> None:
 
 # -- start-up ---------------------------------------------------------------------------
 
+#: Your own worker beside `beatkeeper dev` reads the stack's URLs from the file it writes.
+_DEV_HINT = (
+    "; beside a running `beatkeeper dev`, load its URLs first: "
+    "set -a; . .beatkeeper/dev/servers.env; set +a"
+)
+
 
 def _on_worker_init(sender: Any, **_: Any) -> None:
     """Check the settings once, loudly, and wrap every task before any pool process forks."""
+    hint = ""
     try:
         settings = Settings.from_env()
+        hint = "" if settings.database_url else _DEV_HINT
         settings.require_database_url()
     except SettingsError as error:
         # SystemExit: Celery prints the one line and stops, no traceback.
-        raise SystemExit(f"beatkeeper run tracking cannot start: {error}") from None
+        raise SystemExit(f"beatkeeper run tracking cannot start: {error}{hint}") from None
     if settings.metrics_port is not None:
         health.serve_worker(settings, port=settings.metrics_port)
     pool = sender.pool_cls  # a name or a class: worker_init comes before Celery resolves it

@@ -23,24 +23,33 @@ DEFAULT_MANIFESTS = Path("manifests/examples")
     help=f"Manifest file or folder to load and watch (default {DEFAULT_MANIFESTS}/).",
 )  # fmt: skip
 @click.option(
-    "--state", type=click.Path(path_type=Path), default=DEFAULT_STATE,
-    show_default=True, help="Where the embedded servers keep their data between runs.",
+    "--state-dir", "state", type=click.Path(path_type=Path), default=DEFAULT_STATE,
+    show_default=True,
+    help="Where the embedded servers keep their data between runs; one stack per folder.",
 )  # fmt: skip
+@click.option("--state", "old_state", type=click.Path(path_type=Path), hidden=True)
 @click.option("--flower-port", default=5555, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--concurrency", default=2, show_default=True, type=click.IntRange(1, 64))
-def dev(paths: tuple[Path, ...], state: Path, flower_port: int, concurrency: int) -> None:
+def dev(
+    paths: tuple[Path, ...], state: Path, old_state: Path | None, flower_port: int, concurrency: int
+) -> None:
     """Run Beat, a worker and Flower here, with embedded PostgreSQL and Redis.
 
-    Loads the Schedule manifests (and re-applies them when they change; a deleted
-    file deletes its schedule), then shows Flower at http://127.0.0.1:5555 with no
-    login. BEATKEEPER_DATABASE_URL / BEATKEEPER_BROKER_URL use your own servers
-    instead. Ctrl-C stops everything; the next run resumes where this one stopped.
+    Loads the Schedule manifests (and re-applies them when they change), then shows
+    Flower at http://127.0.0.1:5555/flower/ with no login. It owns only the schedules
+    it applied from these manifests: removing one from its file deletes that schedule;
+    schedules made with `beatkeeper apply` are left alone. BEATKEEPER_DATABASE_URL /
+    BEATKEEPER_BROKER_URL use your own servers instead. Ctrl-C stops everything; the
+    next run resumes where this one stopped. A second stack needs its own --state-dir
+    and --flower-port.
 
     \b
     Examples:
       beatkeeper dev
-      beatkeeper dev -f schedules/ --flower-port 5556
+      beatkeeper dev -f schedules/
+      beatkeeper dev -f other/ --state-dir .beatkeeper/dev2 --flower-port 5556
     """
+    state = old_state or state  # --state: the option's name before 0.2
     chosen = list(paths) or [DEFAULT_MANIFESTS]
     missing = [str(p) for p in chosen if not p.exists()]
     if missing:

@@ -12,8 +12,19 @@ import sys
 import click
 
 
-@click.command(context_settings={"ignore_unknown_options": True})
+# No help option of its own: `--help` goes to the operator, which lists its options.
+@click.command(context_settings={"ignore_unknown_options": True}, add_help_option=False)
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def operator(args: tuple[str, ...]) -> None:
-    """Run the Kubernetes operator (kopf) that reconciles Schedules into the database."""
+    """Run the Kubernetes operator (kopf) that reconciles Schedules into the database.
+
+    Takes the options of `beatkeeper-operator --help` and the same BEATKEEPER_ settings as
+    every component; the cluster comes from the in-cluster config or the current kubeconfig
+    context.
+
+    \b
+    Examples:
+      BEATKEEPER_DATABASE_URL=postgresql://localhost/app beatkeeper operator
+      beatkeeper operator --namespace billing --namespace ops
+    """
     os.execvp(sys.executable, [sys.executable, "-m", "beatkeeper_operator", *args])  # noqa: S606

@@ -68,7 +68,10 @@ def preview(**options: Any) -> None:
     if options["fmt"] == "json":
         click.echo(json.dumps([t.isoformat() for t in times], indent=2))
     else:
-        _table(times, after.astimezone(recurrence.zone), spec.time_zone)
+        _table(
+            times, after.astimezone(recurrence.zone), spec.time_zone,
+            wall_clock=spec.interval is None,
+        )  # fmt: skip
 
 
 def _from_file(options: dict[str, Any], now: datetime) -> Validated:
@@ -128,7 +131,8 @@ def _after(text: str | None, zone: ZoneInfo, now: datetime) -> datetime:
     return to_instant(value, zone)
 
 
-def _table(times: list[datetime], after: datetime, zone_name: str) -> None:
+def _table(times: list[datetime], after: datetime, zone_name: str, *, wall_clock: bool) -> None:
+    """``wall_clock``: the times are read on the clock (not an interval's elapsed time)."""
     table = Table(title=f"Next {len(times)} occurrence(s) in {zone_name}", title_justify="left")
     for name in ("#", "local time", "UTC", "note"):
         table.add_column(name)
@@ -138,6 +142,7 @@ def _table(times: list[datetime], after: datetime, zone_name: str) -> None:
         note = ""
         if offset != previous and previous is not None and offset is not None:
             note = f"UTC offset {_offset(previous)} -> {_offset(offset)} ({moment.tzname()})"
+            note += _moved(moment, offset - previous) if wall_clock else ""
         table.add_row(
             str(index),
             f"{moment:%a %Y-%m-%d %H:%M:%S} {moment.tzname()}",
@@ -146,6 +151,17 @@ def _table(times: list[datetime], after: datetime, zone_name: str) -> None:
         )
         previous = offset
     stdout.print(table)
+
+
+def _moved(moment: datetime, shift: timedelta) -> str:
+    """How a wall-clock time that did not exist that day (a spring-forward gap) moved."""
+    if shift <= timedelta(0):
+        return ""
+    wanted = moment.replace(tzinfo=None) - shift
+    resolved = wanted.replace(tzinfo=moment.tzinfo).astimezone(UTC).astimezone(moment.tzinfo)
+    if resolved.replace(tzinfo=None) == wanted:
+        return ""  # that wall time existed: the occurrence is simply after the change
+    return f"; {wanted:%H:%M} did not exist that day: moved to {moment:%H:%M}"
 
 
 def _offset(value: timedelta) -> str:

@@ -10,7 +10,9 @@ and deletes the Schedule again, whatever happened (the Helm chart's test pod run
 from __future__ import annotations
 
 import json
+import re
 import secrets
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -22,6 +24,7 @@ from zoneinfo import ZoneInfo
 import click
 from rich.progress import Progress
 from rich.table import Table
+from rich.text import Text
 from sqlalchemy import Engine
 
 from beatkeeper.cli.output import EXIT_USAGE, OUTPUT, UserError, stderr, stdout
@@ -36,7 +39,11 @@ from beatkeeper.store.schedules import apply_schedule, delete_schedule
 __all__ = ["backfill", "runs", "smoke", "trigger"]
 
 NOOP_TASK = "beatkeeper.noop"  # registered by beatkeeper_worker.tasks
-BACKFILL_LIMIT = 100_000
+#: A backfill of more new runs than this asks first (or needs --yes).
+CONFIRM_ABOVE = 10
+#: The fewest hex digits of a run id `runs replay` accepts (as git's short hashes).
+MIN_ID_PREFIX = 8
+_ID_PREFIX = re.compile(r"[0-9a-f]{8}(-?[0-9a-f]+)*-?")
 _BATCH = 1000
 _T = TypeVar("_T")
 
@@ -49,6 +56,22 @@ class _RunsGroup(click.Group):
             args = ["list", *args]
         return super().parse_args(ctx, args)
 
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """`runs --help` shows the listing's options too: listing is what `runs` does."""
+        listing = self.commands["list"]
+        rows = [
+            record
+            for param in listing.get_params(ctx)
+            if isinstance(param, click.Option) and "--help" not in param.opts
+            if (record := param.get_help_record(ctx))
+        ]
+        with formatter.section("Listing options (runs [NAMESPACE/NAME] [OPTIONS])"):
+            formatter.write_dl(rows)
+        super().format_options(ctx, formatter)
+
+    def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        formatter.write_usage(ctx.command_path, "[NAMESPACE/NAME] [OPTIONS]  |  replay ID")
+
 
 @click.group("runs", cls=_RunsGroup)
 def runs() -> None:
@@ -59,7 +82,7 @@ def runs() -> None:
       beatkeeper runs
       beatkeeper runs billing/nightly-invoices --state failed --state dead
       beatkeeper runs --since 2h -o json
-      beatkeeper runs replay 3f2b9c1e-…
+      beatkeeper runs replay 3f2b9c1e
     """
 
 
@@ -73,12 +96,21 @@ def runs() -> None:
     help="Only runs in this state; repeat for more.",
 )
 @click.option("--since", help="Planned at or after: an RFC 3339 time, or a duration ago (2h).")
-@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 100_000))
+@click.option(
+    "--limit", default=50, show_default=True, type=click.IntRange(1, 100_000),
+    help="At most this many runs.",
+)  # fmt: skip
 @OUTPUT
 def list_runs(
     schedule: str | None, states: tuple[str, ...], since: str | None, limit: int, fmt: str
 ) -> None:
-    """List runs of every schedule, or of NAMESPACE/NAME (deleted ones included)."""
+    """List runs of every schedule, or of NAMESPACE/NAME (deleted ones included).
+
+    \b
+    Examples:
+      beatkeeper runs list billing/nightly-invoices --state dead
+      beatkeeper runs list --since 2026-03-01T00:00Z -o json
+    """
     now = datetime.now(UTC)
     namespace, name = _split(schedule) if schedule else (None, None)
     with database() as engine, engine.connect() as db:
@@ -104,13 +136,17 @@ def replay(run_id: str) -> None:
     """Run a dead or failed run again, as a new run (origin replay) due now.
 
     The new run uses the schedule's current spec (task, args/kwargs, queue), not what the
-    old run ran; a run of a deleted schedule is not replayed.
+    old run ran; a run of a deleted schedule is not replayed. ID is a run id as `beatkeeper
+    runs` lists it, or its first 8 or more characters.
+
+    \b
+    Examples:
+      beatkeeper runs replay 3f2b9c1e
+      beatkeeper runs replay 3f2b9c1e-0d4a-4c55-9a51-6f0e2c9b7d10
     """
-    try:
-        old = uuid.UUID(run_id)
-    except ValueError:
-        raise UserError(f"{run_id!r} is not a run id (a UUID)", code=EXIT_USAGE) from None
+    prefix = _id_prefix(run_id)
     with database() as engine, engine.begin() as db:
+        old = _asked(lambda: history.find_run_id(db, prefix))
         new = _asked(lambda: history.replay(db, old, now=datetime.now(UTC)))
     schedule = new.schedule
     click.echo(
@@ -122,7 +158,13 @@ def replay(run_id: str) -> None:
 @click.command("trigger")
 @click.argument("schedule", metavar="NAMESPACE/NAME")
 def trigger(schedule: str) -> None:
-    """Run a schedule now, once, besides its regular runs (origin manual)."""
+    """Run a schedule now, once, besides its regular runs (origin manual).
+
+    \b
+    Examples:
+      beatkeeper trigger billing/nightly-invoices
+      beatkeeper trigger default/events-complete-ended && beatkeeper runs --since 5m
+    """
     namespace, name = _split(schedule)
     with database() as engine, engine.begin() as db:
         found = _asked(lambda: history.find_schedule(db, namespace, name))
@@ -134,35 +176,79 @@ def trigger(schedule: str) -> None:
 @click.argument("schedule", metavar="NAMESPACE/NAME")
 @click.option("--from", "start", required=True, help="RFC 3339, or a local time in the zone.")
 @click.option("--to", "end", required=True, help="RFC 3339, or a local time in the zone.")
-def backfill(schedule: str, start: str, end: str) -> None:
+@click.option("--dry-run", is_flag=True, help="List the occurrences; plan nothing.")
+@click.option(
+    "--yes", "-y", is_flag=True, help=f"Plan more than {CONFIRM_ABOVE} runs without asking."
+)
+def backfill(schedule: str, start: str, end: str, dry_run: bool, yes: bool) -> None:
     """Plan a run for every occurrence between --from and --to (both included).
 
     Occurrences that already have a run are left alone, so a backfill can be repeated.
-    Local times without an offset are read in the schedule's time zone.
+    Local times without an offset are read in the schedule's time zone. A window
+    holds at most 1,000 occurrences. Past occurrences are due at once: their
+    startingDeadline and expires count from the backfill, not from their planned
+    time. More than 10 new runs are planned only after a confirmation (or --yes).
 
     \b
     Examples:
-      beatkeeper backfill billing/nightly --from 2026-03-01 --to 2026-03-31T23:59
+      beatkeeper backfill billing/nightly --from 2026-03-01 --to 2026-03-31T23:59 --dry-run
+      beatkeeper backfill billing/nightly --from 2026-03-01 --to 2026-03-31T23:59 --yes
     """
     namespace, name = _split(schedule)
     with database() as engine:
         with engine.connect() as db:
             found = _asked(lambda: history.find_schedule(db, namespace, name))
-        zone = ZoneInfo(found.spec.time_zone)
-        window = (_instant(start, zone, "--from"), _instant(end, zone, "--to"))
-        planned = _asked(lambda: history.occurrences_between(found, *window, limit=BACKFILL_LIMIT))
-        new = 0
-        with Progress(console=stderr, transient=True) as progress:
-            bar = progress.add_task(f"planning {found.key}", total=len(planned))
-            for first in range(0, len(planned), _BATCH):
-                batch = planned[first : first + _BATCH]
-                with engine.begin() as db:
-                    new += history.backfill(db, found, batch, now=datetime.now(UTC))
-                progress.advance(bar, len(batch))
+            zone = ZoneInfo(found.spec.time_zone)
+            window = (_instant(start, zone, "--from"), _instant(end, zone, "--to"))
+            limit = history.MAX_BACKFILL
+            planned = _asked(lambda: history.occurrences_between(found, *window, limit=limit))
+            existing = history.already_planned(db, found, planned)
+        if dry_run:
+            _list_occurrences(found, planned, existing, zone)
+            return
+        _confirm(found, [moment for moment in planned if moment not in existing], yes=yes)
+        new = _plan_backfill(engine, found, planned)
     click.echo(
         f"{found.key}: {len(planned)} occurrence(s) in the window, {new} run(s) planned, "
         f"{len(planned) - new} already had one"
     )
+
+
+def _plan_backfill(engine: Engine, found: history.ScheduleRef, planned: list[datetime]) -> int:
+    new = 0
+    with Progress(console=stderr, transient=True) as progress:
+        bar = progress.add_task(f"planning {found.key}", total=len(planned))
+        for first in range(0, len(planned), _BATCH):
+            batch = planned[first : first + _BATCH]
+            with engine.begin() as db:
+                new += history.backfill(db, found, batch, now=datetime.now(UTC))
+            progress.advance(bar, len(batch))
+    return new
+
+
+def _list_occurrences(
+    found: history.ScheduleRef, planned: list[datetime], existing: set[datetime], zone: ZoneInfo
+) -> None:
+    for moment in planned:
+        local = moment.astimezone(zone).isoformat()
+        click.echo(f"{local}  {'already has a run' if moment in existing else 'would be planned'}")
+    click.echo(
+        f"dry run: {found.key}: {len(planned)} occurrence(s) in the window, "
+        f"{len(planned) - len(existing)} would be planned, {len(existing)} already have one"
+    )
+
+
+def _confirm(found: history.ScheduleRef, new: list[datetime], *, yes: bool) -> None:
+    """Ask before planning many runs: past ones all start at once."""
+    if yes or len(new) <= CONFIRM_ABOVE:
+        return
+    now = datetime.now(UTC)
+    at_once = sum(1 for moment in new if moment <= now)
+    what = f"{len(new)} new run(s) of {found.key}, {at_once} of them due now"
+    if not sys.stdin.isatty():
+        raise UserError(f"{what}: check them with --dry-run, then pass --yes to plan them")
+    if not click.confirm(f"plan {what}?", default=False, err=True):
+        raise UserError("nothing planned")
 
 
 @click.command("smoke")
@@ -175,6 +261,11 @@ def smoke(timeout: int, namespace: str) -> None:
 
     Applies a throwaway Schedule, waits until a run of it succeeded, deletes it.
     Exit 0 on success, 1 with what got stuck otherwise.
+
+    \b
+    Examples:
+      beatkeeper smoke
+      beatkeeper smoke --timeout 60 --namespace ops
     """
     name = f"beatkeeper-smoke-{secrets.token_hex(4)}"
     with database() as engine, _throwaway(engine, namespace, name) as schedule_id:
@@ -224,6 +315,18 @@ def _stuck(run: history.RunView | None) -> str:
     if run.state == RunState.ENQUEUED:
         return f"run {run.id} was published but no worker started it: is one consuming its queue?"
     return f"run {run.id} is still {run.state}"
+
+
+def _id_prefix(text: str) -> str:
+    """A run id or its first characters (at least ``MIN_ID_PREFIX`` hex digits)."""
+    cleaned = text.strip().lower()
+    if not _ID_PREFIX.fullmatch(cleaned) or len(cleaned.replace("-", "")) < MIN_ID_PREFIX:
+        raise UserError(
+            f"{text!r} is not a run id: give the id `beatkeeper runs` lists, "
+            f"or its first {MIN_ID_PREFIX} or more characters",
+            code=EXIT_USAGE,
+        )
+    return cleaned
 
 
 def _asked(action: Callable[[], _T]) -> _T:
@@ -285,24 +388,40 @@ def _json(run: history.RunView) -> dict[str, Any]:
 
 
 def _table(found: list[history.RunView], *, with_schedule: bool) -> None:
+    if not found:
+        click.echo("no runs")
+        return
+    headers = ["id", *(["schedule"] if with_schedule else []), "planned (UTC)", "state"]
+    headers += ["origin", "attempt", "lag", "duration"]
+    rows = [_row(run, with_schedule=with_schedule) for run in found]
     table = Table(title=f"{len(found)} run(s), newest first", title_justify="left")
-    columns = ["id", *(["schedule"] if with_schedule else []), "planned (UTC)", "state"]
-    for column in (*columns, "attempt", "lag", "duration", "error"):
-        table.add_column(column, overflow="fold")
-    for run in found:
-        lag = run.started_at - run.due_at if run.started_at else None
-        took = run.finished_at - run.started_at if run.finished_at and run.started_at else None
-        table.add_row(
-            str(run.id),
-            *([run.schedule] if with_schedule else []),
-            run.planned_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
-            run.state,
-            f"{run.attempt}/{run.max_attempts}",
-            _span(lag) if lag is not None else "",
-            _span(took) if took is not None else "",
-            _first_line(run.error),
-        )
-    stdout.print(table)
+    # Every column keeps its whole text (ids are copied into `runs replay`); only the
+    # error gives way to the terminal's width, cut with an ellipsis.
+    for index, header in enumerate(headers):
+        width = max(len(header), *(len(row[index]) for row in rows))
+        table.add_column(header, no_wrap=True, min_width=width)
+    table.add_column("error")  # collapsible; its one line is cut, not wrapped
+    for *row, error in rows:
+        table.add_row(*row, Text(error, no_wrap=True, overflow="ellipsis"))
+    stdout.print(table, soft_wrap=False)  # fit the width: the console soft-wraps otherwise
+
+
+def _row(run: history.RunView, *, with_schedule: bool) -> list[str]:
+    lag = run.started_at - run.due_at if run.started_at else None
+    took = run.finished_at - run.started_at if run.finished_at and run.started_at else None
+    return [
+        str(run.id),
+        *([run.schedule] if with_schedule else []),
+        run.planned_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
+        run.state,
+        run.origin,
+        f"{run.attempt}/{run.max_attempts}",
+        _span(lag) if lag is not None else "",
+        _span(took) if took is not None else "",
+        # A run that succeeded in the end keeps an earlier attempt's error for the record
+        # (JSON output), but showing it beside "succeeded" reads as a failure.
+        "" if run.state == RunState.SUCCEEDED else _first_line(run.error),
+    ]
 
 
 def _span(value: timedelta) -> str:

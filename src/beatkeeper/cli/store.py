@@ -125,8 +125,14 @@ def delete(paths: tuple[str, ...], names: tuple[str, ...]) -> None:
     now = datetime.now(UTC)
     with database() as engine, engine.begin() as db:
         found = [delete_schedule(db, namespace=ns, name=n, now=now) for ns, n in targets]
+    missing = []
     for (namespace, name), deleted in zip(targets, found, strict=True):
-        click.echo(f"{namespace}/{name} {'deleted' if deleted else 'not found'}")
+        if deleted:
+            click.echo(f"{namespace}/{name} deleted")
+        else:
+            missing.append(f"{namespace}/{name}")
+    if missing:
+        raise UserError(f"no live schedule {', '.join(missing)}: nothing to delete")
 
 
 def _split(text: str) -> tuple[str, str]:

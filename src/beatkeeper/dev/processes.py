@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -26,6 +27,7 @@ _COLOURS = {"beat": "\033[35m", "worker": "\033[36m", "flower": "\033[33m"}
 class Child:
     name: str
     process: subprocess.Popen[str]
+    quiet: re.Pattern[str] | None = None
     reader: threading.Thread = field(init=False)
 
 
@@ -37,7 +39,15 @@ class Supervisor:
         self._children: list[Child] = []
         self._lock = threading.Lock()
 
-    def start(self, name: str, command: Sequence[str], env: Mapping[str, str]) -> Child:
+    def start(
+        self,
+        name: str,
+        command: Sequence[str],
+        env: Mapping[str, str],
+        *,
+        quiet: re.Pattern[str] | None = None,
+    ) -> Child:
+        """Start ``command``; its lines matching ``quiet`` are not shown."""
         process = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
             list(command),
             env=dict(env),
@@ -48,7 +58,7 @@ class Supervisor:
             bufsize=1,
             start_new_session=True,  # Ctrl-C reaches us only; we stop children in order
         )
-        child = Child(name, process)
+        child = Child(name, process, quiet)
         child.reader = threading.Thread(target=self._pump, args=(child,), daemon=True)
         child.reader.start()
         self._children.append(child)
@@ -82,6 +92,8 @@ class Supervisor:
         assert child.process.stdout is not None
         prefix = _prefix(child.name)
         for line in child.process.stdout:
+            if child.quiet is not None and child.quiet.search(line):
+                continue
             with self._lock:
                 self._write(f"{prefix}{line.rstrip()}")
 

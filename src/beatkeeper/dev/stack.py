@@ -10,6 +10,7 @@ with its name and exit code, rather than leaving a half stack.
 from __future__ import annotations
 
 import os
+import re
 import sys
 import threading
 import time
@@ -20,12 +21,17 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-from beatkeeper.dev import login, servers, sync
+from beatkeeper.dev import lock, login, servers, sync
 from beatkeeper.dev.processes import Supervisor
 from beatkeeper.settings import Settings, mask_url
 from beatkeeper.store.engine import make_engine
 
 FLOWER_READY_SECONDS = 60.0
+#: Flower serves under /flower/ here as on the chart (its default `flower.urlPrefix`).
+FLOWER_PREFIX = "flower"
+#: Flower asks the workers for their details as it starts, usually before the worker is
+#: up, and warns for each unanswered question; the worker's own lines say when it is ready.
+FLOWER_NOISE = re.compile(r"Inspect method \w+ failed$")
 EXAMPLE_TASKS = "beatkeeper_examples.tasks"
 Say = Callable[[str], None]
 
@@ -44,7 +50,14 @@ class Options:
 
 def run(options: Options, *, say: Say, stop: threading.Event | None = None) -> int:
     """Run until `stop` is set (or Ctrl-C); return the exit code."""
-    stop = stop or threading.Event()
+    try:
+        with lock.hold(options.state):
+            return _run(options, say=say, stop=stop or threading.Event())
+    except lock.StateInUseError as error:
+        raise StackError(str(error)) from None
+
+
+def _run(options: Options, *, say: Say, stop: threading.Event) -> int:
     started = time.monotonic()
     if servers.port_in_use(options.flower_port):
         raise StackError(
@@ -65,17 +78,20 @@ def run(options: Options, *, say: Say, stop: threading.Event | None = None) -> i
             from beatkeeper.store import migrate  # noqa: PLC0415 - slow import
 
             migrate.upgrade(engine)
-            owned: set[sync.Name] | None = None if embedded_db else set()
-            _report(sync.sync(engine, options.paths, owned=owned), say)
+            folder = sync.Folder(options.paths, options.state)
+            first = folder.sync(engine)
+            for (namespace, name), source in first.elsewhere:
+                say(f"{namespace}/{name} kept: its manifest {source} is not under -f this time")
+            _report(first, say)
             advertised = servers.advertised(
                 options.state, database_url=database_url, broker_url=broker_url
             )
             with advertised:
                 return _supervise(
-                    options, env=env, engine=engine, owned=owned, say=say, stop=stop,
+                    options, env=env, engine=engine, folder=folder, say=say, stop=stop,
                     started=started,
                 )  # fmt: skip
-    except servers.MissingPackageError as error:
+    except (servers.MissingPackageError, servers.ServerStartError) as error:
         raise StackError(str(error)) from None
 
 
@@ -84,7 +100,7 @@ def _supervise(
     *,
     env: dict[str, str],
     engine: Engine,
-    owned: set[sync.Name] | None,
+    folder: sync.Folder,
     say: Say,
     stop: threading.Event,
     started: float,
@@ -107,19 +123,24 @@ def _supervise(
         flower_login = login.flower_login(options.state)
         supervisor.start(
             "flower",
-            [*app, "flower", "--address=127.0.0.1", f"--port={options.flower_port}"],
+            [
+                *app,
+                "flower",
+                "--address=127.0.0.1",
+                f"--port={options.flower_port}",
+                f"--url_prefix={FLOWER_PREFIX}",
+            ],
             env | {"FLOWER_BASIC_AUTH": flower_login.basic_auth},
+            quiet=FLOWER_NOISE,
         )
-        url = f"http://127.0.0.1:{options.flower_port}"
+        url = f"http://127.0.0.1:{options.flower_port}/{FLOWER_PREFIX}"
         if _wait_for_flower(url, supervisor, stop):
             say(
                 f"Flower login: user {flower_login.user}, password {flower_login.password} "
                 f"(kept in {flower_login.path})"
             )
-            say(f"Flower ready at {url} ({time.monotonic() - started:.1f}s); Ctrl-C stops")
-        watcher = threading.Thread(
-            target=_watch, args=(options.paths, engine, owned, say, stop), daemon=True
-        )
+            say(f"Flower ready at {url}/ ({time.monotonic() - started:.1f}s); Ctrl-C stops")
+        watcher = threading.Thread(target=_watch, args=(folder, engine, say, stop), daemon=True)
         watcher.start()
         while not stop.wait(0.5):
             if gone := supervisor.exited():
@@ -145,28 +166,24 @@ def _wait_for_flower(url: str, supervisor: Supervisor, stop: threading.Event) ->
     return False
 
 
-def _watch(
-    paths: Sequence[Path],
-    engine: Engine,
-    owned: set[sync.Name] | None,
-    say: Say,
-    stop: threading.Event,
-) -> None:
+def _watch(folder: sync.Folder, engine: Engine, say: Say, stop: threading.Event) -> None:
     import watchfiles  # noqa: PLC0415
 
-    existing = [p for p in paths if p.exists()]
+    existing = [p for p in folder.paths if p.exists()]
     for _ in watchfiles.watch(*existing, stop_event=stop, debounce=300, rust_timeout=500):
-        _report(sync.sync(engine, paths, owned=owned), say)
+        _report(folder.sync(engine), say)
 
 
 def _report(outcome: sync.Outcome, say: Say) -> None:
     for source, problem in outcome.problems:
         say(f"{source}: {problem} (previous version kept)")
+    for source in outcome.fixed:
+        say(f"{source}: fixed")
     for applied in outcome.applied:
         when = applied.next_run_at.isoformat() if applied.next_run_at else "none"
         say(f"{applied.namespace}/{applied.name} {applied.action}: {applied.trigger}, next {when}")
-    for namespace, name in outcome.deleted:
-        say(f"{namespace}/{name} deleted (its manifest is gone)")
+    for (namespace, name), source in outcome.deleted:
+        say(f"{namespace}/{name} deleted (it is no longer in {source})")
 
 
 def _child_env(settings: Settings, database_url: str, broker_url: str) -> dict[str, str]:

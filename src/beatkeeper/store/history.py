@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Row, func, select
+from sqlalchemy import Connection, Row, Text, cast, func, select
 from sqlalchemy.dialects.postgresql import insert
 
 from beatkeeper.recurrence import Recurrence
@@ -31,13 +31,16 @@ from beatkeeper.store.models import RunOrigin, runs, schedules
 from beatkeeper.store.planning import notify
 
 __all__ = [
+    "MAX_BACKFILL",
     "REPLAYABLE",
     "NotFoundError",
     "RefusedError",
     "Replay",
     "RunView",
     "ScheduleRef",
+    "already_planned",
     "backfill",
+    "find_run_id",
     "find_schedule",
     "latest_run",
     "list_runs",
@@ -49,6 +52,9 @@ __all__ = [
 ]
 
 REPLAYABLE = frozenset({RunState.DEAD, RunState.FAILED})
+#: The most occurrences one backfill plans, from the CLI or the ``beatkeeper.io/backfill``
+#: annotation alike: a window wider than this is refused whole, not cut short.
+MAX_BACKFILL = 1000
 _TICK = timedelta(microseconds=1)
 
 
@@ -226,6 +232,23 @@ def replay(db: Connection, run_id: uuid.UUID, *, now: datetime) -> Replay:
     return Replay(planned, schedule)
 
 
+def find_run_id(db: Connection, prefix: str) -> uuid.UUID:
+    """The run whose id is or starts with ``prefix`` (lower-case, as UUIDs are printed)."""
+    try:
+        return uuid.UUID(prefix)
+    except ValueError:
+        pass
+    found = db.execute(
+        select(runs.c.id).where(cast(runs.c.id, Text).startswith(prefix, autoescape=True)).limit(2)
+    ).scalars()
+    matches: list[uuid.UUID] = list(found)
+    if not matches:
+        raise NotFoundError(f"no run id starts with {prefix}")
+    if len(matches) > 1:
+        raise RefusedError(f"more than one run id starts with {prefix}: give more characters")
+    return matches[0]
+
+
 def occurrences_between(
     schedule: ScheduleRef, start: datetime, end: datetime, *, limit: int
 ) -> list[datetime]:
@@ -251,9 +274,12 @@ def backfill(
 ) -> int:
     """Plan a run (origin ``backfill``) at each instant not planned yet; how many were new.
 
-    Each run is due at its planned time plus the schedule's jitter, so past ones are due
-    at once and future ones wait for their time. ``ON CONFLICT DO NOTHING`` on the run key
-    makes a repeated or overlapping backfill plan nothing twice.
+    Each run is due at its planned time plus the schedule's jitter, or at ``now`` when that
+    has passed: a backfilled run is asked for now, so its ``startingDeadline`` and
+    ``expires`` count from when it was backfilled, not from its planned time (which would
+    make every past one ``missed`` at once). Future ones wait for their time.
+    ``ON CONFLICT DO NOTHING`` on the run key makes a repeated or overlapping backfill plan
+    nothing twice.
     """
     if not planned:
         return 0
@@ -262,7 +288,7 @@ def backfill(
         {
             "schedule_id": schedule.id,
             "planned_at": moment,
-            "due_at": moment + recurrence.jitter_for(moment),
+            "due_at": max(moment + recurrence.jitter_for(moment), now),
             "task": schedule.task,
             "max_attempts": schedule.spec.retry.max_attempts,
             "origin": RunOrigin.BACKFILL.value,
@@ -278,6 +304,23 @@ def backfill(
     if inserted:
         notify(db, str(schedule.id))
     return inserted
+
+
+def already_planned(
+    db: Connection, schedule: ScheduleRef, planned: Sequence[datetime]
+) -> set[datetime]:
+    """Which of the instants ``planned`` already have a run of ``schedule``."""
+    if not planned:
+        return set()
+    rows = db.execute(
+        select(runs.c.planned_at).where(
+            runs.c.schedule_id == schedule.id,
+            runs.c.planned_at >= min(planned),
+            runs.c.planned_at <= max(planned),
+        )
+    )
+    wanted = set(planned)
+    return {row.planned_at for row in rows if row.planned_at in wanted}
 
 
 def latest_run(db: Connection, schedule_id: uuid.UUID) -> RunView | None:

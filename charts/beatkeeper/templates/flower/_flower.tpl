@@ -16,8 +16,13 @@
 - name: FLOWER_COOKIE_SECRET
   valueFrom:
     secretKeyRef:
+      {{- if $auth.cookie.existingSecret }}
+      name: {{ $auth.cookie.existingSecret }}
+      key: {{ $auth.cookie.existingSecretKey }}
+      {{- else }}
       name: {{ $generated }}
       key: cookie-secret
+      {{- end }}
 {{- if eq $auth.mode "basic" }}
 - name: FLOWER_BASIC_AUTH
   valueFrom:
