@@ -7,7 +7,11 @@ runs the synchronous store work in a thread (``reconcile``), writes status only 
 exponential backoff and a ``Ready=False reason=DatabaseUnavailable`` condition, never a
 crash. Deletion waits on the ``beatkeeper.io/finalizer`` until the store has retired the
 schedule. Every reconcile records the Schedule and the status it shows afterwards in
-``Runtime.served``, which is all the status refresher knows of the resources.
+``Runtime.served``, which is all the status refresher knows of the resources. Reconciles
+(validation included) run on their own small thread pool, not the event loop's default
+one the refresher uses, so a burst of costly specs cannot hold up status refreshes. Each
+outcome and each failed attempt is counted (``progress``); importing ``admission``
+registers the validating webhook's handler.
 
 This module must not hold SQL or status-building logic; it wires kopf to ``reconcile``,
 ``status`` and ``refresher``.
@@ -26,8 +30,9 @@ from typing import Any
 import kopf
 from sqlalchemy.exc import OperationalError
 
+import beatkeeper_operator.admission  # noqa: F401 (registers the validating webhook's handler)
 from beatkeeper.store.engine import DatabaseUnavailable
-from beatkeeper_operator import health, kube, reconcile, refresher
+from beatkeeper_operator import health, kube, reconcile, refresher, webhook
 from beatkeeper_operator.runtime import (
     OperatorConfig,
     Runtime,
@@ -35,7 +40,15 @@ from beatkeeper_operator.runtime import (
     config_from_env,
     configure_kopf,
 )
-from beatkeeper_operator.status import previous_ready, ready_condition, run_fields, status_patch
+from beatkeeper_operator.status import (
+    TRIGGER_LENGTH,
+    already_reported,
+    clip,
+    previous_ready,
+    ready_condition,
+    run_fields,
+    status_patch,
+)
 
 RESOURCE = ("beatkeeper.io", "v1alpha1", "schedules")
 _UNAVAILABLE = (DatabaseUnavailable, OperationalError)
@@ -48,9 +61,14 @@ async def start(*, settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -
     if not isinstance(config, OperatorConfig):
         config = config_from_env()
     configure_kopf(settings, namespaced=bool(config.settings.namespaces))
+    issued = webhook.configure(settings, config.webhook)
     runtime = Runtime.build(config, settings)
+    runtime.progress.publish()
     memo["runtime"] = runtime
     memo["tasks"] = [asyncio.create_task(refresher.run(runtime))]
+    if config.webhook is not None and issued is not None:
+        keeper = webhook.keep_certificates(settings, config.webhook, issued)
+        memo["tasks"].append(asyncio.create_task(keeper))
     if config.health_port is not None:
         memo["tasks"].append(asyncio.create_task(health.serve(runtime, port=config.health_port)))
     runtime.started = True
@@ -64,6 +82,8 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
             await task
     runtime = memo.get("runtime")
     if isinstance(runtime, Runtime):
+        runtime.executor.shutdown(wait=False, cancel_futures=True)
+        runtime.reconciler.shutdown(wait=False, cancel_futures=True)
         runtime.engine.dispose()
 
 
@@ -71,16 +91,44 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
 @kopf.on.create(*RESOURCE)
 @kopf.on.update(*RESOURCE)
 async def reconcile_schedule(
-    body: kopf.Body, meta: kopf.Meta, patch: kopf.Patch, memo: kopf.Memo, retry: int, **_: Any
+    *,
+    body: kopf.Body,
+    meta: kopf.Meta,
+    patch: kopf.Patch,
+    memo: kopf.Memo,
+    retry: int,
+    started: datetime,
+    **_: Any,
 ) -> None:
     runtime: Runtime = memo["runtime"]
+    runtime.progress.began(meta.uid, started=started)
+    try:
+        outcome = await _reconcile(body, meta, patch, runtime, retry)
+    except kopf.TemporaryError:
+        runtime.progress.failed(meta.uid, started=started, error="DatabaseUnavailable")
+        raise
+    except Exception as exc:
+        runtime.progress.failed(meta.uid, started=started, error=type(exc).__name__)
+        raise
+    runtime.progress.reconciled(meta.uid, outcome=outcome)
+
+
+async def _reconcile(
+    body: kopf.Body, meta: kopf.Meta, patch: kopf.Patch, runtime: Runtime, retry: int
+) -> str:
+    """Reconcile one Schedule and write its status; returns the Ready reason."""
     now = datetime.now(UTC)
     current: Mapping[str, Any] = body.get("status") or {}
     generation = meta.get("generation")
     snapshot = {key: body.get(key) for key in ("apiVersion", "kind", "metadata", "spec")}
     try:
-        outcome = await asyncio.to_thread(
-            reconcile.reconcile, runtime.engine, snapshot, policy=runtime.config.policy, now=now
+        outcome = await runtime.in_database(
+            reconcile.reconcile,
+            runtime.engine,
+            snapshot,
+            executor=runtime.reconciler,
+            policy=runtime.config.policy,
+            now=now,
         )
     except _UNAVAILABLE as exc:
         runtime.database_ok = False
@@ -99,28 +147,29 @@ async def reconcile_schedule(
         delay = min(runtime.config.max_backoff, 2.0 ** min(retry, 10))
         raise kopf.TemporaryError(f"database unavailable: {message}", delay=delay) from None
     runtime.database_ok = True
-    desired: dict[str, Any] = {
-        "conditions": [
-            ready_condition(
-                status=outcome.ready,
-                reason=outcome.reason,
-                message=outcome.message,
-                generation=generation,
-                previous=previous_ready(current),
-                now=now,
-            )
-        ],
-        "observedGeneration": generation,
-    }
+    ready = ready_condition(
+        status=outcome.ready,
+        reason=outcome.reason,
+        message=outcome.message,
+        generation=generation,
+        previous=previous_ready(current),
+        now=now,
+    )
+    notices = outcome.notices
+    if already_reported(previous_ready(current), ready):  # e.g. on resume after a restart
+        notices = [notice for notice in notices if notice.reason != outcome.reason]
+    desired: dict[str, Any] = {"conditions": [ready], "observedGeneration": generation}
     if outcome.observation is not None:
-        desired["trigger"] = outcome.observation.trigger
+        desired["trigger"] = clip(outcome.observation.trigger, TRIGGER_LENGTH)
         desired.update(run_fields(outcome.observation))
         # The refresher need not re-read this row version: the status below already has it.
         runtime.loaded_versions[outcome.observation.id] = outcome.observation.updated_at
     elif outcome.reason == "TaskNotAllowed":
-        desired.update({"nextRunTimes": [], "active": []})
+        # Retired: nothing more is planned; runs already started go on, and the refresher
+        # keeps ``active`` showing them until they finish.
+        desired["nextRunTimes"] = []
     _write(runtime, meta, patch, current, desired)
-    for notice in outcome.notices:
+    for notice in notices:
         await kube.post_event(
             runtime.kopf_settings,
             runtime.limiter,
@@ -129,13 +178,14 @@ async def reconcile_schedule(
             reason=notice.reason,
             message=notice.message,
         )
+    return outcome.reason
 
 
 @kopf.on.delete(*RESOURCE)
 async def retire_schedule(meta: kopf.Meta, memo: kopf.Memo, retry: int, **_: Any) -> None:
     runtime: Runtime = memo["runtime"]
     try:
-        await asyncio.to_thread(
+        await runtime.in_database(
             reconcile.forget,
             runtime.engine,
             uid=meta.uid,
@@ -145,8 +195,10 @@ async def retire_schedule(meta: kopf.Meta, memo: kopf.Memo, retry: int, **_: Any
         )
     except _UNAVAILABLE as exc:
         runtime.database_ok = False
+        runtime.progress.failed(meta.uid, started=None, error="DatabaseUnavailable")
         delay = min(runtime.config.max_backoff, 2.0 ** min(retry, 10))
         raise kopf.TemporaryError(f"database unavailable: {exc}", delay=delay) from None
+    runtime.progress.forgotten(meta.uid)
     if (key := _uuid(meta.uid)) is not None:
         runtime.served.pop(key, None)
 

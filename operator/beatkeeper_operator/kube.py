@@ -17,14 +17,26 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+import aiohttp
 import kopf
 from kopf._cogs.clients import api, errors
 from kopf._cogs.clients import events as kopf_events
 from kopf._cogs.structs import references
 
-__all__ = ["MAX_EVENT_MESSAGE", "SCHEDULES", "EventLimiter", "patch_status", "post_event"]
+__all__ = [
+    "CALL_FAILED",
+    "MAX_EVENT_MESSAGE",
+    "SCHEDULES",
+    "EventLimiter",
+    "list_schedule_uids",
+    "patch_status",
+    "post_event",
+    "set_ca_bundle",
+]
 
 MAX_EVENT_MESSAGE = 1024
+#: Schedules per page when listing them all.
+LIST_PAGE = 500
 SCHEDULES = references.Resource(
     group="beatkeeper.io",
     version="v1alpha1",
@@ -34,6 +46,12 @@ SCHEDULES = references.Resource(
     subresources=frozenset({"status"}),
 )
 _EVENTS = references.Resource(group="", version="v1", plural="events", namespaced=True)
+_WEBHOOK_CONFIGURATIONS = references.Resource(
+    group="admissionregistration.k8s.io",
+    version="v1",
+    plural="validatingwebhookconfigurations",
+    namespaced=False,
+)
 logger = logging.getLogger(__name__)
 
 
@@ -74,6 +92,63 @@ async def patch_status(
     except errors.APINotFoundError:
         return False
     return True
+
+
+#: What a call here raises when the API server refuses it or cannot be reached.
+CALL_FAILED = (errors.APIError, aiohttp.ClientError, OSError, TimeoutError)
+
+
+async def set_ca_bundle(settings: kopf.OperatorSettings, *, name: str, ca_bundle: str) -> bool:
+    """Set the caBundle of every webhook in one ValidatingWebhookConfiguration; False if gone.
+
+    Raises one of ``CALL_FAILED`` when the API server refuses (RBAC) or is away.
+    """
+    url = _WEBHOOK_CONFIGURATIONS.get_url(name=name)
+    try:
+        current = await api.get(url=url, settings=settings, logger=logger)
+        # A JSON patch: a merge patch would replace the whole webhooks list.
+        operations = [
+            {"op": "add", "path": f"/webhooks/{index}/clientConfig/caBundle", "value": ca_bundle}
+            for index, _ in enumerate(current.get("webhooks") or [])
+        ]
+        if operations:
+            await api.patch(
+                url=url,
+                headers={"Content-Type": "application/json-patch+json"},
+                payload=operations,
+                settings=settings,
+                logger=logger,
+            )
+    except errors.APINotFoundError:
+        return False
+    return True
+
+
+async def list_schedule_uids(
+    settings: kopf.OperatorSettings, *, namespace: str | None
+) -> set[str] | None:
+    """The uid of every Schedule in ``namespace`` (None: all), or None if a page failed.
+
+    Paged (``LIST_PAGE`` at a time), so a cluster with many Schedules is never one response.
+    """
+    uids: set[str] = set()
+    token = ""
+    where = None if namespace is None else references.NamespaceName(namespace)
+    while True:
+        params = {"limit": str(LIST_PAGE), **({"continue": token} if token else {})}
+        try:
+            listed = await api.get(
+                url=SCHEDULES.get_url(namespace=where, params=params),
+                settings=settings,
+                logger=logger,
+            )
+        except errors.APIError as exc:
+            logger.warning("listing Schedules in %s failed: %s", namespace or "all namespaces", exc)
+            return None
+        uids.update(str(item["metadata"]["uid"]) for item in listed.get("items", []))
+        token = (listed.get("metadata") or {}).get("continue") or ""
+        if not token:
+            return uids
 
 
 async def post_event(

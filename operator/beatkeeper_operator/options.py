@@ -24,8 +24,9 @@ DEFAULT_LIVENESS = "http://0.0.0.0:8080/healthz"
 DESCRIPTION = """\
 Run the Kubernetes operator that reconciles Schedule resources into beatkeeper's database.
 Settings come from the BEATKEEPER_* environment variables (BEATKEEPER_DATABASE_URL is
-required; BEATKEEPER_NAMESPACES, BEATKEEPER_POLICY_FILE, BEATKEEPER_LOG_LEVEL and
-BEATKEEPER_LOG_FORMAT are optional); the options below override them."""
+required; BEATKEEPER_NAMESPACES, BEATKEEPER_POLICY_FILE, BEATKEEPER_LOG_LEVEL,
+BEATKEEPER_LOG_FORMAT and the validating webhook's BEATKEEPER_WEBHOOK_* are optional); the
+options below override them."""
 EPILOG = """\
 examples:
   beatkeeper-operator                          every namespace (needs a ClusterRole)

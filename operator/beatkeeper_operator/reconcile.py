@@ -10,7 +10,10 @@ An invalid spec changes nothing in the store: a new Schedule gets no row, and an
 keeps running its last valid spec until the spec is fixed (as a Deployment keeps its last
 good ReplicaSet). A Schedule outside its namespace's policy is retired in the store, so
 nothing of it is planned or enqueued. ``DatabaseUnavailable`` and ``OperationalError``
-propagate: the handler turns them into a retry with backoff.
+propagate: the handler turns them into a retry with backoff. Every error the spec itself
+causes is permanent, ``InvalidSpec``, never retried: what validation refuses, and
+whatever applying it still refuses (a ``ValueError`` from the recurrence, a value
+PostgreSQL will not store), since retrying the same spec can only fail the same way.
 """
 
 from __future__ import annotations
@@ -22,9 +25,10 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import DataError
 
 from beatkeeper.problems import SpecError
-from beatkeeper.spec import API_VERSION, KIND, validate_manifest
+from beatkeeper.spec import API_VERSION, KIND, ScheduleManifest, validate_manifest
 from beatkeeper.store import history
 from beatkeeper.store.schedules import apply_schedule, delete_schedule
 from beatkeeper_operator.policy import Policy
@@ -77,9 +81,23 @@ def reconcile(engine: Engine, body: Mapping[str, Any], *, policy: Policy, now: d
     try:
         manifest = validate_manifest(document, now=now).manifest
     except SpecError as exc:
-        return Outcome(
-            False, "InvalidSpec", str(exc), notices=[Notice("Warning", "InvalidSpec", str(exc))]
-        )
+        return _invalid(str(exc))
+    try:
+        return _apply(engine, manifest, policy=policy, now=now)
+    except ValueError as exc:  # SpecError and RecurrenceError included
+        return _invalid(" ".join(str(exc).split()))
+    except DataError as exc:
+        reason = str(getattr(exc, "orig", exc)).strip().splitlines()
+        return _invalid(f"the database refused the spec: {reason[0] if reason else 'DataError'}")
+
+
+def _invalid(message: str) -> Outcome:
+    return Outcome(
+        False, "InvalidSpec", message, notices=[Notice("Warning", "InvalidSpec", message)]
+    )
+
+
+def _apply(engine: Engine, manifest: ScheduleManifest, *, policy: Policy, now: datetime) -> Outcome:
     meta, spec = manifest.metadata, manifest.spec
     uid = uuid.UUID(meta.uid) if meta.uid else None
     refusal = policy.refusal(namespace=meta.namespace, task=spec.task, queue=spec.queue)

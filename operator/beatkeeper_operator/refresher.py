@@ -7,30 +7,34 @@ status of only the schedules whose fields differ from what the resource shows
 (``Runtime.served``: what the handlers saw and wrote, and what this loop wrote since). An
 idle cycle over 10,000 unchanged schedules therefore costs one small query and no API
 request. Schedules the handlers have not reconciled (other namespaces, not listed yet)
-are left alone.
+are left alone; retired rows are followed too (a Schedule refused by the policy still
+shows the runs it already started).
 
-It also posts the Events a user should notice: a run dead after its last attempt, a missed
-run, a schedule paused after failures. A database outage makes the loop wait and retry;
-it never stops the operator. It must not touch the spec-owned status fields
-(``observedGeneration``, ``trigger``) and writes ``Ready`` only for a pause.
+It also posts the Events a user should notice (each once, though the overlap reads it
+again): a run dead after its last attempt, a missed run, a schedule paused after failures.
+A database outage, or a database that does not answer within ``database_timeout``, makes
+the operator unready and the loop retry; it never stops the operator. Every
+``sweep_interval`` it runs the orphan sweep (``sweep``). It must not touch the spec-owned
+status fields (``observedGeneration``, ``trigger``) and writes ``Ready`` only for a pause.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Connection, func, select
 from sqlalchemy.exc import OperationalError
 
 from beatkeeper.states import RunState
 from beatkeeper.store.engine import DatabaseUnavailable
 from beatkeeper.store.models import runs, schedules
-from beatkeeper_operator import kube, reconcile
+from beatkeeper_operator import kube, reconcile, sweep
 from beatkeeper_operator.runtime import Runtime, Served
 from beatkeeper_operator.status import (
     Observation,
@@ -64,12 +68,19 @@ class Changes:
 
 
 async def run(runtime: Runtime) -> None:
-    """Poll forever; an unreachable database is logged and retried next interval."""
+    """Poll forever; an unreachable database is logged and retried next interval.
+
+    Every ``sweep_interval`` seconds it also retires rows whose resource is gone (``sweep``).
+    """
     since: datetime | None = None
+    swept_at = time.monotonic()
     while True:
         try:
             since = await refresh_once(runtime, since=since)
             runtime.database_ok = True
+            if time.monotonic() - swept_at >= runtime.config.sweep_interval:
+                swept_at = time.monotonic()
+                await sweep.sweep_once(runtime)
         except (DatabaseUnavailable, OperationalError) as exc:
             runtime.database_ok = False
             logger.warning("status refresh skipped: %s", exc)
@@ -80,7 +91,7 @@ async def run(runtime: Runtime) -> None:
 
 async def refresh_once(runtime: Runtime, *, since: datetime | None) -> datetime:
     """One poll: patch what changed after ``since``; returns the next ``since``."""
-    changes = await asyncio.to_thread(_changes, runtime, since)
+    changes = await runtime.in_database(_changes, runtime, since)
     for seen in changes.observations.values():
         await _refresh(runtime, seen)
     for row in changes.notable:
@@ -111,15 +122,33 @@ def _changes(runtime: Runtime, since: datetime | None) -> Changes:
         }
         found: dict[uuid.UUID, Observation] = {}
         for start in range(0, len(ids), BATCH):
-            found.update(load_observations(db, ids[start : start + BATCH]))
-        notable = list(
-            db.execute(
-                select(
-                    runs.c.id, runs.c.schedule_id, runs.c.state, runs.c.planned_at, runs.c.error
-                ).where(runs.c.updated_at > since, runs.c.state.in_(list(_NOTABLE)))
-            )
-        )
+            # Retired rows too: their runs already started go on and show in ``active``.
+            found.update(load_observations(db, ids[start : start + BATCH], retired=True))
+        notable = _notable_runs(runtime, db, after)
     return Changes(polled_at, found, notable)
+
+
+def _notable_runs(runtime: Runtime, db: Connection, after: datetime) -> list[Any]:
+    """Runs gone dead or missed since ``after`` (the overlap too), each reported once.
+
+    A run's ``updated_at`` is its writer's clock when the statement ran, so a run that
+    committed just after a poll can carry a time before it: without the overlap its Event
+    was lost.
+    """
+    found = db.execute(
+        select(
+            runs.c.id,
+            runs.c.schedule_id,
+            runs.c.state,
+            runs.c.planned_at,
+            runs.c.error,
+            runs.c.updated_at,
+        ).where(runs.c.updated_at > after, runs.c.state.in_(list(_NOTABLE)))
+    ).all()
+    noted = {key: at for key, at in runtime.noted_runs.items() if at > after}
+    fresh = [row for row in found if noted.get(row.id) != row.updated_at]
+    runtime.noted_runs = {**noted, **{row.id: row.updated_at for row in found}}
+    return fresh
 
 
 def _reference(uid: uuid.UUID, served: Served) -> dict[str, Any]:

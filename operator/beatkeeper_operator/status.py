@@ -21,7 +21,8 @@ from typing import Any
 from sqlalchemy import Connection, func, select
 from sqlalchemy.dialects.postgresql import distinct_on
 
-from beatkeeper.spec import ScheduleSpec, recurrence_of
+from beatkeeper.spec import ScheduleSpec
+from beatkeeper.spec.recurrences import Recurrences
 from beatkeeper.spec.status import ActiveRun, Condition, RunSummary
 from beatkeeper.states import ACTIVE, FINAL, RunState
 from beatkeeper.store.models import runs, schedules
@@ -29,7 +30,10 @@ from beatkeeper.store.models import runs, schedules
 __all__ = [
     "NEXT_RUN_TIMES",
     "RUN_FIELDS",
+    "TRIGGER_LENGTH",
     "Observation",
+    "already_reported",
+    "clip",
     "load_observations",
     "previous_ready",
     "ready_condition",
@@ -49,6 +53,8 @@ RUN_FIELDS = (
     "active",
     "counts",
 )
+#: The CRD's limits on the status strings (``beatkeeper.spec.status``).
+TRIGGER_LENGTH = 256
 _MAX_ACTIVE = 100
 _MESSAGE = 1024
 
@@ -78,21 +84,20 @@ def rfc3339(moment: datetime | None) -> str | None:
 
 
 def load_observations(
-    db: Connection, ids: Sequence[uuid.UUID], *, with_runs: bool = True
+    db: Connection, ids: Sequence[uuid.UUID], *, with_runs: bool = True, retired: bool = False
 ) -> dict[uuid.UUID, Observation]:
-    """The live schedules among ``ids`` (deleted ones are left out), with their runs.
+    """The live schedules among ``ids`` (retired ones too if asked), with their runs.
 
     ``with_runs=False`` is for schedules known to have none (rows created just now): their
-    runs are not queried and the observation reports none.
+    runs are not queried and the observation reports none. A retired schedule (refused by
+    the policy, say) plans nothing more, but the runs it already started still go on.
     """
     if not ids:
         return {}
-    found = {
-        row.id: _observation(row)
-        for row in db.execute(
-            select(schedules).where(schedules.c.id.in_(ids), schedules.c.deleted_at.is_(None))
-        )
-    }
+    query = select(schedules).where(schedules.c.id.in_(ids))
+    if not retired:
+        query = query.where(schedules.c.deleted_at.is_(None))
+    found = {row.id: _observation(row) for row in db.execute(query)}
     if found and with_runs:
         _load_runs(db, found)
     return found
@@ -141,11 +146,19 @@ def _observation(row: Any) -> Observation:
     )
 
 
+# Rows change on every run; their specs rarely do (an RRULE's COUNT is costly to expand).
+_RECURRENCES = Recurrences()
+
+
 def _upcoming(row: Any) -> list[datetime]:
-    if row.suspended or row.next_run_at is None:
+    if row.suspended or row.next_run_at is None or row.deleted_at is not None:
         return []
-    spec = ScheduleSpec.model_validate(row.spec)
-    recurrence = recurrence_of(spec, seed=str(row.id), created_at=row.created_at)
+    _, recurrence = _RECURRENCES.of(
+        row.id,
+        row.spec_hash,
+        lambda: ScheduleSpec.model_validate(row.spec),
+        created_at=row.created_at,
+    )
     moments = [row.next_run_at]
     while len(moments) < NEXT_RUN_TIMES:
         following = recurrence.next_after(
@@ -212,6 +225,16 @@ def ready_condition(
     return condition.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
+def already_reported(previous: Mapping[str, Any] | None, condition: Mapping[str, Any]) -> bool:
+    """Whether the status already shows this Ready condition for this generation.
+
+    The resource itself is the record of what was reported: an operator restarted (its
+    Event limiter is in memory) posts again only what the status does not already say.
+    """
+    keys = ("status", "reason", "message", "observedGeneration")
+    return previous is not None and all(previous.get(k) == condition.get(k) for k in keys)
+
+
 def previous_ready(status: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
     for condition in (status or {}).get("conditions") or []:
         if isinstance(condition, Mapping) and condition.get("type") == "Ready":
@@ -232,7 +255,10 @@ def status_patch(current: Mapping[str, Any] | None, desired: Mapping[str, Any]) 
     return patch
 
 
+def clip(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, ending in "..." when it was cut."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _clip(text: str | None) -> str | None:
-    if text is None or len(text) <= _MESSAGE:
-        return text
-    return text[: _MESSAGE - 3] + "..."
+    return None if text is None else clip(text, _MESSAGE)

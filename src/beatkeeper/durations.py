@@ -30,10 +30,10 @@ def parse_duration(text: str) -> timedelta:
     seconds = sum(
         int(v) * factor for v, (_, factor) in zip(match.groups(), _UNITS, strict=True) if v
     )
-    result = timedelta(seconds=seconds)
-    if result > MAX_DURATION:
+    # Compared as a number first: a huge one would overflow timedelta before the check.
+    if seconds > MAX_DURATION.total_seconds():
         raise ValueError(f"{text!r} is longer than ten years")
-    return result
+    return timedelta(seconds=seconds)
 
 
 def format_duration(value: timedelta) -> str:

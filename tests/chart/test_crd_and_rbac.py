@@ -47,10 +47,10 @@ def test_crd_can_be_left_out_or_not_kept(helm: Path, renderings: dict[str, Rende
 
 def test_cluster_wide_rules_equal_manifests_rbac(renderings: dict[str, Rendering]) -> None:
     rendering = renderings["default"]
-    (role,) = rendering.of_kind("ClusterRole")
+    role = rendering.get("ClusterRole", "operator")
     assert role["rules"] == _manifest(RBAC / "cluster-wide.yaml", "ClusterRole")["rules"]
     assert rendering.of_kind("Role") == []
-    (binding,) = rendering.of_kind("ClusterRoleBinding")
+    binding = rendering.get("ClusterRoleBinding", "operator")
     assert binding["roleRef"]["name"] == role["metadata"]["name"]
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": "bk-beatkeeper-operator", "namespace": "beatkeeper"}
@@ -61,8 +61,9 @@ def test_namespaced_operator_gets_a_role_per_namespace_and_nothing_cluster_wide(
     renderings: dict[str, Rendering],
 ) -> None:
     rendering = renderings["namespaced-operator-values"]
-    assert rendering.of_kind("ClusterRole") == []
-    assert rendering.of_kind("ClusterRoleBinding") == []
+    # Cluster-wide, only the right to set the caBundle of the release's own webhook.
+    assert [role["rules"] for role in rendering.of_kind("ClusterRole")] == [_WEBHOOK_RULES]
+    assert len(rendering.of_kind("ClusterRoleBinding")) == 1
     expected = _manifest(RBAC / "namespaced.yaml", "Role")["rules"]
     roles = rendering.of_kind("Role")
     assert sorted(role["metadata"]["namespace"] for role in roles) == ["team-a", "team-b"]
@@ -83,7 +84,17 @@ ALLOWED = {
     ("beatkeeper.io", "schedules/status"): {"patch"},
     ("", "events"): {"create"},
     ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
+    ("admissionregistration.k8s.io", "validatingwebhookconfigurations"): {"get", "patch"},
 }
+WEBHOOK_CONFIGURATION = "beatkeeper-bk-beatkeeper-webhook"
+_WEBHOOK_RULES = [
+    {
+        "apiGroups": ["admissionregistration.k8s.io"],
+        "resources": ["validatingwebhookconfigurations"],
+        "resourceNames": [WEBHOOK_CONFIGURATION],
+        "verbs": ["get", "patch"],
+    }
+]
 
 
 def test_operator_never_gets_more_than_it_needs(rendering: Rendering) -> None:
@@ -93,3 +104,18 @@ def test_operator_never_gets_more_than_it_needs(rendering: Rendering) -> None:
                 for resource in rule["resources"]:
                     allowed = ALLOWED.get((group, resource), set())
                     assert set(rule["verbs"]) <= allowed, (group, resource, rule["verbs"])
+                    if resource == "validatingwebhookconfigurations":
+                        assert rule["resourceNames"] == [WEBHOOK_CONFIGURATION]
+
+
+def test_the_operator_may_patch_its_webhook_configuration_only_without_cert_manager(
+    helm: Path, renderings: dict[str, Rendering]
+) -> None:
+    role = renderings["default"].get("ClusterRole", "operator-webhook")
+    assert role["rules"] == _WEBHOOK_RULES
+    binding = renderings["default"].get("ClusterRoleBinding", "operator-webhook")
+    assert binding["subjects"][0]["name"] == "bk-beatkeeper-operator"
+    result = template(helm, "--set", "webhook.certManager.enabled=true")
+    assert result.returncode == 0, result.stderr
+    kinds = [(obj["kind"], obj["metadata"]["name"]) for obj in parse(result.stdout)]
+    assert ("ClusterRole", "beatkeeper-bk-beatkeeper-operator-webhook") not in kinds

@@ -32,7 +32,7 @@ def _leaves(values: dict[str, Any], prefix: str = "") -> Iterator[str]:
         path = f"{prefix}{key}"
         if path in WHOLE or key in COMPONENT_KEYS or not isinstance(value, dict) or not value:
             yield path
-        elif "namespaceSelector" in value or "podSelector" in value:
+        elif set(value) <= {"namespaceSelector", "podSelector"}:
             yield from (f"{path}.{selector}" for selector in value)
         else:
             yield from _leaves(value, f"{path}.")

@@ -87,10 +87,31 @@ def test_flower_accepts_only_the_ingress_controller(policies: Rendering) -> None
 
 def test_metrics_only_from_the_monitoring_namespace(policies: Rendering) -> None:
     for component in ("operator", "beat", "worker"):
-        (rule,) = _policy(policies, component)["spec"]["ingress"]
+        rule = _policy(policies, component)["spec"]["ingress"][0]
         assert rule["ports"] == [{"port": "metrics", "protocol": "TCP"}]
         selector = rule["from"][0]["namespaceSelector"]["matchLabels"]
         assert selector == {"kubernetes.io/metadata.name": "monitoring"}
+
+
+def test_the_api_server_reaches_the_webhook_port_only(policies: Rendering) -> None:
+    metrics, webhook = _policy(policies, "operator")["spec"]["ingress"]
+    assert metrics["ports"] == [{"port": "metrics", "protocol": "TCP"}]
+    assert webhook == {
+        "from": [{"ipBlock": {"cidr": "10.96.0.1/32"}}, {"ipBlock": {"cidr": "172.18.0.0/16"}}],
+        "ports": [{"port": "webhook", "protocol": "TCP"}],
+    }
+
+
+def test_without_api_server_addresses_the_webhook_port_is_open_to_any(helm: Path) -> None:
+    result = template(helm, "--set", "networkPolicy.enabled=true")
+    assert result.returncode == 0, result.stderr
+    (policy,) = [
+        obj
+        for obj in parse(result.stdout)
+        if obj["kind"] == "NetworkPolicy" and name_of(obj).endswith("-operator")
+    ]
+    webhook = policy["spec"]["ingress"][1]
+    assert webhook == {"ports": [{"port": "webhook", "protocol": "TCP"}]}
 
 
 def test_migration_and_test_pods_accept_nothing(policies: Rendering) -> None:

@@ -11,7 +11,7 @@ from chart_render import Object, Rendering, name_of
 # The Kubernetes version whose schemas (bundled with kubernetes-validate) objects must meet.
 KUBERNETES_VERSION = "1.35.0"
 # Kinds from add-ons' CRDs, which kubernetes-validate has no schema for.
-ADDON_KINDS = {"ServiceMonitor", "ScaledObject", "TriggerAuthentication"}
+ADDON_KINDS = {"ServiceMonitor", "ScaledObject", "TriggerAuthentication", "Certificate", "Issuer"}
 BEATKEEPER_UID = 10001
 
 
@@ -32,7 +32,12 @@ def test_every_object_meets_the_kubernetes_schema(rendering: Rendering) -> None:
 
 
 def test_every_object_is_in_the_release_namespace_or_cluster_scoped(rendering: Rendering) -> None:
-    cluster_scoped = {"ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition"}
+    cluster_scoped = {
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "CustomResourceDefinition",
+        "ValidatingWebhookConfiguration",
+    }
     namespaced_elsewhere = {"Role", "RoleBinding"}  # in the namespaces the operator serves
     for obj in rendering.objects:
         namespace = obj["metadata"].get("namespace")

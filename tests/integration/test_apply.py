@@ -116,11 +116,22 @@ def test_ids_of_manifests_without_uid_are_not_derived_from_their_names(db: Engin
     legacy = uuid.uuid5(uuid.UUID("5b0c6f4e-2d7c-4c83-9a51-0a9f3f1f6e21"), "chores/reminders")
     first = apply(db, manifest(uid=None))
     assert first.id != legacy
-    assert first.id.version == 4
+    assert first.id.version == 8  # random, marked as applied without a cluster
     with db.begin() as conn:
         delete_schedule(conn, namespace="chores", name="reminders", now=NOW)
     elsewhere = apply(db, manifest(uid=None, namespace="other"))
     assert elsewhere.id not in {first.id, legacy}
+
+
+def test_a_deleted_schedule_from_a_cluster_is_not_restored_by_an_apply_without_uid(
+    db: Engine,
+) -> None:
+    apply(db, manifest())  # a Kubernetes uid
+    with db.begin() as conn:
+        delete_schedule(conn, uid=uuid.UUID(UID), now=NOW)
+    result = apply(db, manifest(uid=None))
+    assert (result.action, result.id.version) == ("created", 8)
+    assert row(db).deleted_at == NOW
 
 
 def test_uid_of_another_schedule_is_refused_and_moves_nothing(db: Engine) -> None:

@@ -23,6 +23,7 @@ import kopf
 import pytest
 from beatkeeper_operator.policy import Policy
 from beatkeeper_operator.runtime import OperatorConfig
+from beatkeeper_operator.webhook import WebhookConfig
 from emulator import Emulator, make_emulator
 from proxy import DatabaseProxy
 from sqlalchemy import Engine
@@ -90,14 +91,23 @@ async def start_operator(
     handles: list[OperatorHandle] = []
 
     async def start(
-        *, policy: Policy | None = None, settings_: Settings | None = None
+        *,
+        policy: Policy | None = None,
+        settings_: Settings | None = None,
+        webhook: WebhookConfig | None = None,
+        **config_: Any,
     ) -> OperatorHandle:
+        timings: dict[str, Any] = {
+            "refresh_interval": 0.2,
+            "event_interval": 0.0,
+            "max_backoff": 1.0,
+            **config_,
+        }
         config = OperatorConfig(
             settings=settings_ or settings,
             policy=policy or Policy(),
-            refresh_interval=0.2,
-            event_interval=0.0,
-            max_backoff=1.0,
+            webhook=webhook,
+            **timings,
         )
         handle = OperatorHandle(config)
         handle.thread.start()

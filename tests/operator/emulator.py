@@ -10,26 +10,44 @@ for the tests and the benchmark instead of keeping kmock's log of every request,
 objects by their address, and serves its own object requests without kmock's search for a
 reaction: that keeps the cost of a request small and flat at thousands of Schedules.
 
-``make_emulator`` serves discovery for everything kopf waits for (FIELD-NOTES). Test- and
+It is as strict as a real API server where the operator's correctness depends on it
+(``crd_rules``): Schedules are pruned and validated against the generated CRD's schema and
+CEL rules, spec and status alike; annotations over 256 KiB, objects over 1.5 MiB and bad
+names are refused, with the ``Status`` body a real server sends (422, 413, 409); a request
+body over 1 MiB is refused by the HTTP server underneath (a real one takes 3 MiB).
+``metadata.generateName`` gets a random suffix. Every change gets the next
+``resourceVersion``; a list reports the current one and supports ``limit``/``continue``, and
+a watch from ``resourceVersion=N`` replays what changed after N (410 Gone once N is older
+than the events kept), so a client that lists and then watches misses nothing.
+
+``make_emulator`` serves discovery for everything kopf waits for. Test- and
 benchmark-side only: nothing in the product imports it.
 """
 
 from __future__ import annotations
 
+import base64
+import collections
 import contextvars
 import copy
 import datetime
 import itertools
+import json
+import random
 import uuid
 from collections import Counter
 from typing import Any
 
 import aiohttp.web
 import attrs
+import crd_rules
 import kmock
 
 GROUP_VERSION = "beatkeeper.io/v1alpha1"
 SCHEDULES = f"{GROUP_VERSION}/schedules"
+#: How many past watch events a watch can resume from (a real server keeps ~5 minutes).
+EVENTS_KEPT = 200_000
+_NAME_SUFFIX = "bcdfghjklmnpqrstvwxz2456789"  # what apimachinery's generateName draws from
 
 
 _serving: contextvars.ContextVar[Any] = contextvars.ContextVar("serving", default=None)
@@ -95,12 +113,35 @@ class Emulator(kmock.KubernetesEmulator, _OwnReactions):  # type: ignore[misc]
     counts: Counter[str] = attrs.field(factory=Counter, init=False)
     #: The path of every watch request, in order.
     watches: list[str] = attrs.field(factory=list, init=False)
+    #: Refused writes, by resource plural and HTTP code (``schedules:422``).
+    refusals: Counter[str] = attrs.field(factory=Counter, init=False)
     _versions: itertools.count[int] = attrs.field(factory=lambda: itertools.count(1), init=False)
+    _version: int = attrs.field(default=0, init=False)  # the last resourceVersion given out
+    _history: dict[Any, collections.deque[tuple[int, Any]]] = attrs.field(
+        factory=lambda: collections.defaultdict(lambda: collections.deque(maxlen=EVENTS_KEPT)),
+        init=False,
+    )
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
         self._requests = _RequestLog()
         self._own_reactions = len(self._payloads)
+        self._buses = _RecordedBuses(self)
+
+    def _next_version(self) -> int:
+        self._version = next(self._versions)
+        return self._version
+
+    def _record(self, resource: Any, event: dict[str, Any]) -> dict[str, Any]:
+        """Log a watch event under its resourceVersion (a deletion gets a new one)."""
+        if event.get("type") == "DELETED":
+            event = {**event, "object": copy.deepcopy(event["object"])}
+            event["object"].setdefault("metadata", {})["resourceVersion"] = str(
+                self._next_version()
+            )
+        version = int(event["object"].get("metadata", {}).get("resourceVersion") or 0)
+        self._history[resource].append((version, event))
+        return event
 
     async def _handle(self, request: Any) -> aiohttp.web.StreamResponse:
         action = str(request.action.value) if request.action is not None else "other"
@@ -117,47 +158,130 @@ class Emulator(kmock.KubernetesEmulator, _OwnReactions):  # type: ignore[misc]
         if request.resource is None:
             return await super()._handle(request)
         if request.action == kmock.action.CREATE and isinstance(request.data, dict):
-            self._stamp_new(request.data)
+            body = self._admitted(request, request.data)
+            if isinstance(body, aiohttp.web.StreamResponse):
+                return body
+            self._stamp_new(body)
+            # Request is a frozen attrs class; a new instance would not match kmock's
+            # fallback reactions, so the parsed body is replaced in place.
+            object.__setattr__(request, "data", body)
         elif request.action == kmock.action.UPDATE and request.name is not None:
             key = (request.resource, request.namespace, request.name)
             if key in self.objects and not self.objects[key].deleted:
                 current = copy.deepcopy(self.objects[key].raw)
                 changed = _apply(current, request.data, subresource=request.subresource)
                 if changed is None:
-                    return await self._render_error(
-                        kmock.KubernetesError(status=422, reason="Invalid", message="test failed")
-                    )
+                    message = "the server rejected our request due to an error in our request"
+                    return _refused(422, "Invalid", request, message)
+                changed = self._admitted(request, changed)
+                if isinstance(changed, aiohttp.web.StreamResponse):
+                    return changed
                 self._stamp_update(current, changed)
-                # Request is a frozen attrs class; a new instance would not match kmock's
-                # fallback reactions, so the parsed body is replaced in place.
                 object.__setattr__(request, "data", _merge_diff(current, changed))
+        elif request.action == kmock.action.DELETE and request.name is not None:
+            stored = self._stored(request.resource, request.namespace, request.name)
+            meta = {} if stored is None or stored.deleted else stored.raw.get("metadata", {})
+            if meta.get("finalizers") and not meta.get("deletionTimestamp"):
+                # kmock marks it deleted (a MODIFIED event): that change needs a version too.
+                stored.patch({"metadata": {"resourceVersion": str(self._next_version())}})
         return await super()._handle(request)
 
-    async def _serve_watch(self, request: Any) -> Any:
-        # kmock snapshots the objects, then subscribes to its event bus: a change in between
-        # is lost and kopf waits forever. Mark the bus under the same lock as the snapshot.
-        yield b""
-        bus = self._buses[request.resource]
+    async def _render_error(self, exc: Exception) -> aiohttp.web.StreamResponse:
+        """kmock's object errors with the reason a real server gives (kopf reads it)."""
+        reasons = {404: "NotFound", 409: "AlreadyExists"}
+        code = getattr(exc, "status", None)
+        if isinstance(exc, kmock.KubernetesError) and code in reasons:
+            request = _serving.get()
+            message = "the object already exists" if code == 409 else "the object is not found"
+            response: aiohttp.web.StreamResponse = _refused(code, reasons[code], request, message)
+            return response
+        return await super()._render_error(exc)
+
+    def _admitted(
+        self, request: Any, body: dict[str, Any]
+    ) -> dict[str, Any] | aiohttp.web.StreamResponse:
+        """The body as a real server would store it, or the response refusing it."""
+        plural = str(getattr(request.resource, "plural", ""))
+        meta = body.setdefault("metadata", {})
+        if not meta.get("name") and meta.get("generateName"):
+            suffix = "".join(random.choices(_NAME_SUFFIX, k=5))
+            meta["name"] = f"{meta['generateName']}{suffix}"
+        schedule = plural == "schedules"
+        if schedule:
+            body = crd_rules.prune_schedule(body)
+        causes = crd_rules.problems(body, schedule=schedule)
+        if causes:
+            self.refusals[f"{plural}:422"] += 1
+            kind = "Schedule.beatkeeper.io" if schedule else str(body.get("kind") or plural)
+            status = crd_rules.status_body(
+                code=422, reason="Invalid", kind=kind, name=meta.get("name", ""), causes=causes
+            )
+            return aiohttp.web.json_response(status, status=422)
+        if crd_rules.too_large(body):
+            self.refusals[f"{plural}:413"] += 1
+            message = "etcdserver: request is too large"
+            return _refused(413, "RequestEntityTooLarge", request, message)
+        return body
+
+    async def _serve_list(self, request: Any) -> Any:
+        """Objects in name order, ``limit`` at a time, with the list's resourceVersion."""
         async with self._lock:
-            marker = await bus.mark()
-            snapshot = [
-                obj.raw
-                for (resource, namespace, _), obj in self.objects.items()
+            version = self._version
+            found = sorted(
+                ((namespace or "", name), obj.raw)
+                for (resource, namespace, name), obj in self.objects.items()
                 if resource == request.resource
                 and request.namespace in (None, namespace)
                 and not obj.deleted
-            ]
-        if request.params.get("resourceVersion"):
-            snapshot = []  # the client listed first; a real watch does not repeat the list
+            )
+        after = _continued(request.params.get("continue"))
+        if after is not None:
+            found = [(key, raw) for key, raw in found if key > after]
+        limit = int(request.params.get("limit") or 0)
+        token = ""
+        if limit and len(found) > limit:
+            found = found[:limit]
+            token = base64.urlsafe_b64encode(json.dumps(found[-1][0]).encode()).decode()
+        metadata = {"resourceVersion": str(version), "continue": token}
+        return {"metadata": metadata, "items": [raw for _, raw in found]}
+
+    async def _serve_watch(self, request: Any) -> Any:
+        # The snapshot (or the replay) and the bus's mark are taken under the lock every
+        # change is made under, so no change falls between them.
+        yield b""
+        bus = self._buses[request.resource]
+        since = _version_of(request.params.get("resourceVersion"))
+        async with self._lock:
+            marker = await bus.mark()
+            if since is None:  # no version: the current state first, as ADDED events
+                snapshot = [
+                    {"type": "ADDED", "object": obj.raw}
+                    for (resource, namespace, _), obj in self.objects.items()
+                    if resource == request.resource
+                    and request.namespace in (None, namespace)
+                    and not obj.deleted
+                ]
+            else:
+                snapshot = self._replay(request.resource, since)
         try:
-            for raw in snapshot:
-                yield {"type": "ADDED", "object": raw}
+            for event in snapshot:
+                namespace = event.get("object", {}).get("metadata", {}).get("namespace")
+                if request.namespace in (None, namespace) or event["type"] == "ERROR":
+                    yield event
             async for event in bus.stream(since=marker):
                 namespace = event.get("object", {}).get("metadata", {}).get("namespace")
                 if request.namespace in (None, namespace):
                     yield event
         finally:
             await bus.unmark(marker)
+
+    def _replay(self, resource: Any, since: int) -> list[dict[str, Any]]:
+        """The events after ``since``, or a 410 Gone if some of them are no longer kept."""
+        kept = self._history[resource]
+        if kept and len(kept) == kept.maxlen and kept[0][0] > since + 1:
+            gone = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 410}
+            return [{"type": "ERROR", "object": {**gone, "reason": "Expired"}}]
+        return [event for version, event in kept if version > since]
 
     # kmock finds the object of a request by scanning every object it holds: another
     # quadratic cost at thousands of Schedules. Its key is the object's address, so look it up.
@@ -195,14 +319,14 @@ class Emulator(kmock.KubernetesEmulator, _OwnReactions):  # type: ignore[misc]
         meta = body.setdefault("metadata", {})
         meta.setdefault("uid", str(uuid.uuid4()))
         meta.setdefault("generation", 1)
-        meta["resourceVersion"] = str(next(self._versions))
+        meta["resourceVersion"] = str(self._next_version())
         meta.setdefault("creationTimestamp", _now())
 
     def _stamp_update(self, old: dict[str, Any], new: dict[str, Any]) -> None:
         if old == new:
             return
         meta = new.setdefault("metadata", {})
-        meta["resourceVersion"] = str(next(self._versions))
+        meta["resourceVersion"] = str(self._next_version())
         if _content(old) != _content(new):
             meta["generation"] = int(old.get("metadata", {}).get("generation", 1)) + 1
 
@@ -226,6 +350,58 @@ def make_emulator() -> Emulator:
         kind="Event", namespaced=True, singular="event", verbs=verbs
     )
     return emulator
+
+
+class _RecordedBus(kmock.Bus):  # type: ignore[misc]
+    """kmock's event bus for one resource, also logging each event for resumed watches."""
+
+    def __init__(self, emulator: Emulator, resource: Any) -> None:
+        super().__init__()
+        self._emulator = emulator
+        self._resource = resource
+
+    async def put(self, *items: Any) -> None:
+        await super().put(*(self._emulator._record(self._resource, item) for item in items))
+
+
+class _RecordedBuses(dict[Any, _RecordedBus]):
+    def __init__(self, emulator: Emulator) -> None:
+        super().__init__()
+        self._emulator = emulator
+
+    def __missing__(self, resource: Any) -> _RecordedBus:
+        bus = self[resource] = _RecordedBus(self._emulator, resource)
+        return bus
+
+
+def _refused(code: int, reason: str, request: Any, message: str) -> aiohttp.web.Response:
+    status = {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "details": {"name": getattr(request, "name", None) or ""},
+        "code": code,
+    }
+    return aiohttp.web.json_response(status, status=code)
+
+
+def _version_of(text: str | None) -> int | None:
+    """A watch's starting resourceVersion; None (or "0": any) starts from the current state."""
+    try:
+        version = int(text or "")
+    except ValueError:
+        return None
+    return version or None
+
+
+def _continued(token: str | None) -> tuple[str, str] | None:
+    if not token:
+        return None
+    namespace, name = json.loads(base64.urlsafe_b64decode(token.encode()))
+    return namespace, name
 
 
 def _now() -> str:

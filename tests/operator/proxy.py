@@ -2,8 +2,10 @@
 
 It runs its own event loop in a thread, so cutting it does not depend on the test's loop
 (or the operator's) being free. ``cut()`` refuses new connections and drops open ones, as
-a database that went away would; ``restore()`` listens again on the same port. The target
-is a TCP address or a unix socket (the embedded PostgreSQL listens on one).
+a database that went away would; ``restore()`` listens again on the same port. ``stall()``
+plays a network partition: every socket stays open and nothing is forwarded either way,
+so a client learns of it only from its own timeouts; ``restore()`` forwards again. The
+target is a TCP address or a unix socket (the embedded PostgreSQL listens on one).
 
 Test-side only: nothing in the product imports it.
 """
@@ -26,6 +28,7 @@ class DatabaseProxy:
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._flowing: asyncio.Event | None = None
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
 
     @property
@@ -46,12 +49,25 @@ class DatabaseProxy:
     def restore(self) -> None:
         asyncio.run_coroutine_threadsafe(self._listen(), self._loop).result(timeout=10)
 
+    def stall(self) -> None:
+        asyncio.run_coroutine_threadsafe(self._stall(), self._loop).result(timeout=10)
+
+    async def _stall(self) -> None:
+        self._flow().clear()
+
+    def _flow(self) -> asyncio.Event:
+        if self._flowing is None:  # created on the proxy's own loop
+            self._flowing = asyncio.Event()
+            self._flowing.set()
+        return self._flowing
+
     def close(self) -> None:
         self.cut()
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
 
     async def _listen(self) -> None:
+        self._flow().set()
         if self._server is None:
             self._server = await asyncio.start_server(
                 self._pipe_client, "127.0.0.1", self.port, reuse_address=True
@@ -75,7 +91,8 @@ class DatabaseProxy:
             return
         up_reader, up_writer = upstream
         self._writers.update({writer, up_writer})
-        await asyncio.gather(_pump(reader, up_writer), _pump(up_reader, writer))
+        flowing = self._flow()
+        await asyncio.gather(_pump(reader, up_writer, flowing), _pump(up_reader, writer, flowing))
         self._writers.difference_update({writer, up_writer})
 
     async def _open_upstream(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -86,9 +103,12 @@ class DatabaseProxy:
         return await asyncio.open_connection(self.target.host, self.target.port or 5432)
 
 
-async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _pump(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, flowing: asyncio.Event
+) -> None:
     with contextlib.suppress(OSError, ConnectionError):
         while data := await reader.read(65536):
+            await flowing.wait()
             writer.write(data)
             await writer.drain()
     writer.transport.abort()

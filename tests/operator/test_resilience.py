@@ -3,8 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+import time
 
-from harness import create, current, eventually, manifest, ready, ready_becomes
+import aiohttp
+from beatkeeper_operator.policy import parse_policy
+from harness import (
+    create,
+    current,
+    events,
+    eventually,
+    manifest,
+    merge_patch,
+    ready,
+    ready_becomes,
+)
 from sqlalchemy import Engine, func, select
 
 from beatkeeper.store.models import runs, schedules
@@ -64,3 +77,109 @@ async def test_restart_changes_nothing_and_patches_nothing(cluster, start_operat
     assert row_counts(db) == rows
     assert status_patches(cluster) == patches
     assert {name: current(cluster, "team-a", name) for name in names} == before
+
+
+async def test_a_network_partition_is_reported_within_the_bound(
+    cluster, start_operator, database_proxy
+):
+    proxy, through_proxy = database_proxy
+    port = free_port()
+    await start_operator(settings_=through_proxy, database_timeout=2.0, health_port=port)
+    await create(cluster, manifest("before"))
+    await ready_becomes(cluster, "team-a", "before", reason="Scheduled")
+    assert await readyz(port) == 200
+
+    proxy.stall()  # sockets stay open; nothing is forwarded, nothing is refused
+    stalled_at = time.monotonic()
+    await merge_patch(cluster, "team-a", "before", {"spec": {"cron": "0 4 * * *"}})
+    condition = await ready_becomes(cluster, "team-a", "before", reason="DatabaseUnavailable")
+    assert time.monotonic() - stalled_at < 10
+    assert "did not answer within 2s" in condition["message"]
+    await readyz_becomes(port, 503, timeout=10)
+
+    proxy.restore()
+    await ready_becomes(cluster, "team-a", "before", status="True", timeout=30)
+    await readyz_becomes(port, 200, timeout=30)
+
+
+async def test_a_partition_stalls_the_refresher_no_longer_than_the_bound(
+    cluster, start_operator, database_proxy
+):
+    proxy, through_proxy = database_proxy
+    port = free_port()
+    await start_operator(settings_=through_proxy, database_timeout=2.0, health_port=port)
+    await create(cluster, manifest("idle"))
+    await ready_becomes(cluster, "team-a", "idle", reason="Scheduled")
+    await readyz_becomes(port, 200, timeout=10)
+
+    proxy.stall()  # no handler runs: only the refresher notices
+    stalled_at = time.monotonic()
+    await readyz_becomes(port, 503, timeout=10)
+    assert time.monotonic() - stalled_at < 6
+    proxy.restore()
+    await readyz_becomes(port, 200, timeout=30)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+async def readyz(port: int) -> int:
+    try:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"http://127.0.0.1:{port}/readyz") as response,
+        ):
+            return response.status
+    except aiohttp.ClientConnectionError:
+        return 0
+
+
+async def readyz_becomes(port: int, status: int, *, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while (seen := await readyz(port)) != status:
+        assert time.monotonic() < deadline, f"/readyz stayed {seen}, not {status}"
+        await asyncio.sleep(0.1)
+
+
+async def test_a_restart_posts_no_event_again_for_a_problem_already_reported(
+    cluster, start_operator
+):
+    policy = parse_policy({"namespaces": {"team-a": {"tasks": ["billing.*"]}}})
+    first = await start_operator(policy=policy)
+    await create(cluster, manifest("broken", cron="not a cron"))
+    await create(cluster, manifest("refused", task="payroll.tasks.pay"))
+    await ready_becomes(cluster, "team-a", "broken", reason="InvalidSpec")
+    await ready_becomes(cluster, "team-a", "refused", reason="TaskNotAllowed")
+    await eventually(lambda: events(cluster, "InvalidSpec") and events(cluster, "TaskNotAllowed"))
+    posted = len(events(cluster, "InvalidSpec")), len(events(cluster, "TaskNotAllowed"))
+    await first.stop()
+
+    second = await start_operator(policy=policy)
+    await eventually(lambda: second.runtime and len(second.runtime.served) == 2)
+    await asyncio.sleep(1.0)  # several refresher polls: a stray Event would show by now
+    assert (len(events(cluster, "InvalidSpec")), len(events(cluster, "TaskNotAllowed"))) == posted
+
+    await merge_patch(cluster, "team-a", "broken", {"spec": {"cron": "still not a cron"}})
+    await eventually(lambda: len(events(cluster, "InvalidSpec")) == posted[0] + 1)
+
+
+async def test_a_start_with_many_schedules_handles_all_and_what_changed_meanwhile(
+    cluster, start_operator
+):
+    names = [f"existing-{index}" for index in range(150)]
+    for name in names:
+        await create(cluster, manifest(name))
+    await start_operator()
+    await eventually(lambda: cluster.watches, what="the operator watching")
+    for index in range(20):  # created between the operator's list and its watch, or after
+        await create(cluster, manifest(f"meanwhile-{index}"))
+        names.append(f"meanwhile-{index}")
+
+    def all_ready() -> bool:
+        return all(ready(cluster, "team-a", name)["reason"] == "Scheduled" for name in names)
+
+    await eventually(all_ready, timeout=60, what="every Schedule Ready")

@@ -185,11 +185,34 @@ def test_preview_from_manifest(run) -> None:
         (["--cron", "* * * * *", "--timezone", "Mars/Olympus"], 1, "--timezone: "),
         (["--cron", "* * * * *", "--after", "soon"], 2, "--after: 'soon' is not a time"),
         (["--cron", "* * * * *", "--count", "0"], 2, "Invalid value for '--count'"),
+        (
+            ["--cron", "* * * * *", "--after", "9999-12-31T23:59:00Z"],
+            2,
+            "--after: 9999-12-31T23:59:00Z is out of range",
+        ),
+        (["--rrule", "FREQ=HOURLY;BYSETPOS=2"], 1, "--rrule: never fires"),
     ],
 )
 def test_preview_errors_are_one_clear_line(run, args, code, message) -> None:
     result = run("preview", *args)
     assert result.code == code
+    assert message in result.err
+    assert "Traceback" not in result.err
+
+
+@pytest.mark.parametrize(
+    ("since", "message"),
+    [
+        ("99999999999w", "--since: '99999999999w' is longer than ten years"),
+        ("0001-01-01T00:00:00Z", "--since: 0001-01-01T00:00:00Z is out of range"),
+    ],
+)
+def test_runs_since_out_of_range_is_one_line_before_any_database(
+    run, monkeypatch, since, message
+) -> None:
+    monkeypatch.setenv("BEATKEEPER_DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")
+    result = run("runs", "--since", since)
+    assert result.code == 2
     assert message in result.err
     assert "Traceback" not in result.err
 

@@ -169,9 +169,16 @@ def test_metadata_name_rules(metadata: dict[str, Any], expected: str) -> None:
 
 def test_unrelated_metadata_and_status_from_kubectl_are_ignored() -> None:
     document = manifest()
-    document["metadata"] |= {"resourceVersion": "12", "managedFields": [], "uid": "abc"}
+    document["metadata"] |= {
+        "resourceVersion": "12",
+        "managedFields": [],
+        "uid": "6f1c0a52-7d3e-4a8b-9c2d-1e5f4a3b2c10",
+    }
     document["status"] = {"observedGeneration": 2}
-    assert validate_manifest(document, now=NOW).manifest.metadata.uid == "abc"
+    assert (
+        validate_manifest(document, now=NOW).manifest.metadata.uid
+        == "6f1c0a52-7d3e-4a8b-9c2d-1e5f4a3b2c10"
+    )
 
 
 def test_non_mapping_document_is_refused() -> None:

@@ -38,11 +38,12 @@ from sqlalchemy import Connection, Engine
 
 from beatkeeper import plans
 from beatkeeper.recurrence import Recurrence
-from beatkeeper.spec import ScheduleSpec, recurrence_of
+from beatkeeper.spec import ScheduleSpec
 from beatkeeper.states import RunState
 from beatkeeper.store import planning, transition_many
 from beatkeeper_worker.broker import Publisher
 from beatkeeper_worker.publish import Phases, RunPublisher, Templates, timed
+from beatkeeper_worker.specs import Specs
 
 __all__ = ["BATCH_SIZE", "TickReport", "Ticker", "utcnow"]
 
@@ -109,6 +110,7 @@ class Ticker:
         self._connections: dict[str, Connection] = {}
         self._app = app
         self._runs = RunPublisher(app, publisher)
+        self._specs = Specs()  # parsed once per spec version, not once per due tick
         self.batch_size = batch_size
         self._clock = clock
         self._redeliver_after = redeliver_after if queue_is_empty is not None else None
@@ -285,8 +287,7 @@ class Ticker:
 
     def _read(self, due: plans.DueSchedule) -> tuple[ScheduleSpec, Recurrence] | None:
         try:
-            spec = ScheduleSpec.model_validate_json(due.spec_json)
-            return spec, recurrence_of(spec, seed=str(due.id), created_at=due.created_at)
+            return self._specs.read(due)
         except ValueError as error:
             log.error(  # noqa: TRY400 (a data problem, not a bug: no traceback)
                 "schedule %s/%s has a stored spec beatkeeper cannot plan (%s); "

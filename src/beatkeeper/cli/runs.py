@@ -29,7 +29,7 @@ from sqlalchemy import Engine
 
 from beatkeeper.cli.output import EXIT_USAGE, OUTPUT, UserError, stderr, stdout
 from beatkeeper.cli.store import database
-from beatkeeper.durations import parse_duration
+from beatkeeper.durations import DURATION_PATTERN, parse_duration
 from beatkeeper.spec import to_instant, validate_manifest
 from beatkeeper.spec.types import parse_time
 from beatkeeper.states import FINAL, RunState
@@ -113,13 +113,14 @@ def list_runs(
     """
     now = datetime.now(UTC)
     namespace, name = _split(schedule) if schedule else (None, None)
+    after = _since(since, now) if since else None
     with database() as engine, engine.connect() as db:
         found = history.list_runs(
             db,
             namespace=namespace,
             name=name,
             states=[RunState(state) for state in states],
-            since=_since(since, now) if since else None,
+            since=after,
             limit=limit,
         )
         if not found and namespace and name and not history.ever_existed(db, namespace, name):
@@ -346,8 +347,9 @@ def _split(text: str) -> tuple[str, str]:
 def _since(text: str, now: datetime) -> datetime:
     try:
         return now - parse_duration(text)
-    except ValueError:
-        pass
+    except ValueError as exc:
+        if re.fullmatch(DURATION_PATTERN, text.strip()):  # a duration, but too long
+            raise UserError(f"--since: {exc}", code=EXIT_USAGE) from None
     try:
         value = parse_time(text)
     except ValueError as exc:

@@ -1,8 +1,9 @@
 """Every Prometheus metric beatkeeper exports, and how a process (or a prefork pool) shows them.
 
-Beat is one process: its metrics live in the default registry. A prefork worker is not:
-runs finish in pool processes, which Celery forks and replaces (``max_tasks_per_child``,
-crashes, time limits), while only the main process serves ``/metrics``. Counting in the main
+Beat and the operator are one process each: their metrics live in the default registry. A
+prefork worker is not: runs finish in pool processes, which Celery forks and replaces
+(``max_tasks_per_child``, crashes, time limits), while only the main process serves
+``/metrics``. Counting in the main
 process instead was the other option, but the outcome of a run (``retrying`` or ``dead``,
 the duration of its body) is decided in the pool process by run tracking, and Celery
 reports nothing of it back to the parent. So a worker uses prometheus_client's
@@ -39,9 +40,14 @@ from prometheus_client import (
 )
 
 __all__ = [
+    "ADMISSION_DECISIONS",
+    "ADMISSION_SECONDS",
     "DUE_BACKLOG",
+    "OLDEST_UNRECONCILED",
+    "OPERATOR_ERRORS",
     "PER_RUN",
     "QUEUE_LENGTH",
+    "RECONCILES",
     "RUNS_FINISHED",
     "RUN_DURATION",
     "SCHEDULING_LAG",
@@ -56,6 +62,8 @@ MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
 #: From a few milliseconds (a healthy Beat publishes that late) to minutes (an outage).
 LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+#: An admission decision is pure CPU work: well under a millisecond to a few for a long RRULE.
+ADMISSION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 
 # -- Beat (one process) -------------------------------------------------------------------
@@ -97,6 +105,40 @@ RUN_DURATION = Histogram(
     buckets=DURATION_BUCKETS,
 )
 PER_RUN = (RUNS_FINISHED, RUN_DURATION)
+
+# -- the operator (one process) -----------------------------------------------------------
+
+RECONCILES = Counter(
+    "beatkeeper_operator_reconciles",
+    "Schedule reconciles finished, by outcome (the Ready condition's reason: Scheduled, "
+    "Suspended, Finished, PausedAfterFailures, InvalidSpec, TaskNotAllowed, "
+    "DatabaseUnavailable, Error).",
+    ["outcome"],
+)
+OPERATOR_ERRORS = Counter(
+    "beatkeeper_operator_errors",
+    "Operator handler attempts that failed and will be retried, by what failed "
+    "(DatabaseUnavailable, or the exception's type).",
+    ["error"],
+)
+ADMISSION_DECISIONS = Counter(
+    "beatkeeper_admission_decisions",
+    "Schedule create/update requests the validating webhook answered, by decision "
+    "(allowed, denied) and reason (InvalidSpec, TaskNotAllowed; empty when allowed).",
+    ["decision", "reason"],
+)
+ADMISSION_SECONDS = Histogram(
+    "beatkeeper_admission_seconds",
+    "Time the validating webhook took to decide on one Schedule, by decision.",
+    ["decision"],
+    buckets=ADMISSION_BUCKETS,
+)
+OLDEST_UNRECONCILED = Gauge(
+    "beatkeeper_operator_oldest_unreconciled_seconds",
+    "Age of the oldest Schedule change the operator has started on but not yet reconciled "
+    "(in progress or being retried); 0 when every change it has started on is reconciled.",
+    multiprocess_mode="livemax",
+)
 
 
 def share_across_processes() -> str:

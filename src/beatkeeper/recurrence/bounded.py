@@ -22,6 +22,8 @@ from beatkeeper.recurrence.trigger import RecurrenceError, Trigger, end_of, orig
 from beatkeeper.recurrence.zones import MICROSECOND, require_aware, resolve_local
 
 HORIZON = timedelta(days=36_525)  # a search finds nothing within 100 years: None
+# No search starts later than this: it and its horizon stay within datetime's range.
+_LAST_SEARCH = datetime(9899, 1, 1, tzinfo=UTC)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -121,6 +123,29 @@ class Recurrence:
         bounds = [bound for bound in (self.end, end_of(self.trigger)) if bound is not None]
         return self._last_at_or_before(min(bounds)) if bounds else None
 
+    def ended_by(self, moment: datetime) -> datetime | None:
+        """The last occurrence if it is at or before ``moment``, else None.
+
+        What validation asks ("is this schedule already over?"): with ``max_runs`` it counts
+        only the occurrences up to ``moment``, so a schedule starting in the future costs
+        nothing to check, where ``last()`` would count all ``max_runs`` of them.
+        """
+        moment = require_aware(moment, "moment")
+        if self.max_runs is None:
+            last = self.last()
+            return last if last is not None and last <= moment else None
+        seen, last = 0, None
+        cursor = (self._origin or _EPOCH) - MICROSECOND
+        while seen < self.max_runs:
+            upcoming = self._next_allowed(cursor)
+            if upcoming is None:
+                return last
+            if upcoming > moment:
+                return None
+            last = cursor = upcoming
+            seen += 1
+        return last
+
     @property
     def _origin(self) -> datetime | None:
         return self.start if self.start is not None else origin_of(self.trigger)
@@ -144,6 +169,8 @@ class Recurrence:
         moment = require_aware(after, "after")
         if self.start is not None and moment < self.start:
             moment = self.start - MICROSECOND
+        if moment >= _LAST_SEARCH:
+            return None
         horizon = moment + HORIZON
         while True:
             upcoming = self.trigger.next_after(moment)
@@ -161,6 +188,8 @@ class Recurrence:
             if allowed is None:
                 return None
             # Skip the whole excluded stretch at once, to the first allowed local midnight.
+            if allowed.year >= _LAST_SEARCH.year:
+                return None
             moment = resolve_local(datetime.combine(allowed, time()), self.zone) - MICROSECOND
 
     def _next_included_day(self, day: date) -> date | None:

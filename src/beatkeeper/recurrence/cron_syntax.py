@@ -33,7 +33,7 @@ DAY_NAMES = dict(zip(_DAYS, range(7), strict=True))
 MAX_MONTH_DAYS = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 _QUARTZ = re.compile(r"\?|L|LW|\d+[LW]|[A-Z]{3}L|.*#.*")
 _QUARTZ_HINT = (
-    "which is Quartz syntax, not cron; write an rrule for last-day, nearest-weekday or "
+    "Quartz syntax, not cron; write an rrule for last-day, nearest-weekday or "
     "nth-weekday schedules (for example FREQ=MONTHLY;BYDAY=-1FR)"
 )
 
@@ -134,7 +134,15 @@ def _parse_item(item: str, field: _Field) -> range:
             raise RecurrenceError(msg)
     if base == "*":
         return range(field.low, field.high + 1, step)
+    if base.startswith("-") and base[1:].isdigit():
+        msg = (
+            f"{field.name} field: {base} is not a valid {field.name} (cron has no negative values)"
+        )
+        raise RecurrenceError(msg)
     first_text, dash, last_text = base.partition("-")
+    if dash and not (first_text and last_text):
+        msg = f"{field.name} field: range {base!r} needs a number on each side of '-'"
+        raise RecurrenceError(msg)
     first = _value(first_text, field)
     if not dash:
         return range(first, (field.high if slash else first) + 1, step)

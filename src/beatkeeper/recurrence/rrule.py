@@ -8,6 +8,14 @@ dateutil would derive from the real DTSTART written out explicitly. The cost of 
 is then that of one period, whatever the age of the schedule. COUNT is turned once into
 the equivalent UNTIL (the COUNT-th wall time), so those rules re-anchor too.
 
+Some rules make dateutil walk millions of empty periods (see
+:mod:`beatkeeper.recurrence.budget`): a ``BYSETPOS`` that no DAILY-or-finer period can
+satisfy is refused by counting, and every dateutil computation a trigger makes runs
+within a step budget, so a rule costs at most about a second before it is refused. Building a
+trigger also asks for the next occurrence after each month start of a year and after
+1 March of the next four years, within one budget, so that a costly gap that comes round
+later (a season, a leap day) is refused now instead of stalling Beat when it comes.
+
 Wall times come from dateutil in the zone's local time; :mod:`beatkeeper.recurrence.zones`
 resolves them to instants. This module must stay pure (stdlib and dateutil only).
 """
@@ -21,7 +29,7 @@ from zoneinfo import ZoneInfo
 
 from dateutil import rrule as du
 
-from beatkeeper.recurrence import rrule_syntax, zones
+from beatkeeper.recurrence import budget, rrule_syntax, zones
 from beatkeeper.recurrence.trigger import RecurrenceError
 
 _UNITS = {
@@ -42,6 +50,24 @@ _PER_400_YEARS = {  # the Gregorian calendar, weekdays included, repeats every 4
 # bounds the cost of a rule that never fires.
 _PROBE_FROM_YEAR = 9_999 - 120
 _ANCHOR_CACHE = 8
+# The gap probes of one rule share this many dateutil steps.
+_GAP_STEPS = 4 * budget.STEP_LIMIT
+# Expanding COUNT occurrences once costs about this many steps each (SECONDLY 18, DAILY 11,
+# HOURLY 9, WEEKLY 10 measured), on top of the usual budget for the gaps.
+_STEPS_PER_COUNT = 20
+_LONGEST_MONTHS = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+_TIME_PARTS = {  # the BYxxx parts that multiply each day of a period, per FREQ
+    du.YEARLY: ("BYHOUR", "BYMINUTE", "BYSECOND"),
+    du.MONTHLY: ("BYHOUR", "BYMINUTE", "BYSECOND"),
+    du.WEEKLY: ("BYHOUR", "BYMINUTE", "BYSECOND"),
+    du.DAILY: ("BYHOUR", "BYMINUTE", "BYSECOND"),
+    du.HOURLY: ("BYMINUTE", "BYSECOND"),
+    du.MINUTELY: ("BYSECOND",),
+    du.SECONDLY: (),
+}
+_PERIOD_NAMES = dict(
+    zip(_TIME_PARTS, ("year", "month", "week", "day", "hour", "minute", "second"), strict=True)
+)
 _DAY_ZERO = datetime(2000, 1, 1)  # noqa: DTZ001 - any midnight will do, to floor wall times
 
 
@@ -60,7 +86,9 @@ class RRuleTrigger:
         self._explicit = _explicit_defaults(parts, self.dtstart)
         self._anchored: dict[datetime, du.rrule] = {}
         base = _build(parts, self.dtstart)
-        if not _ever_fires(base, parts, self.dtstart):
+        _check_setpos(parts)
+        _check_month_days(parts)
+        if not budget.within(lambda: _ever_fires(base, parts, self.dtstart), rule=parts.text):
             msg = (
                 f"never fires: rrule {parts.text} has no occurrence within 100 years of "
                 f"{self.dtstart:%Y-%m-%d}"
@@ -69,16 +97,22 @@ class RRuleTrigger:
         self._until_instant = (
             parts.until if isinstance(parts.until, datetime) and parts.until.tzinfo else None
         )
-        self._until_wall = self._wall_bound(base, parts)
+        self._until_wall = budget.within(
+            lambda: self._wall_bound(base, parts),
+            rule=parts.text,
+            limit=budget.STEP_LIMIT + _STEPS_PER_COUNT * (parts.count or 0),
+        )
         self._rule = (
             base if self._until_wall is None else base.replace(count=None, until=self._until_wall)
         )
-        first = self.next_after(zones.resolve_local(self.dtstart, zone) - timedelta(hours=25))
+        before = zones.resolve_local(self.dtstart, zone) - timedelta(hours=25)
+        first = budget.within(lambda: self.next_after(before), rule=parts.text)
         if first is None:
             msg = f"never fires: rrule {parts.text} ends before its first occurrence"
             raise RecurrenceError(msg)
         self.not_before = first
         self.not_after = self._last_bound()
+        budget.within(lambda: self._probe_gaps(first), rule=parts.text, limit=_GAP_STEPS)
 
     def __repr__(self) -> str:
         return f"RRuleTrigger({self.rule!r}, {self.dtstart!r}, {self.zone!r})"
@@ -122,6 +156,26 @@ class RRuleTrigger:
     def plain_rule(self) -> du.rrule:
         """The rule as dateutil builds it from DTSTART (for tests and benchmarks)."""
         return self._rule
+
+    def _probe_gaps(self, first: datetime) -> None:
+        """Ask for the next occurrence after each month start of a year, and after 1 March
+        of the next four years, so a rule whose costly gaps come later (a season, a leap
+        day) is refused now rather than stalling Beat when the gap comes round. Starts
+        inside a gap already walked are skipped, so the probes walk about five years once."""
+        wall = zones.wall_clock(first, self.zone)
+        months = [wall.year * 12 + wall.month - 1 + k for k in range(1, 13)]
+        starts = [(index // 12, index % 12 + 1) for index in months]
+        starts += [(wall.year + k, 3) for k in range(1, 5)]
+        reached = first
+        for year, month in sorted(set(starts)):
+            start = datetime(year, month, 1)  # noqa: DTZ001 - a wall time in the zone
+            moment = zones.resolve_local(start, self.zone)
+            if moment <= reached or year >= _PROBE_FROM_YEAR:
+                continue  # inside a gap already measured: costs no more than that gap
+            following = self.next_after(moment)
+            if following is None:
+                return
+            reached = following
 
     def _anchor(self, wall: datetime) -> datetime | None:
         """The start of the FREQ x INTERVAL period containing ``wall``; None for the first."""
@@ -203,6 +257,77 @@ def _explicit_defaults(parts: rrule_syntax.RuleParts, dtstart: datetime) -> dict
         if freq == du.WEEKLY:
             explicit["byweekday"] = dtstart.weekday()
     return explicit
+
+
+def _values(parts: rrule_syntax.RuleParts) -> dict[str, str]:
+    return dict(part.split("=", 1) for part in parts.text.split(";"))
+
+
+def _check_month_days(parts: rrule_syntax.RuleParts) -> None:
+    """Refuse BYMONTHDAY values that none of the BYMONTH months has (30 February).
+
+    Filters only ever narrow a rule, so no other part can rescue it; refused by counting
+    instead of by a search through every period up to year 9999.
+    """
+    values = _values(parts)
+    if "BYMONTHDAY" not in values:
+        return
+    months = [int(m) for m in values.get("BYMONTH", "").split(",") if m] or range(1, 13)
+    longest = max(_LONGEST_MONTHS[month - 1] for month in months)
+    days = [abs(int(day)) for day in values["BYMONTHDAY"].split(",")]
+    if min(days) > longest:
+        msg = (
+            f"never fires: rrule {parts.text}: BYMONTHDAY={values['BYMONTHDAY']} never "
+            f"occurs in BYMONTH={values.get('BYMONTH', '1-12')}"
+        )
+        raise RecurrenceError(msg)
+
+
+def _check_setpos(parts: rrule_syntax.RuleParts) -> None:
+    """Refuse a BYSETPOS beyond the largest set any period of the rule can hold.
+
+    dateutil would walk every period up to year 9999 to find that out. The bound is
+    counted from the BYxxx sizes: a period holds at most (days it can hold) x (times of
+    day); filters only narrow it, so a position beyond the bound never matches.
+    """
+    if "BYSETPOS" not in parts.names:
+        return
+    values = _values(parts)
+    size = _most_days(parts.freq, values)
+    for name in _TIME_PARTS[parts.freq]:
+        # dateutil fills an absent part from DTSTART: one value.
+        size *= _count(values, name) or 1
+    positions = [int(p) for p in values["BYSETPOS"].split(",")]
+    if all(abs(position) > size for position in positions):
+        period = _PERIOD_NAMES[parts.freq]
+        msg = (
+            f"never fires: rrule {parts.text}: BYSETPOS={values['BYSETPOS']} asks for a "
+            f"position beyond the {size} occurrence(s) one {period} can hold"
+        )
+        raise RecurrenceError(msg)
+
+
+def _count(values: dict[str, str], name: str) -> int:
+    return len(set(values[name].split(","))) if name in values else 0
+
+
+def _most_days(freq: int, values: dict[str, str]) -> int:
+    """An upper bound on the days one period of ``freq`` keeps after the BYxxx filters."""
+    if freq >= du.DAILY:
+        return 1
+    months = _count(values, "BYMONTH") or (12 if freq == du.YEARLY else 1)
+    bounds = [{du.WEEKLY: 7, du.MONTHLY: 31, du.YEARLY: 366}[freq]]
+    if "BYMONTHDAY" in values:
+        bounds.append(_count(values, "BYMONTHDAY") * months)
+    if "BYYEARDAY" in values:
+        bounds.append(_count(values, "BYYEARDAY"))
+    if "BYWEEKNO" in values:
+        bounds.append(7 * _count(values, "BYWEEKNO"))
+    if "BYDAY" in values:
+        days = set(values["BYDAY"].split(","))
+        plain = {7: 1, 31: 5, 366: 53}[bounds[0]] * (months if freq == du.YEARLY else 1)
+        bounds.append(sum(plain if day.isalpha() else months for day in days))
+    return min(bounds)
 
 
 def _ever_fires(rule: du.rrule, parts: rrule_syntax.RuleParts, dtstart: datetime) -> bool:

@@ -42,6 +42,16 @@ _OTHER_PARTS = {"FREQ", "INTERVAL", "COUNT", "UNTIL", "BYDAY", "WKST"}
 _NOT_HERE = ("DTSTART", "RDATE", "EXDATE", "EXRULE")
 _UNTIL = re.compile(r"(\d{4})(\d{2})(\d{2})(?:T(\d{2})(\d{2})(\d{2}))?(Z?)")
 COUNT_LIMIT = 100_000
+#: INTERVAL may span at most about 100 years of its FREQ (larger ones overflow dateutil).
+INTERVAL_LIMITS = {
+    "YEARLY": 100,
+    "MONTHLY": 1_200,
+    "WEEKLY": 5_218,
+    "DAILY": 36_525,
+    "HOURLY": 876_600,
+    "MINUTELY": 52_596_000,
+    "SECONDLY": 2_147_483_647 // 2,
+}
 
 
 @dataclass(frozen=True)
@@ -86,7 +96,7 @@ def parse(rule: str) -> RuleParts:
         dateutil_text=";".join(f"{k}={v}" for k, v in values.items() if k != "UNTIL"),
         names=frozenset(values),
         freq=FREQUENCIES[values["FREQ"]],
-        interval=_positive(values, "INTERVAL", 1),
+        interval=_interval(values),
         wkst=_weekday(values.get("WKST", "MO")),
         count=_count(values),
         until=_until(values["UNTIL"]) if "UNTIL" in values else None,
@@ -142,6 +152,18 @@ def _positive(values: dict[str, str], name: str, default: int) -> int:
         msg = f"rrule {name}: {text!r} must be a whole number of at least 1"
         raise RecurrenceError(msg)
     return int(text)
+
+
+def _interval(values: dict[str, str]) -> int:
+    interval = _positive(values, "INTERVAL", 1)
+    limit = INTERVAL_LIMITS[values["FREQ"]]
+    if interval > limit:
+        msg = (
+            f"rrule INTERVAL: {interval} is more than {limit:,} (about 100 years of "
+            f"FREQ={values['FREQ']})"
+        )
+        raise RecurrenceError(msg)
+    return interval
 
 
 def _count(values: dict[str, str]) -> int | None:

@@ -17,10 +17,12 @@ from beatkeeper.spec.model import (
 )
 from beatkeeper.spec.timing import recurrence_of, to_instant
 from beatkeeper.spec.validate import MAX_PAYLOAD_BYTES, Validated, validate_manifest
+from beatkeeper.spec.values import MAX_DEPTH
 
 __all__ = [
     "API_VERSION",
     "KIND",
+    "MAX_DEPTH",
     "MAX_PAYLOAD_BYTES",
     "Backoff",
     "Exclude",

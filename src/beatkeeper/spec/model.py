@@ -8,10 +8,11 @@ that need the recurrence engine live in `validate`, not here. Pure: no I/O.
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from beatkeeper.spec.types import (
     Duration,
@@ -191,6 +192,13 @@ class ScheduleSpec(_Strict):
             raise ValueError(f"exactly one of cron, interval, rrule, at is required ({found})")
         return self
 
+    @model_validator(mode="after")
+    def _jitter_within_interval(self) -> ScheduleSpec:
+        # A longer jitter could move an occurrence past the next one: runs out of order.
+        if self.interval is not None and self.jitter is not None and self.jitter >= self.interval:
+            raise ValueError("jitter must be shorter than interval")
+        return self
+
     @property
     def trigger_field(self) -> str:
         """Which of cron, interval, rrule, at this schedule uses."""
@@ -211,6 +219,20 @@ class Metadata(BaseModel):
     creation_timestamp: Instant | None = Field(default=None, alias="creationTimestamp")
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("uid")
+    @classmethod
+    def _uid_is_a_uuid(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            uuid.UUID(value)
+        except ValueError:
+            raise ValueError(
+                f"{value!r} is not a UUID: Kubernetes assigns one; leave uid out to apply "
+                "a manifest by namespace and name"
+            ) from None
+        return value
 
 
 class ScheduleManifest(BaseModel):

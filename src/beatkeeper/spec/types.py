@@ -7,6 +7,7 @@ cannot disagree. Pure: pydantic and the standard library only.
 
 from __future__ import annotations
 
+import functools
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
@@ -31,8 +32,28 @@ def _positive_duration(value: object) -> timedelta:
     return result
 
 
+#: Times a Schedule may name: from the Unix epoch to well before datetime's year 9999,
+#: so that a search 100 years ahead of any of them, in any zone, stays representable.
+EARLIEST_YEAR, LATEST_YEAR = 1970, 9000
+#: Zone names that depend on the host rather than on the IANA database.
+_HOST_ZONES = {"localtime", "posixrules", "Factory"}
+
+
 def parse_time(value: object) -> datetime:
-    """An RFC 3339 instant, or a local wall time (no offset) read later in the time zone."""
+    """An RFC 3339 instant, or a local wall time (no offset) read later in the time zone.
+
+    Raises ``ValueError`` for a time outside years ``EARLIEST_YEAR``-``LATEST_YEAR``.
+    """
+    result = _read_time(value)
+    if not EARLIEST_YEAR <= result.year < LATEST_YEAR:
+        raise ValueError(
+            f"{str(value).strip()} is out of range: times must lie between "
+            f"{EARLIEST_YEAR}-01-01 and {LATEST_YEAR}-01-01"
+        )
+    return result
+
+
+def _read_time(value: object) -> datetime:
     if isinstance(value, datetime):
         return value
     if isinstance(value, date):
@@ -60,6 +81,11 @@ def _instant(value: object) -> datetime:
 def _zone_name(value: object) -> str:
     if not isinstance(value, str):
         raise ValueError(f"must be an IANA time zone name such as Europe/London, got {value!r}")
+    if value in _HOST_ZONES or value.startswith(("right/", "posix/")):
+        raise ValueError(
+            f"{value!r} depends on the host's time zone files; name the zone itself "
+            "(e.g. UTC, Europe/London)"
+        )
     try:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError):
@@ -68,11 +94,18 @@ def _zone_name(value: object) -> str:
     return value
 
 
+@functools.cache
+def _zone_names() -> frozenset[str]:
+    """The IANA names this host's tz database has (scanning it takes milliseconds: once)."""
+    return frozenset(available_timezones())
+
+
 def _zone_hint(value: str) -> str:
     lowered = value.lower()
-    matches = sorted(z for z in available_timezones() if z.lower() == lowered)
+    names = _zone_names() - _HOST_ZONES
+    matches = sorted(z for z in names if z.lower() == lowered)
     if not matches:
-        matches = sorted(z for z in available_timezones() if z.lower().endswith("/" + lowered))
+        matches = sorted(z for z in names if z.lower().endswith("/" + lowered))
     return f" (did you mean {matches[0]}?)" if matches else " (e.g. UTC, Europe/London)"
 
 

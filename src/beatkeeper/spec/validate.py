@@ -22,6 +22,7 @@ from beatkeeper.problems import Problem, SpecError
 from beatkeeper.recurrence import RecurrenceError
 from beatkeeper.spec.model import ScheduleManifest
 from beatkeeper.spec.timing import recurrence_of
+from beatkeeper.spec.values import path_segment, value_problems
 
 #: args and kwargs together, as compact JSON.
 MAX_PAYLOAD_BYTES = 64 * 1024
@@ -49,6 +50,8 @@ def validate_manifest(document: object, *, now: datetime) -> Validated:
     """Validate one document; raise `SpecError` listing every problem found."""
     if not isinstance(document, Mapping):
         raise SpecError([Problem("", f"a Schedule must be a mapping, got {_kind(document)}")])
+    if found := value_problems(document):
+        raise SpecError(found)
     try:
         manifest = ScheduleManifest.model_validate(dict(document))
     except ValidationError as exc:
@@ -72,10 +75,8 @@ def _problems(exc: ValidationError, model: type[BaseModel]) -> list[Problem]:
 def _path(loc: tuple[int | str, ...]) -> str:
     text = ""
     for part in loc:
-        if isinstance(part, int):
-            text += f"[{part}]"
-        elif not part.startswith("function-"):
-            text += f".{part}" if text else part
+        if isinstance(part, int) or not part.startswith("function-"):
+            text += path_segment(part, first=not text)
     return text
 
 
@@ -118,6 +119,8 @@ def _message(error: Mapping[str, Any], path: str, model: type[BaseModel]) -> str
 def _suggestion(path: str, model: type[BaseModel]) -> str:
     """`spec.timezone` → `(did you mean timeZone?)`: most unknown fields are typos."""
     parts = [p for p in path.split(".") if p and not p.endswith("]")]
+    if not parts:
+        return ""
     current: type[BaseModel] | None = model
     for part in parts[:-1]:
         field = _field_by_alias(current, part) if current else None
@@ -188,7 +191,7 @@ def _timing_problems(
         return [Problem("spec.endTime", "must not be before startTime")]
     if past := _already_past(recurrence.end, now):
         warnings.append(Problem("spec.endTime", f"{past} is already past: nothing will run"))
-    elif past := _already_past(spec.at or recurrence.last(), now):
+    elif past := _already_past(spec.at or recurrence.ended_by(now), now):
         warnings.append(Problem(field, f"the last occurrence ({past}) is already past"))
     elif recurrence.first() is None:
         return [Problem(field, _never_fires(manifest))]

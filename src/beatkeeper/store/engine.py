@@ -4,6 +4,14 @@ Every component (operator, Beat, workers, CLI, tests) gets its engine from ``mak
 so they all talk to PostgreSQL the same way: psycopg 3, ``pool_pre_ping``, a bounded connect
 timeout, and the configured schema put first on each connection's ``search_path``.
 
+Nothing waits on the database unboundedly. A network partition leaves a socket open with
+nothing coming back, which the kernel would keep for about 15 minutes: TCP keepalives find
+a dead peer of an idle connection within a minute, and ``tcp_user_timeout`` gives up on
+data sent but never acknowledged after 30 s. ``statement_timeout`` (60 s unless the caller
+chooses; the operator takes 30 s) bounds what the server itself spends on one statement.
+Migrations lift it for their own transaction (``migrate.py``): a long ``ALTER TABLE`` on a
+big table is legitimate. Libpq parameters in the URL win over these defaults.
+
 Why ``search_path`` and not ``schema_translate_map``: the schema then applies to everything
 sent on the connection — ORM, Core, hand-written ``text()`` SQL (the scheduler's bulk
 ``unnest`` queries), Alembic's DDL and reflection — with no way to forget it. It is set as
@@ -11,7 +19,8 @@ a libpq start-up option (``options=-c search_path=…``), so it is in force befo
 statement, costs no round trip and survives pool resets. The schema is the only entry on the
 path: a missing schema fails loudly instead of writing tables into ``public``. (PgBouncer
 rejects start-up options unless ``ignore_startup_parameters = options``; behind one, give
-the database role the setting instead: ``ALTER ROLE … SET search_path = beatkeeper``.)
+the database role the settings instead: ``ALTER ROLE … SET search_path = beatkeeper`` and
+``SET statement_timeout = '60s'``.)
 
 A server that cannot be reached surfaces as ``DatabaseUnavailable``, whose message names the
 URL with its password masked. This module must not hold queries or create tables.
@@ -28,9 +37,25 @@ from sqlalchemy.exc import OperationalError
 
 from beatkeeper.settings import Settings, mask_url
 
-__all__ = ["CONNECT_TIMEOUT_SECONDS", "DatabaseUnavailable", "make_engine", "ping", "schema_of"]
+__all__ = [
+    "CONNECT_TIMEOUT_SECONDS",
+    "STATEMENT_TIMEOUT_SECONDS",
+    "DatabaseUnavailable",
+    "make_engine",
+    "ping",
+    "schema_of",
+]
 
 CONNECT_TIMEOUT_SECONDS = 10
+STATEMENT_TIMEOUT_SECONDS = 60.0
+#: libpq's TCP settings against a partitioned network (ignored on unix sockets).
+TCP_SETTINGS: dict[str, int] = {
+    "keepalives": 1,
+    "keepalives_idle": 30,  # seconds idle before the first probe
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 30_000,  # milliseconds sent data may stay unacknowledged
+}
 _SCHEMA_OPTION = "beatkeeper_schema"
 
 
@@ -44,18 +69,27 @@ class DatabaseUnavailable(Exception):  # noqa: N818 (the name says what happened
 
 
 def make_engine(
-    settings: Settings, *, application_name: str = "beatkeeper", **engine_options: Any
+    settings: Settings,
+    *,
+    application_name: str = "beatkeeper",
+    statement_timeout: float | None = STATEMENT_TIMEOUT_SECONDS,
+    **engine_options: Any,
 ) -> Engine:
     """A lazily connecting engine for ``settings.database_url`` in ``settings.db_schema``.
 
-    ``engine_options`` go to ``sqlalchemy.create_engine`` (e.g. ``pool_size``); the
-    connection arguments are this function's business.
+    ``statement_timeout`` is in seconds (None: the server's own setting). ``engine_options``
+    go to ``sqlalchemy.create_engine`` (e.g. ``pool_size``); the connection arguments are
+    this function's business.
     """
     url = make_url(settings.require_database_url())
     query = url.query
+    options = [f"-c search_path={settings.db_schema}"]
+    if statement_timeout is not None:
+        options.insert(0, f"-c statement_timeout={round(statement_timeout * 1000)}")
     connect_args: dict[str, Any] = {
         # Appended to any options the URL carries, so the schema always wins.
-        "options": _join(query.get("options"), f"-c search_path={settings.db_schema}"),
+        "options": _join(query.get("options"), " ".join(options)),
+        **{key: value for key, value in TCP_SETTINGS.items() if key not in query},
     }
     if "connect_timeout" not in query:
         # Without it a black-holed host blocks a tick for minutes.

@@ -111,8 +111,10 @@ def _connected(target: Engine | Settings, schema: str | None) -> Iterator[tuple[
     name = check_schema_name(schema or schema_of(engine))
     try:
         with engine.connect() as connection, connection.begin():
-            # is_local=true: back to the engine's own search_path once this transaction ends.
+            # is_local=true: back to the engine's own settings once this transaction ends.
             connection.execute(text("SELECT set_config('search_path', :s, true)"), {"s": name})
+            # A migration may rewrite a big table: no statement_timeout while it runs.
+            connection.execute(text("SELECT set_config('statement_timeout', '0', true)"))
             yield connection, name
     finally:
         if engine is not target:

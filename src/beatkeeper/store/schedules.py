@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,6 +34,10 @@ from beatkeeper.states import RunState
 from beatkeeper.store.models import runs, schedules
 from beatkeeper.store.planning import notify
 from beatkeeper.store.runs import transition_many
+
+#: Before ids were random, a manifest without a uid got uuid5(this, "namespace/name").
+_LEGACY_UID_NAMESPACE = uuid.UUID("5b0c6f4e-2d7c-4c83-9a51-0a9f3f1f6e21")
+_LOCAL_VERSION = 8
 
 Action = Literal["created", "updated", "unchanged", "restored", "replaced"]
 
@@ -117,6 +122,32 @@ def apply_schedule(db: Connection, manifest: ScheduleManifest, *, now: datetime)
     return Applied(uid, meta.namespace, meta.name, action, next_run, trigger)
 
 
+@dataclass(frozen=True)
+class LiveSchedule:
+    """A schedule the store still plans, as far as the orphan sweep needs it."""
+
+    id: uuid.UUID
+    namespace: str
+    name: str
+
+    @property
+    def applied_without_cluster(self) -> bool:
+        """Applied with no ``metadata.uid`` (`beatkeeper apply`, `beatkeeper dev`)."""
+        return applied_without_cluster(self.id, self.namespace, self.name)
+
+
+def live_schedules(
+    db: Connection, *, namespaces: tuple[str, ...] = (), updated_before: datetime
+) -> list[LiveSchedule]:
+    """Live schedules (in ``namespaces``; all when empty) last applied before a moment."""
+    query = select(schedules.c.id, schedules.c.namespace, schedules.c.name).where(
+        schedules.c.deleted_at.is_(None), schedules.c.updated_at < updated_before
+    )
+    if namespaces:
+        query = query.where(schedules.c.namespace.in_(namespaces))
+    return [LiveSchedule(row.id, row.namespace, row.name) for row in db.execute(query)]
+
+
 def delete_schedule(
     db: Connection,
     *,
@@ -175,19 +206,39 @@ def _retire_namesake(
 
 
 def _id_for_name(db: Connection, namespace: str, name: str) -> uuid.UUID:
-    """Without a uid: the id of that name's live schedule, else of its last deleted one
-    (re-applying restores it, history and all), else a random one.
+    """Without a uid: the id of that name's live schedule, else of its last deleted one if
+    that was applied without a cluster too (re-applying restores it, history and all), else
+    a new random one.
 
     Random, not derived from the name: an id anyone can compute for another namespace's
     schedule is an id a forged message or a copied manifest can aim at.
     """
-    known = db.execute(
-        select(schedules.c.id)
+    rows = db.execute(
+        select(schedules.c.id, schedules.c.deleted_at)
         .where(schedules.c.namespace == namespace, schedules.c.name == name)
         .order_by(schedules.c.deleted_at.desc().nulls_first())
-        .limit(1)
-    ).scalar()
-    return known if known is not None else uuid.uuid4()
+    )
+    for row in rows:
+        if row.deleted_at is None or applied_without_cluster(row.id, namespace, name):
+            return uuid.UUID(str(row.id))
+    return new_local_uid()
+
+
+def new_local_uid() -> uuid.UUID:
+    """A random id for a schedule applied without a cluster, marked as such by its UUID
+    version (8, "custom"; Kubernetes gives version 4), so the operator's orphan sweep can
+    leave it alone without the id being guessable."""
+    value = int.from_bytes(os.urandom(16), "big")
+    value = (value & ~(0xF << 76)) | (_LOCAL_VERSION << 76)
+    value = (value & ~(0xC000 << 48)) | (0x8000 << 48)  # the RFC 4122 variant
+    return uuid.UUID(int=value)
+
+
+def applied_without_cluster(uid: uuid.UUID, namespace: str, name: str) -> bool:
+    """Whether schedule ``uid`` was applied with no ``metadata.uid``: a ``new_local_uid``, or
+    the name-derived id such schedules had before ids were random."""
+    legacy = uuid.uuid5(_LEGACY_UID_NAMESPACE, f"{namespace}/{name}")
+    return uid.version == _LOCAL_VERSION or uid == legacy
 
 
 def _due(recurrence: Recurrence, planned: datetime | None) -> datetime | None:

@@ -101,16 +101,16 @@ def query(draw: st.DrawFn, freq: str) -> tuple[ZoneInfo, datetime, datetime]:
 
 
 def build(text: str, dtstart: datetime, zone: ZoneInfo) -> RRuleTrigger:
-    """The trigger, or skip the example if it never fires.
+    """The trigger, or skip the example if it never fires or costs too much to compute.
 
-    Plain dateutil would search until year 9999 to confirm that, so those rules are
+    Plain dateutil would search until year 9999 to confirm either, so those rules are
     checked by the unit tests instead.
     """
     try:
         return RRuleTrigger(text, dtstart, zone)
     except RecurrenceError as error:
         refusal = str(error)
-    assert refusal.startswith("never fires"), refusal
+    assert refusal.startswith("never fires") or "too costly" in refusal, refusal
     assume(False)
     raise AssertionError  # not reached: assume(False) stops the example
 

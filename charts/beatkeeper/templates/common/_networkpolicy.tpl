@@ -5,7 +5,8 @@ only what that component does; everything else is denied once a policy selects t
 
 {{/*
 A NetworkPolicy for one beatkeeper component. Call with (dict "ctx" . "component" name
-"database" bool "broker" bool "apiServer" bool "metrics" bool "restrictEgress" bool).
+"database" bool "broker" bool "apiServer" bool "metrics" bool "restrictEgress" bool
+"webhook" bool).
 */}}
 {{- define "beatkeeper.networkPolicy" -}}
 {{- $ctx := .ctx }}
@@ -26,10 +27,11 @@ spec:
     {{- if .restrictEgress }}
     - Egress
     {{- end }}
-  {{- if not .metrics }}
+  {{- if not (or .metrics .webhook) }}
   ingress: []
   {{- else }}
   ingress:
+    {{- if .metrics }}
     # Prometheus scrapes /metrics.
     - from:
         - namespaceSelector:
@@ -37,6 +39,20 @@ spec:
       ports:
         - port: metrics
           protocol: TCP
+    {{- end }}
+    {{- if .webhook }}
+    # The Kubernetes API server calls the validating webhook (it is not a pod: by address).
+    - {{- with $np.kubeAPIServer.cidrs }}
+      from:
+        {{- range . }}
+        - ipBlock:
+            cidr: {{ . }}
+        {{- end }}
+      {{- end }}
+      ports:
+        - port: webhook
+          protocol: TCP
+    {{- end }}
   {{- end }}
   {{- if .restrictEgress }}
   egress:

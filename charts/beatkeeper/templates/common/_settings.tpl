@@ -74,12 +74,7 @@ first; these remain for `--skip-schema-validation` and for rules a schema states
 {{- if and (not .Values.redis.enabled) (not .Values.externalRedis.existingSecret) }}
 {{- fail "no Redis configured: set redis.enabled=true, or externalRedis.existingSecret to a Secret holding the broker URL" }}
 {{- end }}
-{{- if and .Values.worker.autoscaling.enabled .Values.worker.keda.enabled }}
-{{- fail "worker.autoscaling.enabled and worker.keda.enabled are mutually exclusive: KEDA creates its own HorizontalPodAutoscaler; enable one of them" }}
-{{- end }}
-{{- if and .Values.worker.keda.enabled (not .Values.redis.enabled) (not .Values.worker.keda.redis.address) }}
-{{- fail "worker.keda.enabled with an external Redis needs worker.keda.redis.address (host:port) for KEDA's redis trigger" }}
-{{- end }}
+{{- include "beatkeeper.worker.validate" . }}
 {{- if and .Values.flower.enabled (eq .Values.flower.auth.mode "none") (not .Values.flower.readOnly) }}
 {{- fail "flower.auth.mode=none needs flower.readOnly=true: anonymous users must not shut down workers or revoke tasks" }}
 {{- end }}
