@@ -7,13 +7,15 @@ BIN    := $(VENV)/bin
 
 .PHONY: dev test lint bench e2e crd clean
 
-$(BIN)/.installed: pyproject.toml
+# The example workloads are their own distribution (examples/pyproject.toml), installed
+# next to beatkeeper: `beatkeeper dev` and the tests run them.
+$(BIN)/.installed: pyproject.toml examples/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' \
 		|| { echo "beatkeeper needs Python 3.11 or newer; set PYTHON=python3.11 (or newer)" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	@# setuptools warns about every editable install, whatever the project; not for us to act on
-	PYTHONWARNINGS='ignore:Editable installation' $(BIN)/python -m pip install --quiet -e '.[dev]'
+	PYTHONWARNINGS='ignore:Editable installation' $(BIN)/python -m pip install --quiet -e '.[dev]' -e ./examples
 	@touch $@
 
 dev: $(BIN)/.installed

@@ -1,4 +1,5 @@
-"""The instant an example task acts as of: now, or the ``now`` kwarg (tests, replays).
+"""The instant an example task acts as of: now, or the ``now`` kwarg (tests, replays); and
+the date and time-of-day kwargs, read with an error that names the kwarg.
 
 ``planned_instant`` prefers the occurrence a run was planned for (Beat's
 ``beatkeeper_planned_at`` header): a monthly allocation caught up after downtime then
@@ -7,11 +8,11 @@ counts for the month it belongs to, not for the month it happened to run in.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time
 
 from celery import current_task
 
-__all__ = ["instant", "planned_instant"]
+__all__ = ["calendar_date", "instant", "planned_instant", "time_of_day"]
 
 
 def instant(now: str | None) -> datetime:
@@ -31,3 +32,19 @@ def planned_instant(now: str | None) -> datetime:
         if isinstance(planned, str):
             return instant(planned)
     return instant(now)
+
+
+def calendar_date(name: str, value: str) -> date:
+    """The kwarg ``name`` as a date, or a ValueError naming it."""
+    try:
+        return date.fromisoformat(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}={value!r} is not a date: write it as 2026-03-01") from None
+
+
+def time_of_day(name: str, value: str) -> time:
+    """The kwarg ``name`` as a time of day, or a ValueError naming it."""
+    try:
+        return time.fromisoformat(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}={value!r} is not a time of day: write it as 06:45") from None

@@ -36,6 +36,19 @@ def test_kind_values_import_every_task_the_example_schedules_name() -> None:
     assert not missing, f"values-kind.yaml config.imports registers none of {sorted(missing)}"
 
 
+def test_kind_values_worker_consumes_every_queue_the_examples_use() -> None:
+    documents = [doc for path in manifest_files([EXAMPLES]) for doc in read_documents(path)]
+    specs = [doc.content["spec"] for doc in documents]
+    used = {spec.get("queue", "celery") for spec in specs}
+    used |= {
+        spec["kwargs"]["publish_queue"]
+        for spec in specs
+        if "publish_queue" in spec.get("kwargs", {})
+    }
+    consumed = set(_kind_values()["worker"]["queues"])
+    assert used <= consumed, f"values-kind.yaml worker.queues misses {sorted(used - consumed)}"
+
+
 def test_kind_values_use_the_examples_image() -> None:
     image = _kind_values()["image"]
     assert (image["repository"], image["tag"]) == ("beatkeeper-examples", "dev")

@@ -42,6 +42,19 @@ spec:
   interval: 5s
 """
 
+#: A Schedule on a queue of its own: the stack's worker must consume it too.
+QUEUED = """\
+apiVersion: beatkeeper.io/v1alpha1
+kind: Schedule
+metadata:
+  name: queued
+  namespace: default
+spec:
+  task: examples.outlook.health_check
+  interval: 5s
+  queue: daily_outlook_queue
+"""
+
 
 def free_port() -> int:
     with socket.socket() as probe:
@@ -202,6 +215,7 @@ def dev_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevStack]:
     manifests = root / "manifests"
     manifests.mkdir()
     (manifests / "quick.yaml").write_text(QUICK)
+    (manifests / "queued.yaml").write_text(QUEUED)
     # The default state folder under ``root``: `beatkeeper` commands run there find the stack.
     stack = DevStack(state=root / ".beatkeeper" / "dev", manifests=manifests, port=free_port())
     started = time.monotonic()

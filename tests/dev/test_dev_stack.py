@@ -39,6 +39,13 @@ def test_an_example_task_succeeds_and_flower_shows_it(dev_stack: DevStack) -> No
     assert not any("no task named" in line.lower() for line in dev_stack.lines)
 
 
+def test_a_schedule_on_its_own_queue_is_consumed(dev_stack: DevStack) -> None:
+    task = "examples.outlook.health_check"
+    runs = wait_for(lambda: dev_stack.succeeded(task), timeout=60, what=f"{task} to succeed")
+    assert next(iter(runs.values()))["result"].startswith("{'status':")
+    dev_stack.wait_for(r"worker consumes celery, daily_outlook_queue \(a queue first named later")
+
+
 def test_start_up_has_no_warnings_meant_for_someone_else(dev_stack: DevStack) -> None:
     dev_stack.wait_for(r"celery@\S+ ready")
     noise = ("RuntimeDirWarning", "Inspect method", "Traceback")

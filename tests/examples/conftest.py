@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 import beatkeeper_examples.tasks  # noqa: F401 - registers the shared tasks
 import pytest
 import redis
-from beatkeeper_examples import db
+from beatkeeper_examples import db, dispatch, tables
 from celery import Celery
 from sqlalchemy import Engine, insert, text
 
@@ -43,7 +43,7 @@ def _examples_app_is_current(examples_app: Celery) -> None:
 def examples_engine(settings: Settings) -> Iterator[Engine]:
     schema = f"bkx_test_{secrets.token_hex(4)}"
     base = make_engine(settings, application_name="beatkeeper-examples-tests")
-    engine = base.execution_options(schema_translate_map={db.SCHEMA: schema})
+    engine = base.execution_options(schema_translate_map={tables.SCHEMA: schema})
     db.prepare(engine, seed_if_new=False)
     try:
         yield engine
@@ -62,11 +62,13 @@ def examples_redis(broker_url: str) -> Iterator[redis.Redis]:
 
 @pytest.fixture
 def examples(examples_engine: Engine, examples_redis: redis.Redis) -> Iterator[Engine]:
-    tables = ", ".join(
-        f'"{db.schema_of(examples_engine)}"."{t.name}"' for t in db.metadata.sorted_tables
+    names = ", ".join(
+        f'"{db.schema_of(examples_engine)}"."{t.name}"'
+        for t in tables.metadata.sorted_tables
+        if t is not tables.schema_info
     )
     with examples_engine.begin() as conn:
-        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY"))
+        conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY"))
     for key in examples_redis.scan_iter(f"{db.schema_of(examples_engine)}:*"):
         examples_redis.delete(key)
     db.use(examples_engine, examples_redis)
@@ -74,18 +76,25 @@ def examples(examples_engine: Engine, examples_redis: redis.Redis) -> Iterator[E
     db.use(None)
 
 
+@pytest.fixture
+def sink(examples: Engine) -> Iterator[dispatch.LocalSink]:
+    """A fresh ``LocalSink`` as the process's sender: what the examples notified."""
+    fresh = dispatch.LocalSink()
+    previous = dispatch.use_sender(fresh)
+    yield fresh
+    dispatch.use_sender(previous)
+
+
 AddUser = Callable[..., int]
 
 
 @pytest.fixture
 def add_user(examples: Engine) -> AddUser:
-    """Insert a user (``name``, ``time_zone``, optional ``team`` and ``credits``); its id."""
+    """Insert a user (``name``, ``time_zone`` and any other column); its id."""
 
-    def add(name: str, time_zone: str, *, team: str | None = None, credits: int = 0) -> int:
+    def add(name: str, time_zone: str = "UTC", **values: object) -> int:
         with examples.begin() as conn:
-            row = insert(db.users).values(
-                name=name, time_zone=time_zone, team=team, credits=credits
-            )
-            return int(conn.execute(row.returning(db.users.c.id)).scalar_one())
+            row = insert(tables.users).values(name=name, time_zone=time_zone, **values)
+            return int(conn.execute(row.returning(tables.users.c.id)).scalar_one())
 
     return add

@@ -1,61 +1,77 @@
-"""Events: one bulk UPDATE completes the events that ended, in any time zone, once."""
+"""Events: confirmed and ongoing events whose end has passed are completed, in any time
+zone, once, in bounded batches; nothing else is touched."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from beatkeeper_examples import db, events
+from beatkeeper_examples import events, tables
 from sqlalchemy import Engine, insert, select
 
 AUCKLAND = ZoneInfo("Pacific/Auckland")
 LOS_ANGELES = ZoneInfo("America/Los_Angeles")
+NOW = "2026-03-02T12:00:00+00:00"
+e = tables.events
 
 
-def add_events(engine: Engine, ends: dict[str, datetime]) -> None:
+def add_event(
+    engine: Engine, title: str, ends_at: datetime | None, status: str = "confirmed"
+) -> None:
+    starts = (ends_at or datetime.fromisoformat(NOW)) - timedelta(hours=2)
+    row = {"title": title, "starts_at": starts, "ends_at": ends_at, "status": status}
     with engine.begin() as conn:
-        conn.execute(insert(db.events), [{"title": t, "ends_at": e} for t, e in ends.items()])
+        conn.execute(insert(e).values(row))
 
 
 def statuses(engine: Engine) -> dict[str, str]:
     with engine.connect() as conn:
-        return dict(conn.execute(select(db.events.c.title, db.events.c.status)).all())
+        return dict(conn.execute(select(e.c.title, e.c.status)).all())
 
 
-def test_completes_events_whose_local_end_time_has_passed(examples: Engine) -> None:
+def test_completes_events_whose_end_has_passed_in_any_zone(examples: Engine) -> None:
     # 2026-03-02T12:00Z is 01:00 on 3 March in Auckland and 04:00 on 2 March in Los Angeles.
-    add_events(
-        examples,
-        {
-            "auckland-ended": datetime(2026, 3, 3, 0, 30, tzinfo=AUCKLAND),
-            "auckland-later": datetime(2026, 3, 3, 1, 30, tzinfo=AUCKLAND),
-            "la-ended": datetime(2026, 3, 2, 3, 59, tzinfo=LOS_ANGELES),
-            "la-later": datetime(2026, 3, 2, 4, 1, tzinfo=LOS_ANGELES),
-        },
-    )
+    add_event(examples, "auckland-ended", datetime(2026, 3, 3, 0, 30, tzinfo=AUCKLAND))
+    add_event(examples, "auckland-later", datetime(2026, 3, 3, 1, 30, tzinfo=AUCKLAND))
+    add_event(examples, "la-ended", datetime(2026, 3, 2, 3, 59, tzinfo=LOS_ANGELES), "ongoing")
+    add_event(examples, "la-later", datetime(2026, 3, 2, 4, 1, tzinfo=LOS_ANGELES), "ongoing")
 
-    summary = events.complete_ended.run(now="2026-03-02T12:00:00+00:00")
-
-    assert summary == {"completed": 2}
+    assert events.complete_ended.run(now=NOW) == {"completed": 2}
     assert statuses(examples) == {
         "auckland-ended": "completed",
-        "auckland-later": "scheduled",
+        "auckland-later": "confirmed",
         "la-ended": "completed",
-        "la-later": "scheduled",
+        "la-later": "ongoing",
     }
 
 
-def test_an_event_ending_exactly_now_is_completed(examples: Engine) -> None:
-    add_events(examples, {"edge": datetime(2026, 3, 2, 1, 0, tzinfo=AUCKLAND)})
-    assert events.complete_ended.run(now="2026-03-01T12:00:00+00:00") == {"completed": 1}
+def test_only_confirmed_and_ongoing_events_with_an_end_are_completed(examples: Engine) -> None:
+    ended = datetime(2026, 3, 1, tzinfo=AUCKLAND)
+    for status in ("draft", "cancelled", "completed"):
+        add_event(examples, status, ended, status)
+    add_event(examples, "open-ended", None)
+
+    assert events.complete_ended.run(now=NOW) == {"completed": 0}
+    assert statuses(examples)["open-ended"] == "confirmed"
+    assert statuses(examples)["draft"] == "draft"
 
 
-def test_a_repeated_run_changes_nothing(examples: Engine) -> None:
-    add_events(examples, {"done": datetime(2026, 3, 1, tzinfo=LOS_ANGELES)})
-    events.complete_ended.run(now="2026-03-02T12:00:00+00:00")
+def test_an_end_exactly_now_is_not_yet_passed(examples: Engine) -> None:
+    add_event(examples, "ends-now", datetime.fromisoformat(NOW))
+    assert events.complete_ended.run(now=NOW) == {"completed": 0}
+
+
+def test_a_repeated_run_completes_nothing_more(examples: Engine) -> None:
+    add_event(examples, "ended", datetime(2026, 3, 1, tzinfo=AUCKLAND))
+    assert events.complete_ended.run(now=NOW) == {"completed": 1}
+    assert events.complete_ended.run(now=NOW) == {"completed": 0}
     with examples.connect() as conn:
-        first = conn.execute(select(db.events.c.completed_at)).scalar_one()
+        completed_at = conn.execute(select(e.c.completed_at)).scalar_one()
+    assert completed_at == datetime.fromisoformat(NOW)
 
-    assert events.complete_ended.run(now="2026-03-02T12:05:00+00:00") == {"completed": 0}
-    with examples.connect() as conn:
-        assert conn.execute(select(db.events.c.completed_at)).scalar_one() == first
+
+def test_a_backlog_is_completed_in_batches(examples: Engine) -> None:
+    for k in range(7):
+        add_event(examples, f"ended-{k}", datetime(2026, 3, 1, tzinfo=AUCKLAND))
+    assert events.complete_ended.run(batch_size=3, now=NOW) == {"completed": 7}
+    assert set(statuses(examples).values()) == {"completed"}

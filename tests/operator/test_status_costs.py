@@ -43,6 +43,7 @@ def test_a_changed_row_with_an_unchanged_count_rule_costs_no_expansion(
         spec_hash=spec_hash(document),
         created_at=CREATED,
         suspended=False,
+        deleted_at=None,
         next_run_at=CREATED,
         planned_count=1,
     )

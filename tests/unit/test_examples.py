@@ -45,3 +45,17 @@ def test_crd_schema_rejects_what_the_validator_rejects() -> None:
     document["spec"]["priority"] = 12
     with pytest.raises(jsonschema.ValidationError, match="12 is greater than the maximum of 9"):
         jsonschema.validate(document, crd_schema())
+
+
+@pytest.mark.parametrize("document", DOCUMENTS, ids=lambda d: d.content["metadata"]["name"])
+def test_every_example_bounds_its_runs_and_forbids_overlap(document: Any) -> None:
+    spec = document.content["spec"]
+    assert "timeLimit" in spec
+    assert spec.get("concurrencyPolicy") == "Forbid"
+
+
+def test_the_monthly_allocation_catches_up_every_missed_month() -> None:
+    (allocation,) = [
+        d for d in DOCUMENTS if d.content["metadata"]["name"] == "credits-allocate-monthly"
+    ]
+    assert allocation.content["spec"]["missedRuns"] == "RunAll"

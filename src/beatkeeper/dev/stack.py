@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from beatkeeper.dev import lock, login, servers, sync
 from beatkeeper.dev.processes import Supervisor
@@ -33,6 +33,8 @@ FLOWER_PREFIX = "flower"
 #: up, and warns for each unanswered question; the worker's own lines say when it is ready.
 FLOWER_NOISE = re.compile(r"Inspect method \w+ failed$")
 EXAMPLE_TASKS = "beatkeeper_examples.tasks"
+#: Celery's default queue: a schedule without ``spec.queue`` is sent there.
+DEFAULT_QUEUE = "celery"
 Say = Callable[[str], None]
 
 
@@ -114,12 +116,15 @@ def _supervise(
             [*app, "beat", "-S", "beatkeeper_worker.beat:DatabaseScheduler", "-l", "INFO"],
             env,
         )
+        queues = _queues(engine)
+        say(f"worker consumes {', '.join(queues)} (a queue first named later needs a restart)")
         supervisor.start(
             "worker",
             # INFO: each run's "received" and "succeeded in" lines show in the dev console.
-            [*app, "worker", "-P", "prefork", "-c", str(options.concurrency), "-l", "INFO"],
+            [*app, "worker", "-P", "prefork", "-c", str(options.concurrency), "-l", "INFO",
+             "-Q", ",".join(queues)],
             env,
-        )
+        )  # fmt: skip
         flower_login = login.flower_login(options.state)
         supervisor.start(
             "flower",
@@ -152,6 +157,14 @@ def _supervise(
         stop.set()
         say("stopping Beat, the worker and Flower (running tasks finish first)")
         supervisor.stop()
+
+
+def _queues(engine: Engine) -> list[str]:
+    """Celery's default queue and every queue a live schedule routes to."""
+    query = text("SELECT DISTINCT queue FROM schedules WHERE deleted_at IS NULL AND queue <> ''")
+    with engine.connect() as conn:
+        named = {str(queue) for queue in conn.execute(query).scalars() if queue}
+    return sorted(named | {DEFAULT_QUEUE})
 
 
 def _wait_for_flower(url: str, supervisor: Supervisor, stop: threading.Event) -> bool:
