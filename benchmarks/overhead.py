@@ -176,6 +176,7 @@ def _round(
 def _publish_runs(engine: Engine, client: Celery, queue: str, count: int) -> None:
     """Beat's part: a schedule, ``count`` enqueued runs, one message per run."""
     schedule_id = uuid.uuid4()
+    name = f"noop-{schedule_id.hex[:8]}"
     now = datetime.now(UTC)
     with engine.begin() as db:
         db.execute(
@@ -183,7 +184,7 @@ def _publish_runs(engine: Engine, client: Celery, queue: str, count: int) -> Non
                 "INSERT INTO schedules (id, namespace, name, generation, spec, spec_hash, task,"
                 " zone, trigger) VALUES (:id, 'bench', :name, 1, '{}', 'h', :task, 'UTC', 'x')"
             ),
-            {"id": schedule_id, "name": f"noop-{schedule_id.hex[:8]}", "task": TASK},
+            {"id": schedule_id, "name": name, "task": TASK},
         )
         run_ids = db.execute(
             text(
@@ -194,7 +195,7 @@ def _publish_runs(engine: Engine, client: Celery, queue: str, count: int) -> Non
             {"schedule": schedule_id, "now": now, "task": TASK, "count": count},
         ).scalars()
         headers = message_headers(
-            schedule="bench/noop", schedule_id=schedule_id, planned_at=now, attempt=1,
+            schedule=f"bench/{name}", schedule_id=schedule_id, planned_at=now, attempt=1,
             max_attempts=1,
         )  # fmt: skip
         _publish(client, queue, [(str(run_id), headers) for run_id in run_ids])

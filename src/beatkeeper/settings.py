@@ -95,7 +95,35 @@ def normalise_database_url(url: str, *, variable: str = f"{PREFIX}DATABASE_URL")
             f"{variable} must be a PostgreSQL URL such as "
             f"postgresql://user:pass@host:5432/db, got {mask_url(url)!r}"
         )
+    _check_authority(rest, variable)
     return f"postgresql+psycopg://{rest}"
+
+
+_ENCODE_HINT = "percent-encode @ as %40 and : as %3A"
+# How SQLAlchemy reads user and password: the user up to ':' or '/', the password up to '@'.
+_USERINFO = re.compile(r"[^:/]*(?::[^@]*)?@")
+
+
+def _check_authority(rest: str, variable: str) -> None:
+    """Refuse what SQLAlchemy would misread: it ends the password at the first ``@``, so a
+    second ``@`` puts the password's tail into the host (and into every connection error).
+
+    The messages never quote the URL: whatever is misplaced may be part of the password.
+    """
+    userinfo = _USERINFO.match(rest)
+    after = rest[userinfo.end() :] if userinfo else rest
+    if userinfo and "@" in after.partition("?")[0]:
+        raise SettingsError(
+            f"{variable}: the user name or password contains '@' or ':' unescaped: {_ENCODE_HINT}"
+        )
+    hostport = re.split(r"[/?]", after, maxsplit=1)[0]
+    port = hostport.rpartition("]")[2] if hostport.startswith("[") else hostport
+    _, colon, digits = port.partition(":")
+    if colon and digits and not digits.isdigit():
+        raise SettingsError(
+            f"{variable}: the port after the host is not a number; "
+            f"if the password contains '@' or ':', {_ENCODE_HINT}"
+        )
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -9,6 +9,7 @@ a deadline, never a sleep.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -19,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -126,15 +128,33 @@ class DevStack:
                     pytest.fail(f"no log line matching {pattern!r} {why}:\n{tail}")
                 self._changed.wait(min(left, 1.0))
 
+    def authorization(self) -> str:
+        """The ``Authorization`` header of the login the stack keeps in its state folder."""
+        user_and_password = (self.state / "flower-login").read_text().strip()
+        return "Basic " + base64.b64encode(user_and_password.encode()).decode()
+
+    def flower_request(
+        self, path: str, *, method: str = "GET", body: bytes | None = None, **headers: str
+    ) -> tuple[int, dict[str, str], bytes]:
+        """Flower's answer to one request: status, headers, body (an error status too)."""
+        request = urllib.request.Request(
+            f"{self.flower}{path}", data=body, method=method, headers=headers
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                return response.status, dict(response.headers), response.read()
+        except urllib.error.HTTPError as error:
+            return error.code, dict(error.headers), error.read()
+
     def succeeded(self, task: str = TASK) -> dict[str, Any]:
         """Flower's successful runs of ``task`` (empty while there are none)."""
-        url = f"{self.flower}/api/tasks?taskname={task}&state=SUCCESS"
+        path = f"/api/tasks?taskname={task}&state=SUCCESS"
         try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                tasks: dict[str, Any] = json.load(response)
-                return tasks
+            status, _, body = self.flower_request(path, Authorization=self.authorization())
         except OSError:
             return {}
+        tasks: dict[str, Any] = json.loads(body) if status == 200 else {}
+        return tasks
 
     def interrupt(self, *, timeout: float = 60, number: int = signal.SIGINT) -> int:
         """Ctrl-C (or another signal): send it to the stack, wait for it to exit; its code."""

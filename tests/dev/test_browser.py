@@ -1,5 +1,5 @@
-"""Flower in a real browser: headless Chromium opens the dev stack's task list and sees an
-example task succeed.
+"""Flower in a real browser: headless Chromium, logged in with the stack's Flower login,
+opens the dev stack's task list and sees an example task succeed.
 
 Chromium is driven over its DevTools protocol (a WebSocket, through ``websocket-client``),
 so no chromedriver or selenium is needed. Without a Chromium binary the test skips and says
@@ -108,6 +108,9 @@ def test_flower_shows_an_example_task_succeeded(
     chromium: str, dev_stack: DevStack, page: Page
 ) -> None:
     wait_for(dev_stack.succeeded, timeout=60, what=f"{TASK} to succeed (Flower's API)")
+    # The dev Flower asks for its login: what the browser sends once the user has typed it.
+    page.call("Network.enable")
+    page.call("Network.setExtraHTTPHeaders", headers={"Authorization": dev_stack.authorization()})
 
     def success_row() -> str | None:
         page.call("Page.navigate", url=f"{dev_stack.flower}/tasks")

@@ -1,7 +1,14 @@
 """`beatkeeper dev` as a user runs it: an example task succeeds in Flower, manifests are
-watched, a broken one keeps the previous version, Ctrl-C stops every child and a second
-start resumes. The tests share one stack (``dev_stack``) and run in file order; the last
-one stops it and starts it again.
+watched, a broken one keeps the previous version, Flower asks for its login and a web page
+cannot use it to run tasks, Ctrl-C stops every child and a second start resumes.
+
+Requests to Flower are sent the way a browser sends them: a cross-site ``text/plain`` POST
+(a "simple" request, so no CORS preflight) with the attacker's ``Origin``; a request to a
+rebound name carries that name in ``Host``. Whether a refused request ran its task is read
+from the worker's own "received" lines, after an authorised request of the same task ran.
+
+The tests share one stack (``dev_stack``) and run in file order; the last one stops it and
+starts it again.
 """
 
 from __future__ import annotations
@@ -9,10 +16,10 @@ from __future__ import annotations
 import json
 import re
 import signal
+import stat
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import psutil
@@ -110,8 +117,8 @@ def test_deleting_a_manifest_deletes_its_schedule(dev_stack: DevStack) -> None:
 
 def test_flower_is_served_under_flower_as_on_the_chart(dev_stack: DevStack) -> None:
     assert dev_stack.flower.endswith(f":{dev_stack.port}/flower")
-    with urllib.request.urlopen(f"{dev_stack.flower}/workers", timeout=10) as page:
-        assert page.status == 200
+    status, _, _ = dev_stack.flower_request("/workers", Authorization=dev_stack.authorization())
+    assert status == 200
 
 
 def test_a_fixed_manifest_says_fixed(dev_stack: DevStack) -> None:
@@ -243,6 +250,71 @@ def test_your_own_celery_app_runs_its_schedule_as_the_readme_says(
         )  # fmt: skip
 
 
+NOOP = "beatkeeper.noop"
+APPLY = f"/api/task/async-apply/{NOOP}"
+FORGED = json.dumps({"kwargs": {}}).encode()
+CROSS_SITE = {
+    "Content-Type": "text/plain",
+    "Origin": "http://attacker.example",
+    "Sec-Fetch-Site": "cross-site",
+}
+
+
+def noop_received(stack: DevStack, after: int) -> list[str]:
+    return [line for line in stack.lines[after:] if re.search(rf"{NOOP}\[\S+\] received", line)]
+
+
+def test_a_cross_site_post_without_the_login_is_refused_and_runs_nothing(
+    dev_stack: DevStack,
+) -> None:
+    mark = dev_stack.mark()
+    status, headers, _ = dev_stack.flower_request(APPLY, method="POST", body=FORGED, **CROSS_SITE)
+    assert status == 403  # refused as cross-site before the login is even asked for
+    assert "Access-Control-Allow-Origin" not in headers
+    plain = {"Content-Type": "text/plain"}
+    status, headers, _ = dev_stack.flower_request(APPLY, method="POST", body=FORGED, **plain)
+    assert status == 401
+    assert "Access-Control-Allow-Origin" not in headers
+    # DNS rebinding: the page's own origin and Host, both naming the attacker's host.
+    rebound = {**plain, "Host": "attacker.example:5555", "Origin": "http://attacker.example:5555"}
+    status, _, _ = dev_stack.flower_request(APPLY, method="POST", body=FORGED, **rebound)
+    assert status == 401
+    # Even a browser that has logged in cannot be made to post from another site.
+    login = {"Authorization": dev_stack.authorization()}
+    status, _, _ = dev_stack.flower_request(
+        APPLY, method="POST", body=FORGED, **CROSS_SITE, **login
+    )
+    assert status == 403
+    # The owner, with the login, can: and that is the only run of the task since the mark.
+    status, _, body = dev_stack.flower_request(
+        APPLY, method="POST", body=FORGED, **{"Content-Type": "application/json"}, **login
+    )
+    assert status == 200, body
+    task_id = json.loads(body)["task-id"]
+    dev_stack.wait_for(rf"{NOOP}\[{task_id}\] succeeded", after=mark)
+    assert len(noop_received(dev_stack, mark)) == 1
+
+
+def test_the_login_is_printed_at_start_and_kept_owner_only_beside_servers_env(
+    dev_stack: DevStack,
+) -> None:
+    path = dev_stack.state / "flower-login"
+    assert (dev_stack.state / "servers.env").exists()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    user, _, password = path.read_text().strip().partition(":")
+    assert len(password) >= 20
+    dev_stack.wait_for(rf"Flower login: user {user}, password {re.escape(password)} \(kept in ")
+    status, _, _ = dev_stack.flower_request("/api/workers")
+    assert status == 401
+    wait_for(
+        lambda: (
+            dev_stack.flower_request("/api/workers", Authorization=dev_stack.authorization())[0]
+            == 200
+        ),
+        what="Flower's API to answer the login",
+    )
+
+
 def test_a_port_in_use_is_one_clear_line(dev_stack: DevStack, tmp_path: Path) -> None:
     result = subprocess.run(
         [BEATKEEPER, "dev", "-f", str(dev_stack.manifests), "--state-dir", str(tmp_path),
@@ -257,12 +329,14 @@ def test_a_port_in_use_is_one_clear_line(dev_stack: DevStack, tmp_path: Path) ->
 
 
 def test_ctrl_c_stops_every_child_and_a_second_start_resumes(dev_stack: DevStack) -> None:
+    login = (dev_stack.state / "flower-login").read_text()
     stop_and_check_nothing_is_left(dev_stack, signal.SIGINT)
 
     # A new port: right after a stop, `port_in_use` (a bind without SO_REUSEADDR) can still
     # see the old Flower port's TIME_WAIT connections as "in use".
     dev_stack.start(port=free_port())
     wait_for(dev_stack.succeeded, timeout=60, what=f"{TASK} to succeed after the restart")
+    assert (dev_stack.state / "flower-login").read_text() == login  # the same login
     # The schedule was kept in the state folder: nothing to create again.
     assert not [line for line in dev_stack.lines if re.search(r"quick (created|deleted)", line)]
 

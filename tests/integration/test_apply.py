@@ -5,25 +5,30 @@ from __future__ import annotations
 import copy
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine, insert, select
 
+from beatkeeper.dev.sync import Folder
+from beatkeeper.problems import SpecError
 from beatkeeper.spec import ScheduleManifest, validate_manifest
 from beatkeeper.states import RunState
 from beatkeeper.store.models import runs, schedules
-from beatkeeper.store.schedules import apply_schedule, delete_schedule, derived_uid
+from beatkeeper.store.schedules import apply_schedule, delete_schedule
 
 NOW = datetime(2026, 11, 22, 12, 0, 30, tzinfo=UTC)
 UID = "0d9e8a52-5f3c-4a51-8f0e-2b1f5d6c7a10"
 
 
-def manifest(uid: str | None = UID, **spec: Any) -> ScheduleManifest:
+def manifest(
+    uid: str | None = UID, *, namespace: str = "chores", name: str = "reminders", **spec: Any
+) -> ScheduleManifest:
     document: dict[str, Any] = {
         "apiVersion": "beatkeeper.io/v1alpha1",
         "kind": "Schedule",
-        "metadata": {"name": "reminders", "namespace": "chores"},
+        "metadata": {"name": name, "namespace": namespace},
         "spec": {"task": "chores.remind", "cron": "*/15 * * * *", **spec},
     }
     if uid:
@@ -99,11 +104,63 @@ def test_suspend_is_stored_and_edit_lifts_a_failure_pause(db: Engine) -> None:
     assert row(db).suspended is True
 
 
-def test_manifest_without_uid_gets_stable_derived_id(db: Engine) -> None:
+def test_manifest_without_uid_keeps_its_id_across_applies(db: Engine) -> None:
     first = apply(db, manifest(uid=None))
     second = apply(db, manifest(uid=None, queue="q"))
-    assert first.id == second.id == derived_uid("chores", "reminders")
+    assert first.id == second.id
     assert second.action == "updated"
+
+
+def test_ids_of_manifests_without_uid_are_not_derived_from_their_names(db: Engine) -> None:
+    # A name-derived id would let anyone compute another namespace's schedule id.
+    legacy = uuid.uuid5(uuid.UUID("5b0c6f4e-2d7c-4c83-9a51-0a9f3f1f6e21"), "chores/reminders")
+    first = apply(db, manifest(uid=None))
+    assert first.id != legacy
+    assert first.id.version == 8  # random, marked as applied without a cluster
+    with db.begin() as conn:
+        delete_schedule(conn, namespace="chores", name="reminders", now=NOW)
+    elsewhere = apply(db, manifest(uid=None, namespace="other"))
+    assert elsewhere.id not in {first.id, legacy}
+
+
+def test_a_deleted_schedule_from_a_cluster_is_not_restored_by_an_apply_without_uid(
+    db: Engine,
+) -> None:
+    apply(db, manifest())  # a Kubernetes uid
+    with db.begin() as conn:
+        delete_schedule(conn, uid=uuid.UUID(UID), now=NOW)
+    result = apply(db, manifest(uid=None))
+    assert (result.action, result.id.version) == ("created", 8)
+    assert row(db).deleted_at == NOW
+
+
+def test_uid_of_another_schedule_is_refused_and_moves_nothing(db: Engine) -> None:
+    apply(db, manifest())
+    with db.begin() as conn:
+        conn.execute(
+            insert(runs).values(
+                schedule_id=uuid.UUID(UID), planned_at=NOW, due_at=NOW, task="chores.remind"
+            )
+        )
+    copied = manifest(namespace="attacker", name="copy", task="evil.task")
+    with pytest.raises(SpecError) as refused:
+        apply(db, copied)
+    assert str(refused.value) == (
+        f"metadata.uid: {UID} belongs to Schedule chores/reminders, not attacker/copy: "
+        "remove metadata.uid (copied from another Schedule?)"
+    )
+    stored = row(db)
+    assert (stored.namespace, stored.name, stored.task) == ("chores", "reminders", "chores.remind")
+    with db.connect() as conn:
+        assert conn.execute(select(runs.c.state)).scalars().all() == ["planned"]
+
+
+def test_uid_of_a_deleted_schedule_elsewhere_is_refused_too(db: Engine) -> None:
+    apply(db, manifest())
+    with db.begin() as conn:
+        delete_schedule(conn, uid=uuid.UUID(UID), now=NOW)
+    with pytest.raises(SpecError, match="belongs to Schedule chores/reminders"):
+        apply(db, manifest(name="renamed"))
 
 
 def test_manifest_without_uid_keeps_id_of_live_schedule_with_that_name(db: Engine) -> None:
@@ -157,12 +214,12 @@ def test_recreate_under_same_name_with_new_uid_is_a_new_schedule(db: Engine) -> 
 
 
 def test_reapply_after_delete_restores_the_row(db: Engine) -> None:
-    apply(db, manifest(uid=None))
+    first = apply(db, manifest(uid=None))
     with db.begin() as conn:
         delete_schedule(conn, namespace="chores", name="reminders", now=NOW)
     result = apply(db, manifest(uid=None), now=NOW + timedelta(hours=1))
-    assert result.action == "restored"
-    stored = row(db, derived_uid("chores", "reminders"))
+    assert (result.action, result.id) == ("restored", first.id)
+    stored = row(db, first.id)
     assert stored.deleted_at is None
     assert stored.next_run_at == datetime(2026, 11, 22, 13, 15, tzinfo=UTC)
 
@@ -185,3 +242,32 @@ def test_generation_from_the_cluster_is_stored_as_given(db: Engine) -> None:
     document["spec"]["queue"] = "q"
     apply(db, validate_manifest(document, now=NOW).manifest)
     assert row(db).generation == 7
+
+
+def test_dev_sync_reports_a_copied_uid_as_a_problem_and_applies_the_rest(
+    db: Engine, tmp_path: Path
+) -> None:
+    apply(db, manifest())
+    (tmp_path / "copied.yaml").write_text(
+        "apiVersion: beatkeeper.io/v1alpha1\nkind: Schedule\n"
+        f"metadata: {{name: copy, namespace: chores, uid: {UID}}}\n"
+        "spec: {task: chores.remind, interval: 1h}\n"
+    )
+    (tmp_path / "fine.yaml").write_text(
+        "apiVersion: beatkeeper.io/v1alpha1\nkind: Schedule\n"
+        "metadata: {name: fine, namespace: chores}\nspec: {task: chores.remind, interval: 1h}\n"
+    )
+    manifests = tmp_path / "manifests"
+    manifests.mkdir()
+    for written in tmp_path.glob("*.yaml"):
+        written.rename(manifests / written.name)
+    outcome = Folder([manifests], tmp_path / "state").sync(db)
+    assert [(Path(source).name, str(problem)) for source, problem in outcome.problems] == [
+        (
+            "copied.yaml",
+            f"metadata.uid: {UID} belongs to Schedule chores/reminders, not chores/copy: "
+            "remove metadata.uid (copied from another Schedule?)",
+        )
+    ]
+    assert [applied.name for applied in outcome.applied] == ["fine"]
+    assert row(db).name == "reminders"

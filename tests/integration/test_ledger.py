@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from beatkeeper_worker import ledger
@@ -88,7 +89,7 @@ def test_one_statement_at_a_time_is_in_flight(wire: Wire) -> None:
 
 
 def delivery(run_id: uuid.UUID, schedule_id: uuid.UUID) -> ledger.Delivery:
-    return ledger.Delivery(run_id, "default/s", schedule_id, "host", redelivered=False)
+    return ledger.Delivery(run_id, "default/s", schedule_id, "host", redelivered=False, task="t")
 
 
 @pytest.mark.parametrize("state", [S.RUNNING, S.ENQUEUED])
@@ -130,20 +131,64 @@ def test_only_the_claim_commits_without_waiting_for_the_wal_flush(db: Engine) ->
     assert b"synchronous_commit" not in statements.success.sql
 
 
+def claim_values(db: Engine, run_id: uuid.UUID, **changed: object) -> dict[str, object]:
+    """The claim's parameters for a message of ``run_id`` as Beat sends it."""
+    with db.connect() as connection:
+        row = connection.execute(
+            select(runs.c.task, runs.c.schedule_id, schedules.c.namespace, schedules.c.name)
+            .join(schedules, schedules.c.id == runs.c.schedule_id)
+            .where(runs.c.id == run_id)
+        ).one()
+    return {"id": run_id, "now": WHEN, "worker": "me", **row._asdict(), **changed}
+
+
 def test_the_claim_statement_moves_only_an_enqueued_run(db: Engine, wire: Wire) -> None:
     claim = statements_for(db.dialect).claim
     with db.begin() as connection:
         enqueued = add_run(connection, S.ENQUEUED)
         finished = add_run(connection, S.SUCCEEDED)
-    assert wire.execute(claim, {"id": enqueued, "now": WHEN, "worker": "me"}) == 1
-    assert wire.execute(claim, {"id": enqueued, "now": WHEN, "worker": "me"}) == 0
-    assert wire.execute(claim, {"id": finished, "now": WHEN, "worker": "me"}) == 0
+    assert wire.execute(claim, claim_values(db, enqueued)) == 1
+    assert wire.execute(claim, claim_values(db, enqueued)) == 0
+    assert wire.execute(claim, claim_values(db, finished)) == 0
     with db.connect() as connection:
         run = connection.execute(select(runs).where(runs.c.id == enqueued)).one()
     assert (run.state, run.worker, run.started_at) == (S.RUNNING, "me", WHEN)
     # The setting was local to the claim's transaction: outcomes on the wire stay durable.
     durable = probe("SELECT 1 WHERE current_setting('synchronous_commit') = 'on'")
     assert wire.execute(durable, {}) == 1
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [{"task": "app.other"}, {"schedule_id": uuid.uuid4()}, {"namespace": "x"}, {"name": "x"}],
+    ids=["task", "schedule-id", "namespace", "name"],
+)
+def test_the_claim_statement_moves_no_run_for_a_message_of_something_else(
+    db: Engine, wire: Wire, changed: dict[str, object]
+) -> None:
+    # A name of its own: the pooled connection may have prepared the claim already.
+    claim = dataclasses.replace(statements_for(db.dialect).claim, name=uuid.uuid4().hex.encode())
+    with db.begin() as connection:
+        planned = add_run(connection, S.PLANNED)
+    assert wire.execute(claim, claim_values(db, planned, **changed)) == 0
+    assert wire.execute(claim, claim_values(db, planned)) == 1  # the run's own message
+
+
+def test_the_claim_statement_moves_no_waiting_run_before_it_is_due(db: Engine, wire: Wire) -> None:
+    claim = dataclasses.replace(statements_for(db.dialect).claim, name=uuid.uuid4().hex.encode())
+    with db.begin() as connection:
+        planned = add_run(connection, S.PLANNED)
+        connection.execute(
+            update(runs)
+            .where(runs.c.id == planned)
+            .values(due_at=datetime.now(UTC) + timedelta(hours=1))
+        )
+    assert wire.execute(claim, claim_values(db, planned)) == 0
+    with db.connect() as connection:
+        assert (
+            connection.execute(select(runs.c.state).where(runs.c.id == planned)).scalar()
+            == S.PLANNED
+        )
 
 
 def test_an_answer_waited_for_with_a_timeout_gives_up(wire: Wire) -> None:

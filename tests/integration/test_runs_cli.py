@@ -358,7 +358,10 @@ def test_replay_plans_a_new_run_of_a_dead_one(cli: Any, db: Engine) -> None:
     result = cli("runs", "replay", str(dead))
     assert result.code == 0, result.err
     replayed = next(run for run in all_runs(db) if run.id != dead)
-    assert result.out.strip() == f"run {replayed.id} planned, due now (replay of {dead})"
+    assert result.out.strip() == (
+        f"run {replayed.id} planned, due now (replay of {dead}, as billing/nightly's "
+        "current spec: task billing.invoice)"
+    )
     assert (replayed.state, replayed.origin, replayed.replay_of) == ("planned", "replay", dead)
     assert (replayed.attempt, replayed.max_attempts) == (1, 2)
     assert next(run for run in all_runs(db) if run.id == dead).state == "dead"  # untouched
@@ -380,12 +383,24 @@ def test_replay_of_unknown_or_malformed_id(cli: Any) -> None:
     assert cli("runs", "replay", "not-a-uuid").code == 2
 
 
+def test_replay_runs_the_schedules_current_task_not_the_old_one(cli: Any, db: Engine) -> None:
+    # The old task may be one the schedule (or the policy) no longer allows.
+    applied = schedule(db)
+    failed = add_run(db, applied, datetime(2026, 3, 1, 2, tzinfo=UTC), S.FAILED)
+    schedule(db, task="billing.invoice_v2", kwargs={"batch": 10})
+    result = cli("runs", "replay", str(failed))
+    assert result.code == 0, result.err
+    assert "current spec: task billing.invoice_v2" in result.out
+    replayed = next(run for run in all_runs(db) if run.id != failed)
+    assert replayed.task == "billing.invoice_v2"
+
+
 def test_replay_accepts_a_unique_prefix_of_eight_or_more_characters(cli: Any, db: Engine) -> None:
     applied = schedule(db)
     failed = add_run(db, applied, datetime(2026, 3, 1, 2, tzinfo=UTC), S.FAILED)
     result = cli("runs", "replay", str(failed)[:8])
     assert result.code == 0, result.err
-    assert result.out.rstrip().endswith(f"(replay of {failed})")
+    assert f"(replay of {failed}, as billing/nightly's current spec" in result.out
     short = cli("runs", "replay", str(failed)[:7])
     assert short.code == 2
     assert "its first 8 or more characters" in short.err

@@ -135,3 +135,23 @@ def test_unreachable_database_is_one_line_with_the_password_masked(run, monkeypa
     assert result.err.startswith("beatkeeper: error: cannot connect to PostgreSQL at ")
     assert "***" in result.err
     assert "secret" not in result.err
+
+
+def test_apply_of_a_copied_uid_is_one_line_and_applies_nothing(
+    run, tmp_path: Path, database_url: str, schema: str
+) -> None:
+    uid = "0d9e8a52-5f3c-4a51-8f0e-2b1f5d6c7a10"
+    original = tmp_path / "original.yaml"
+    original.write_text(GOOD.replace("namespace: billing}", f"namespace: billing, uid: {uid}}}"))
+    assert run("migrate").code == 0
+    assert run("apply", "-f", str(original)).code == 0
+    copied = tmp_path / "copied.yaml"
+    copied.write_text(original.read_text().replace("name: nightly", "name: copy"))
+    result = run("apply", "-f", str(copied))
+    assert result.code == 1
+    assert result.err.strip().splitlines() == [
+        f"beatkeeper: error: {copied}: metadata.uid: {uid} belongs to Schedule "
+        "billing/nightly, not billing/copy: remove metadata.uid (copied from another "
+        "Schedule?); nothing applied"
+    ]
+    assert live_names(database_url, schema) == {"nightly"}

@@ -100,7 +100,7 @@ def test_a_malformed_argument_is_one_line_and_status_2(args: list[str], mention:
         ({"BEATKEEPER_DATABASE_URL": "mysql://db/beatkeeper"}, "BEATKEEPER_DATABASE_URL"),
         (
             {"BEATKEEPER_DATABASE_URL": "postgresql://u:secret@db:port/beatkeeper"},
-            "BEATKEEPER_DATABASE_URL is not a valid database URL",
+            "BEATKEEPER_DATABASE_URL: the port after the host is not a number",
         ),
         (
             {"BEATKEEPER_DATABASE_URL": DATABASE_URL, "BEATKEEPER_LOG_LEVEL": "LOUD"},

@@ -330,3 +330,49 @@ def test_redeliver_after_defaults_to_five_minutes_and_may_be_turned_off() -> Non
 def test_a_bad_redeliver_after_names_the_variable(value: str) -> None:
     with pytest.raises(SettingsError, match="BEATKEEPER_REDELIVER_AFTER"):
         Settings.from_env({"BEATKEEPER_REDELIVER_AFTER": value})
+
+
+# --- a database URL whose password needs percent-encoding ------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://bk:p@ssword@db.example.com:5432/bk",
+        "postgresql://bk:hunter@2:word@db.example.com/bk",
+        "postgres://bk:se:cr@et@db/bk",
+    ],
+)
+def test_an_unescaped_at_in_the_password_is_one_line_without_the_password(url: str) -> None:
+    assert error_for(DATABASE_URL=url) == (
+        "BEATKEEPER_DATABASE_URL: the user name or password contains '@' or ':' unescaped: "
+        "percent-encode @ as %40 and : as %3A"
+    )
+
+
+def test_a_port_that_is_not_a_number_is_one_line_without_it() -> None:
+    message = error_for(DATABASE_URL="postgresql://bk@db:pa55word/bk")
+    assert message == (
+        "BEATKEEPER_DATABASE_URL: the port after the host is not a number; if the password "
+        "contains '@' or ':', percent-encode @ as %40 and : as %3A"
+    )
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://bk:p%40ss%3Aword@db:5432/bk",
+        "postgresql://bk:pa:ss@db:5432/bk",  # a colon inside the password reads unambiguously
+        "postgresql://bk:pa/ss#?@db/bk",
+        "postgresql://bk:s3cret@[::1]:5432/bk",
+        "postgresql://postgres:@/postgres?host=/tmp/socket",
+        "postgresql:///bk",
+    ],
+)
+def test_urls_that_read_unambiguously_are_accepted(url: str) -> None:
+    assert from_env(DATABASE_URL=url).database_url is not None
+
+
+def test_a_bad_database_url_stops_settings_built_in_code_too() -> None:
+    with pytest.raises(SettingsError, match="percent-encode @ as %40"):
+        Settings(database_url="postgresql://bk:p@ss@db/bk")

@@ -35,7 +35,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TypeVar
 
@@ -49,6 +49,7 @@ from beatkeeper.store.engine import DatabaseUnavailable, make_engine
 from beatkeeper.store.models import runs
 from beatkeeper.store.runs import transition
 from beatkeeper_worker import ownership, retries
+from beatkeeper_worker.matching import Message
 from beatkeeper_worker.ownership import session_name
 from beatkeeper_worker.statements import statements_for
 from beatkeeper_worker.wire import Wire
@@ -56,6 +57,7 @@ from beatkeeper_worker.wire import Wire
 __all__ = [
     "DOWN",
     "FINISH_RETRY_DELAYS",
+    "START_RETRY_DELAYS",
     "DatabaseDown",
     "Delivery",
     "Process",
@@ -68,6 +70,8 @@ __all__ = [
 
 logger = logging.getLogger("beatkeeper.worker")
 
+#: Waits between tries of the claim; then the message is requeued.
+START_RETRY_DELAYS = (0.1, 0.3, 1.0, 2.0)
 #: Waits between tries of a database step after the body ran; then the outcome is given up
 #: with an error line (the body never reruns for want of a record).
 FINISH_RETRY_DELAYS = (0.1, 0.3, 1.0, 2.0, 5.0, 10.0, 15.0, 30.0)
@@ -91,6 +95,20 @@ class Delivery:
     redelivered: bool
     planned_at: str | None = None
     attempt: int | None = None
+    task: str = field(kw_only=True)  # the task name the message carries
+
+    def message(self) -> Message:
+        return Message(self.run_id, self.task, self.schedule_id, self.schedule)
+
+    def claim_values(self) -> dict[str, object]:
+        """What the claim statement checks against the row (see ``matching``)."""
+        namespace, _, name = self.schedule.partition("/")
+        return {
+            "task": self.task,
+            "schedule_id": self.schedule_id,
+            "namespace": namespace,
+            "name": name,
+        }
 
 
 class Process:
@@ -201,12 +219,15 @@ def line(error: BaseException) -> str:
 
 
 def claim(process: Process, delivery: Delivery, me: str) -> bool:
-    """Move the run to ``running`` for ``me``; ``False``: it must not run here (see logs)."""
+    """Move the run to ``running`` for ``me``; ``False``: it must not run here (see logs).
+
+    The claim moves the run only when the message's task and schedule are the row's;
+    otherwise ``take_over`` finds out why and logs it, touching nothing.
+    """
     settle(process)
     now = datetime.now(UTC)
-    if process.wire().execute(
-        process.statements.claim, {"id": delivery.run_id, "now": now, "worker": me}
-    ):
+    values = {"id": delivery.run_id, "now": now, "worker": me, **delivery.claim_values()}
+    if process.wire().execute(process.statements.claim, values):
         return True
     with process.engine.connect() as db:
         taken = ownership.take_over(db, delivery, me, now=datetime.now(UTC))

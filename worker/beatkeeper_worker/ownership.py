@@ -20,17 +20,23 @@ import time
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, select, text, update
+from sqlalchemy import Connection, text, update
 
 from beatkeeper.states import RunState
 from beatkeeper.store.models import runs
 from beatkeeper.store.runs import transition
-from beatkeeper_worker import retries
+from beatkeeper_worker import matching, retries
 
 if TYPE_CHECKING:
     from beatkeeper_worker.ledger import Delivery
 
-__all__ = ["MAX_WORKER_LOSSES", "OWNER_EXIT_GRACE_SECONDS", "session_name", "take_over"]
+__all__ = [
+    "MAX_WORKER_LOSSES",
+    "OWNER_EXIT_GRACE_SECONDS",
+    "session_name",
+    "still_owned",
+    "take_over",
+]
 
 logger = logging.getLogger("beatkeeper.worker")
 
@@ -47,20 +53,25 @@ def session_name(token: str) -> str:
 
 
 def take_over(db: Connection, delivery: Delivery, me: str, *, now: datetime) -> bool:
-    """Run ``delivery``'s run after all if it is ``running`` for a process that is gone."""
+    """Run ``delivery``'s run after all if it is ``running`` for a process that is gone.
+
+    A message that is not one of its run's (``matching``) is refused here, the row untouched.
+    """
     run = (delivery.run_id, delivery.schedule)
-    row = db.execute(
-        select(runs.c.state, runs.c.worker, runs.c.worker_losses).where(
-            runs.c.id == delivery.run_id
-        )
-    ).first()
+    row = matching.read_run(db, delivery.run_id)
     if row is None:
         logger.warning("run %s of %s does not exist: message dropped", *run)
+        return False
+    wrong = matching.mismatch(delivery.message(), row)
+    if wrong is not None:
+        logger.error(
+            "%s refused: %s; the run is left as it is", delivery.message().described(), wrong
+        )
         return False
     if row.state != RunState.RUNNING:
         logger.info("run %s of %s is %s: not run again", *run, row.state)
         return False
-    if row.worker == me or _still_owned(db, row.worker, redelivered=delivery.redelivered):
+    if row.worker == me or still_owned(db, row.worker, redelivered=delivery.redelivered):
         logger.info("run %s of %s is running on %s: not run twice", *run, row.worker)
         return False
     losses = row.worker_losses + (row.worker is not None)  # NULL: handed back, not lost
@@ -92,7 +103,7 @@ def _give_up(
     return False
 
 
-def _still_owned(db: Connection, owner: str | None, *, redelivered: bool) -> bool:
+def still_owned(db: Connection, owner: str | None, *, redelivered: bool) -> bool:
     """Whether ``owner`` still runs the run; a redelivery gives a dying owner a moment.
 
     A killed process's backend exits as soon as PostgreSQL reads the closed socket, which

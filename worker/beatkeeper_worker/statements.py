@@ -20,6 +20,7 @@ from sqlalchemy import Connection, Dialect, Update, bindparam, exists, func, sel
 from beatkeeper.states import RunState
 from beatkeeper.store.runs import transition
 from beatkeeper_worker import retries
+from beatkeeper_worker.matching import MESSAGE_MATCH_FIELDS, MESSAGE_MATCHES_ROW
 from beatkeeper_worker.wire import Statement
 
 __all__ = ["Statements", "statements_for"]
@@ -27,13 +28,15 @@ __all__ = ["Statements", "statements_for"]
 
 @dataclass(frozen=True)
 class Statements:
-    claim: Statement  # parameters id, now, worker
+    claim: Statement  # parameters id, now, worker, task, schedule_id, namespace, name
     success: Statement  # parameters id, now, result, schedule_id
 
 
 def statements_for(dialect: Dialect) -> Statements:
     """The claim and the success, as each pool process prepares them on its wires."""
-    claim = _Compiled.of_transition(dialect, RunState.RUNNING, "worker", durable=False)
+    claim = _Compiled.of_transition(
+        dialect, RunState.RUNNING, "worker", durable=False, match_message=True
+    )
     success = _Compiled.of_transition(dialect, RunState.SUCCEEDED, "result").then(
         _Compiled.of(retries.RESET_FAILURES, dialect, "schedule_id")
     )
@@ -74,12 +77,20 @@ class _Compiled:
 
     @classmethod
     def of_transition(
-        cls, dialect: Dialect, to: RunState, *fields: str, durable: bool = True
+        cls,
+        dialect: Dialect,
+        to: RunState,
+        *fields: str,
+        durable: bool = True,
+        match_message: bool = False,
     ) -> _Compiled:
         recorder = _Recorder()
         placeholders: dict[str, Any] = {name: bindparam(name, None) for name in fields}
         transition(cast(Connection, recorder), _SOME_RUN, to, now=_SOME_TIME, **placeholders)
         statement = recorder.statement
+        if match_message:
+            statement = statement.where(MESSAGE_MATCHES_ROW)
+            fields = (*fields, *MESSAGE_MATCH_FIELDS)
         if not durable:
             # SET LOCAL for this one statement's implicit transaction.
             setting = select(func.set_config("synchronous_commit", "off", True)).cte("quick")

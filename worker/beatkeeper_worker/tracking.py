@@ -32,7 +32,9 @@ cannot be reached it raises ``Reject(requeue=True)``: the message goes back to t
 What the claim and the outcome write and cost: ``ledger`` (one waited-for round trip per
 run; the success is sent before the task returns and confirmed later). Who owns a running
 run and when a redelivered message may take it over: ``ownership``. This module wires Celery
-to them and records the rarer outcomes (failures, releases, unknown tasks).
+to them and records the rarer outcomes (failures, releases); ``matching`` makes the claim
+refuse a message that is not its run's. Messages no pool process runs (unknown tasks,
+refused content, hard time limits): ``unstarted``; messages nobody can read: ``poison``.
 """
 
 from __future__ import annotations
@@ -47,20 +49,26 @@ from datetime import UTC, datetime
 from typing import Any
 
 from celery import Celery, Task, signals
-from celery.exceptions import Ignore, Reject, Retry, TimeLimitExceeded
+from celery.exceptions import Ignore, Reject, Retry
 from celery.utils.saferepr import saferepr
-from sqlalchemy import Connection, Engine, update
-from sqlalchemy.pool import NullPool
+from sqlalchemy import Connection, update
 
 from beatkeeper import logging as beatkeeper_logging
 from beatkeeper.observability import metrics
 from beatkeeper.settings import Settings, SettingsError
 from beatkeeper.states import RunState
-from beatkeeper.store.engine import make_engine
 from beatkeeper.store.models import runs
 from beatkeeper.store.runs import SUMMARY_MAX_CHARS, transition
-from beatkeeper_worker import health, ledger, retries
-from beatkeeper_worker.ledger import FINISH_RETRY_DELAYS, DatabaseDown, Delivery, Process, at, line
+from beatkeeper_worker import health, ledger, poison, retries, unstarted
+from beatkeeper_worker.ledger import (
+    FINISH_RETRY_DELAYS,
+    START_RETRY_DELAYS,
+    DatabaseDown,
+    Delivery,
+    Process,
+    at,
+)
+from beatkeeper_worker.unstarted import describe_error
 
 __all__ = ["HEADERS", "describe_error", "install", "message_headers"]
 
@@ -75,8 +83,6 @@ HEADERS = (
 )
 """The headers that mark a message as a run (Beat's side of the contract)."""
 
-#: Waits between tries of the claim; then the message is requeued.
-START_RETRY_DELAYS = (0.1, 0.3, 1.0, 2.0)
 
 _INSTALLED = "_beatkeeper_tracking"
 
@@ -98,6 +104,7 @@ def install(app: Celery) -> None:
     if getattr(app, _INSTALLED, False):
         return
     setattr(app, _INSTALLED, True)
+    app.steps["consumer"].add(poison.DropUnreadable)
     if app.configured:
         _redeliver_lost_runs(app.conf)
     else:
@@ -115,9 +122,9 @@ def install(app: Celery) -> None:
         (signals.worker_process_init, _on_process_init),
         (signals.worker_process_shutdown, _on_process_exit),
         (signals.before_task_publish, _on_publish),
-        (signals.task_unknown, only_for(_on_unknown_task, lambda consumer: consumer.app)),
-        (signals.task_rejected, only_for(_on_invalid_task, lambda consumer: consumer.app)),
-        (signals.task_failure, only_for(_on_hard_time_limit, lambda task: task.app)),
+        (signals.task_unknown, only_for(unstarted.on_unknown_task, lambda c: c.app)),
+        (signals.task_rejected, only_for(unstarted.on_invalid_task, lambda c: c.app)),
+        (signals.task_failure, only_for(unstarted.on_hard_time_limit, lambda task: task.app)),
     ]
     for signal, receiver in connections:
         signal.connect(receiver, weak=False)
@@ -198,13 +205,13 @@ def _tracked(task: Task, body: Callable[..., Any]) -> Callable[..., Any]:
             return body(*args, **kwargs)
         if _running.message is not None and str(_running.message.run_id) == request.id:
             return body(*args, **kwargs)  # the task calling itself inside its own run
-        return _execute(_message(request), body, args, kwargs)
+        return _execute(_message(request, task.name), body, args, kwargs)
 
     run._beatkeeper = True  # type: ignore[attr-defined]
     return run
 
 
-def _message(request: Any) -> Delivery:
+def _message(request: Any, task: str) -> Delivery:
     return Delivery(
         run_id=uuid.UUID(request.id),
         schedule=request.beatkeeper_schedule,
@@ -213,6 +220,7 @@ def _message(request: Any) -> Delivery:
         redelivered=bool((request.delivery_info or {}).get("redelivered")),
         planned_at=getattr(request, "beatkeeper_planned_at", None),
         attempt=getattr(request, "beatkeeper_attempt", None),
+        task=task,
     )
 
 
@@ -301,12 +309,6 @@ def _ignored(db: Connection, run_id: uuid.UUID, *, now: datetime) -> None:
     transition(db, run_id, RunState.CANCELLED, now=now, error="the task raised Ignore")
 
 
-def describe_error(error: BaseException) -> str:
-    """``ExceptionType: message``, as the runs table records errors."""
-    message = str(error)
-    return f"{type(error).__name__}: {message}" if message else type(error).__name__
-
-
 def _finish(message: Delivery, step: Callable[[Connection, datetime], None]) -> None:
     """A rarer outcome (failure, release): one transaction on a pooled connection."""
     process = Process.current()
@@ -319,53 +321,3 @@ def _finish(message: Delivery, step: Callable[[Connection, datetime], None]) -> 
         process.retrying(FINISH_RETRY_DELAYS, attempt)
     except DatabaseDown as down:
         logger.error("run %s of %s finished but not recorded: %s", *at(message), down)  # noqa: TRY400
-
-
-# -- messages a pool process never sees (the worker's main process) ------------------------
-
-
-def _on_unknown_task(sender: Any, message: Any, name: str, **_: Any) -> None:
-    error = f"NotRegistered: no task named {name!r} on worker {sender.hostname}"
-    _fail_unstarted(message.headers or {}, error, worker=sender.hostname)
-
-
-def _on_invalid_task(sender: Any, message: Any, exc: BaseException | None, **_: Any) -> None:
-    if exc is not None:
-        _fail_unstarted(message.headers or {}, describe_error(exc), worker=sender.hostname)
-
-
-def _on_hard_time_limit(task_id: str, exception: BaseException, **_: Any) -> None:
-    """The pool killed the process: its wrapper never got to record the outcome."""
-    if isinstance(exception, TimeLimitExceeded):
-        _fail_main(uuid.UUID(task_id), describe_error(exception))
-
-
-def _fail_unstarted(headers: dict[str, Any], error: str, *, worker: str) -> None:
-    if headers.get("beatkeeper_schedule_id") is None:
-        return
-    logger.error("run %s of %s failed: %s", headers["id"], headers["beatkeeper_schedule"], error)
-    _fail_main(uuid.UUID(headers["id"]), error, worker=worker)
-
-
-def _fail_main(run_id: uuid.UUID, error: str, *, worker: str | None = None) -> None:
-    """Record a failure from the main process: a short-lived connection, none kept to fork."""
-    extra = {} if worker is None else {"worker": worker}
-    for delay in (*START_RETRY_DELAYS, None):
-        try:
-            with _main_engine().begin() as db:
-                now = datetime.now(UTC)
-                if transition(db, run_id, RunState.FAILED, now=now, error=error, **extra):
-                    retries.settle_failure(db, run_id, error=error, now=now)
-            return
-        except ledger.DOWN as down:
-            if delay is None:
-                logger.error("run %s failed (%s), not recorded: %s", run_id, error, line(down))  # noqa: TRY400
-                return
-            time.sleep(delay)
-
-
-@functools.cache
-def _main_engine() -> Engine:
-    return make_engine(
-        Settings.from_env(), application_name="beatkeeper-worker-main", poolclass=NullPool
-    )

@@ -143,7 +143,9 @@ def list_runs(
 def replay(run_id: str) -> None:
     """Run a dead or failed run again, as a new run (origin replay) due now.
 
-    ID is a run id as `beatkeeper runs` lists it, or its first 8 or more characters.
+    The new run uses the schedule's current spec (task, args/kwargs, queue), not what the
+    old run ran; a run of a deleted schedule is not replayed. ID is a run id as `beatkeeper
+    runs` lists it, or its first 8 or more characters.
 
     \b
     Examples:
@@ -154,7 +156,11 @@ def replay(run_id: str) -> None:
     with database() as engine, engine.begin() as db:
         old = _asked(lambda: history.find_run_id(db, prefix))
         new = _asked(lambda: history.replay(db, old, now=datetime.now(UTC)))
-    click.echo(f"run {new} planned, due now (replay of {old})")
+    schedule = new.schedule
+    click.echo(
+        f"run {new.run_id} planned, due now (replay of {old}, as {schedule.key}'s current "
+        f"spec: task {schedule.task})"
+    )
 
 
 @click.command("trigger")

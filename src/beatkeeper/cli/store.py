@@ -21,6 +21,7 @@ from beatkeeper.cli.output import EXIT_USAGE, UserError, stderr
 from beatkeeper.cli.validate import PATHS, report
 from beatkeeper.dev.servers import running_stack
 from beatkeeper.manifests import check_paths
+from beatkeeper.problems import SpecError
 from beatkeeper.settings import Settings, SettingsError, mask_url
 from beatkeeper.store.engine import DatabaseUnavailable, make_engine
 from beatkeeper.store.schedules import apply_schedule, delete_schedule
@@ -73,7 +74,8 @@ def apply(paths: tuple[str, ...]) -> None:
     """Create or update Schedules straight in the database (no cluster needed).
 
     Validates every manifest first; applies all of them in one transaction or none.
-    A manifest without metadata.uid gets a stable id derived from namespace and name.
+    A manifest without metadata.uid keeps the id of the schedule of that name (a new one
+    gets a random id); a uid that belongs to another Schedule is refused.
 
     \b
     Examples:
@@ -87,7 +89,12 @@ def apply(paths: tuple[str, ...]) -> None:
     if not checked.valid:
         raise UserError(f"{checked.nothing_found()}: nothing applied")
     with database() as engine, engine.begin() as db:
-        results = [apply_schedule(db, v.manifest, now=now) for _, v in checked.valid]
+        results = []
+        for document, validated in checked.valid:
+            try:
+                results.append(apply_schedule(db, validated.manifest, now=now))
+            except SpecError as refused:  # the rollback undoes the ones applied before
+                raise UserError(f"{document.source}: {refused}; nothing applied") from None
     for result in results:
         when = result.next_run_at.isoformat() if result.next_run_at else "none"
         click.echo(f"{result.namespace}/{result.name} {result.action} (next run {when})")

@@ -121,15 +121,21 @@ def _redis(folder: Path) -> Iterator[str]:
 def advertised(state: Path, *, database_url: str, broker_url: str) -> Iterator[Path]:
     """Write the running stack's URLs to ``state/servers.env`` for the block's duration."""
     path = state / URLS_FILE
-    state.mkdir(parents=True, exist_ok=True)
     urls = zip(_URL_KEYS, (database_url, broker_url), strict=True)
     # Owner-only: a URL of the user's own server may hold a password.
-    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as file:
-        file.writelines(f"{key}={url}\n" for key, url in urls)
+    write_private(path, "".join(f"{key}={url}\n" for key, url in urls))
     try:
         yield path
     finally:
         path.unlink(missing_ok=True)
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` readable by its owner only (mode 0600, whatever it was)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as file:
+        os.fchmod(file.fileno(), 0o600)  # O_CREAT's mode applies only to a new file
+        file.write(text)
 
 
 def running_stack(state: Path = DEFAULT_STATE) -> dict[str, str]:

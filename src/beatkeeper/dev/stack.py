@@ -2,8 +2,9 @@
 
 The order matters: the database is migrated and the manifests applied before Beat starts,
 so the first tick already sees every schedule; Flower is reported ready only once it
-answers. While running, the manifest folder is watched and re-applied on change; a child
-that exits stops the stack with its name and exit code, rather than leaving a half stack.
+answers, and asks for the login `login` keeps in the state folder. While running, the
+manifest folder is watched and re-applied on change; a child that exits stops the stack
+with its name and exit code, rather than leaving a half stack.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, text
 
-from beatkeeper.dev import lock, servers, sync
+from beatkeeper.dev import lock, login, servers, sync
 from beatkeeper.dev.processes import Supervisor
 from beatkeeper.settings import Settings, mask_url
 from beatkeeper.store.engine import make_engine
@@ -124,6 +125,7 @@ def _supervise(
              "-Q", ",".join(queues)],
             env,
         )  # fmt: skip
+        flower_login = login.flower_login(options.state)
         supervisor.start(
             "flower",
             [
@@ -133,11 +135,15 @@ def _supervise(
                 f"--port={options.flower_port}",
                 f"--url_prefix={FLOWER_PREFIX}",
             ],
-            env,
+            env | {"FLOWER_BASIC_AUTH": flower_login.basic_auth},
             quiet=FLOWER_NOISE,
         )
         url = f"http://127.0.0.1:{options.flower_port}/{FLOWER_PREFIX}"
         if _wait_for_flower(url, supervisor, stop):
+            say(
+                f"Flower login: user {flower_login.user}, password {flower_login.password} "
+                f"(kept in {flower_login.path})"
+            )
             say(f"Flower ready at {url}/ ({time.monotonic() - started:.1f}s); Ctrl-C stops")
         watcher = threading.Thread(target=_watch, args=(folder, engine, say, stop), daemon=True)
         watcher.start()
@@ -200,12 +206,12 @@ def _child_env(settings: Settings, database_url: str, broker_url: str) -> dict[s
         "BEATKEEPER_BROKER_URL": broker_url,
         "BEATKEEPER_DB_SCHEMA": settings.db_schema,
         "BEATKEEPER_LOG_FORMAT": "console",
-        # In dev only: Flower listens on 127.0.0.1, so its API may be open.
-        "FLOWER_UNAUTHENTICATED_API": "true",
         "PYTHONUNBUFFERED": "1",
     }
     # Beat and the worker would both try to listen on it; one machine needs no probes.
     env.pop("BEATKEEPER_METRICS_PORT", None)
+    # Any web page could run tasks through an open API on 127.0.0.1 (see `login`).
+    env.pop("FLOWER_UNAUTHENTICATED_API", None)
     if not env.get("BEATKEEPER_IMPORTS", "").strip():
         # The example Schedules' tasks, so `beatkeeper dev` runs out of the box.
         env["BEATKEEPER_IMPORTS"] = EXAMPLE_TASKS

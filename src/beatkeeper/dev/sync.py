@@ -25,7 +25,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from beatkeeper.manifests import check_paths
-from beatkeeper.problems import Problem
+from beatkeeper.problems import Problem, SpecError
 from beatkeeper.store.schedules import Applied, apply_schedule, delete_schedule
 
 OWNED_FILE = "owned.json"
@@ -64,11 +64,19 @@ class Folder:
             for document, v in checked.valid
         }
         with engine.begin() as db:
-            for _, validated in checked.valid:
-                applied = apply_schedule(db, validated.manifest, now=now)
+            for document, validated in checked.valid:
+                try:
+                    with db.begin_nested():  # a refused manifest leaves the others applied
+                        applied = apply_schedule(db, validated.manifest, now=now)
+                except SpecError as refused:  # e.g. a uid copied from another Schedule
+                    outcome.problems += [(document.source, p) for p in refused.problems]
+                    meta = validated.manifest.metadata
+                    present.pop((meta.namespace, meta.name), None)
+                    self._broken.add(_DOCUMENT_NUMBER.sub("", document.source))
+                    continue
                 if applied.action != "unchanged":
                     outcome.applied.append(applied)
-            if not checked.problems:
+            if not outcome.problems:
                 for name, source in sorted(self._owned.items()):
                     if name in present:
                         continue

@@ -4,7 +4,8 @@ The queries behind `beatkeeper runs`, `trigger`, `backfill`, `runs replay` and `
 Runs made here are born ``planned`` and due now (or at their own time, for a backfill),
 with an ``origin`` saying why they exist; Beat publishes them like any other run, and a
 ``NOTIFY`` wakes it so it does not wait for its next scheduled tick. A replay is a new run
-(``replay_of`` the old one): finished runs never change state again.
+(``replay_of`` the old one) of the schedule's current spec: finished runs never change state
+again.
 
 Functions take a Connection inside the caller's transaction and never commit; they raise
 ``NotFoundError`` or ``RefusedError`` with a message fit for a person. This module must not
@@ -34,6 +35,7 @@ __all__ = [
     "REPLAYABLE",
     "NotFoundError",
     "RefusedError",
+    "Replay",
     "RunView",
     "ScheduleRef",
     "already_planned",
@@ -194,10 +196,23 @@ def trigger_once(
     )
 
 
-def replay(db: Connection, run_id: uuid.UUID, *, now: datetime) -> uuid.UUID:
-    """A new run, due now, of the schedule of the dead or failed run ``run_id``."""
+@dataclass(frozen=True)
+class Replay:
+    """The run a replay planned, and the schedule (and its current task) it runs as."""
+
+    run_id: uuid.UUID
+    schedule: ScheduleRef
+
+
+def replay(db: Connection, run_id: uuid.UUID, *, now: datetime) -> Replay:
+    """A new run, due now, of the schedule of the dead or failed run ``run_id``.
+
+    It runs the schedule's *current* spec (task, arguments, queue), as every run Beat
+    publishes does: the old run's task may be one the schedule, or the namespace's policy,
+    no longer allows. A deleted schedule has no current spec, so its runs are not replayed.
+    """
     row = db.execute(
-        select(runs.c.state, runs.c.task, schedules)
+        select(runs.c.state, schedules)
         .join(schedules, schedules.c.id == runs.c.schedule_id)
         .where(runs.c.id == run_id)
     ).first()
@@ -206,11 +221,15 @@ def replay(db: Connection, run_id: uuid.UUID, *, now: datetime) -> uuid.UUID:
     if row.state not in REPLAYABLE:
         raise RefusedError(f"run {run_id} is {row.state}: only dead or failed runs are replayed")
     if row.deleted_at is not None:
-        raise RefusedError(f"run {run_id} belongs to {row.namespace}/{row.name}, which was deleted")
+        raise RefusedError(
+            f"run {run_id} belongs to {row.namespace}/{row.name}, which was deleted: "
+            "a replay runs the schedule's current spec, and it has none"
+        )
     schedule = _ref(row)
-    return _plan_now(
-        db, schedule, task=row.task, origin=RunOrigin.REPLAY, now=now, replay_of=run_id
+    planned = _plan_now(
+        db, schedule, task=schedule.task, origin=RunOrigin.REPLAY, now=now, replay_of=run_id
     )
+    return Replay(planned, schedule)
 
 
 def find_run_id(db: Connection, prefix: str) -> uuid.UUID:

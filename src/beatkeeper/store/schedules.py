@@ -3,6 +3,8 @@
 The operator, `beatkeeper apply`/`delete` and `beatkeeper dev` all call `apply_schedule`
 and `delete_schedule`, so a manifest means the same wherever it came from. Rows are keyed
 by `metadata.uid`: delete-and-recreate of a resource is a new schedule with fresh history.
+A uid is never moved to another namespace/name (`UidConflictError`), and a manifest without one
+gets a random id, never one derived from its name.
 
 Planning rules (ARCHITECTURE.md invariant 6): creating or editing a schedule plans its next
 occurrence strictly after *now*; an edit never fires a catch-up run for what the old spec
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,6 +27,7 @@ from typing import Any, Literal
 
 from sqlalchemy import Connection, insert, select, update
 
+from beatkeeper.problems import Problem, SpecError
 from beatkeeper.recurrence import Recurrence
 from beatkeeper.spec import ScheduleManifest, ScheduleSpec, recurrence_of
 from beatkeeper.states import RunState
@@ -31,8 +35,9 @@ from beatkeeper.store.models import runs, schedules
 from beatkeeper.store.planning import notify
 from beatkeeper.store.runs import transition_many
 
-#: Stable ids for manifests applied without a cluster: uuid5(namespace, "namespace/name").
-UID_NAMESPACE = uuid.UUID("5b0c6f4e-2d7c-4c83-9a51-0a9f3f1f6e21")
+#: Before ids were random, a manifest without a uid got uuid5(this, "namespace/name").
+_LEGACY_UID_NAMESPACE = uuid.UUID("5b0c6f4e-2d7c-4c83-9a51-0a9f3f1f6e21")
+_LOCAL_VERSION = 8
 
 Action = Literal["created", "updated", "unchanged", "restored", "replaced"]
 
@@ -49,9 +54,15 @@ class Applied:
     trigger: str
 
 
-def derived_uid(namespace: str, name: str) -> uuid.UUID:
-    """The id of a schedule applied without `metadata.uid` (stable across applies)."""
-    return uuid.uuid5(UID_NAMESPACE, f"{namespace}/{name}")
+class UidConflictError(SpecError):
+    """`metadata.uid` names another Schedule's row (a manifest copied with its uid)."""
+
+    def __init__(self, uid: uuid.UUID, owner: str, applied: str) -> None:
+        message = (
+            f"{uid} belongs to Schedule {owner}, not {applied}: "
+            "remove metadata.uid (copied from another Schedule?)"
+        )
+        super().__init__([Problem("metadata.uid", message)])
 
 
 def spec_document(spec: ScheduleSpec) -> dict[str, Any]:
@@ -71,6 +82,9 @@ def apply_schedule(db: Connection, manifest: ScheduleManifest, *, now: datetime)
     document = spec_document(manifest.spec)
     digest = spec_hash(document)
     row = db.execute(select(schedules).where(schedules.c.id == uid).with_for_update()).first()
+    if row is not None and (row.namespace, row.name) != (meta.namespace, meta.name):
+        # Moving it would carry its planned runs and history into another name/namespace.
+        raise UidConflictError(uid, f"{row.namespace}/{row.name}", f"{meta.namespace}/{meta.name}")
     replaced = _retire_namesake(db, uid, meta.namespace, meta.name, now=now)
     if row is not None and row.deleted_at is None and row.spec_hash == digest:
         return Applied(uid, meta.namespace, meta.name, "unchanged", row.next_run_at, row.trigger)
@@ -120,7 +134,7 @@ class LiveSchedule:
     @property
     def applied_without_cluster(self) -> bool:
         """Applied with no ``metadata.uid`` (`beatkeeper apply`, `beatkeeper dev`)."""
-        return self.id == derived_uid(self.namespace, self.name)
+        return applied_without_cluster(self.id, self.namespace, self.name)
 
 
 def live_schedules(
@@ -193,15 +207,39 @@ def _retire_namesake(
 
 
 def _id_for_name(db: Connection, namespace: str, name: str) -> uuid.UUID:
-    """Without a uid, the live schedule of that name keeps its id; else a derived one."""
-    live = db.execute(
-        select(schedules.c.id).where(
-            schedules.c.namespace == namespace,
-            schedules.c.name == name,
-            schedules.c.deleted_at.is_(None),
-        )
-    ).scalar()
-    return live if live is not None else derived_uid(namespace, name)
+    """Without a uid: the id of that name's live schedule, else of its last deleted one if
+    that was applied without a cluster too (re-applying restores it, history and all), else
+    a new random one.
+
+    Random, not derived from the name: an id anyone can compute for another namespace's
+    schedule is an id a forged message or a copied manifest can aim at.
+    """
+    rows = db.execute(
+        select(schedules.c.id, schedules.c.deleted_at)
+        .where(schedules.c.namespace == namespace, schedules.c.name == name)
+        .order_by(schedules.c.deleted_at.desc().nulls_first())
+    )
+    for row in rows:
+        if row.deleted_at is None or applied_without_cluster(row.id, namespace, name):
+            return uuid.UUID(str(row.id))
+    return new_local_uid()
+
+
+def new_local_uid() -> uuid.UUID:
+    """A random id for a schedule applied without a cluster, marked as such by its UUID
+    version (8, "custom"; Kubernetes gives version 4), so the operator's orphan sweep can
+    leave it alone without the id being guessable."""
+    value = int.from_bytes(os.urandom(16), "big")
+    value = (value & ~(0xF << 76)) | (_LOCAL_VERSION << 76)
+    value = (value & ~(0xC000 << 48)) | (0x8000 << 48)  # the RFC 4122 variant
+    return uuid.UUID(int=value)
+
+
+def applied_without_cluster(uid: uuid.UUID, namespace: str, name: str) -> bool:
+    """Whether schedule ``uid`` was applied with no ``metadata.uid``: a ``new_local_uid``, or
+    the name-derived id such schedules had before ids were random."""
+    legacy = uuid.uuid5(_LEGACY_UID_NAMESPACE, f"{namespace}/{name}")
+    return uid.version == _LOCAL_VERSION or uid == legacy
 
 
 def _due(recurrence: Recurrence, planned: datetime | None) -> datetime | None:
