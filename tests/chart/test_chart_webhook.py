@@ -53,11 +53,12 @@ def test_the_api_server_reaches_the_operators_webhook_port(
         "name": "bk-beatkeeper-webhook",
         "namespace": "beatkeeper",
         "path": "/validate-schedule",
-        "port": 443,
+        "port": 9443,
     }
     service = rendering.get("Service", "webhook")
     assert service["spec"]["ports"] == [
-        {"name": "webhook", "port": 443, "targetPort": "webhook", "protocol": "TCP"}
+        # The operator's own port, not 443: nothing in between remaps it.
+        {"name": "webhook", "port": 9443, "targetPort": "webhook", "protocol": "TCP"}
     ]
     operator = rendering.get("Deployment", "operator")
     labels = operator["spec"]["template"]["metadata"]["labels"]
