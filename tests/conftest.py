@@ -44,8 +44,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import psutil
+import psycopg
 import pytest
 from sqlalchemy import Engine, text
+from sqlalchemy.exc import OperationalError
 
 from beatkeeper.cli import main as beatkeeper_main
 from beatkeeper.settings import Settings, normalise_database_url
@@ -126,10 +128,22 @@ def engine(settings: Settings) -> Iterator[Engine]:
 @pytest.fixture
 def db(engine: Engine) -> Engine:
     tables = ", ".join(table.name for table in metadata.sorted_tables)
-    with engine.begin() as connection:
-        # A connection leaked by an earlier test would block TRUNCATE forever; fail instead.
-        connection.execute(text("SET LOCAL lock_timeout = '10s'"))
-        connection.execute(text(f"TRUNCATE {tables}"))
+    for attempt in range(3):
+        try:
+            with engine.begin() as connection:
+                # A connection leaked by an earlier test would block TRUNCATE forever; fail
+                # instead.
+                connection.execute(text("SET LOCAL lock_timeout = '10s'"))
+                connection.execute(text(f"TRUNCATE {tables}"))
+        except OperationalError as exc:
+            # TRUNCATE locks its tables one by one; a reader still finishing for the last
+            # test (an operator's refresher reads runs, then schedules) can close a cycle,
+            # and PostgreSQL picks one side to abort. The reader is done once it is aborted
+            # or we are: trying again is all it takes.
+            if not isinstance(exc.orig, psycopg.errors.DeadlockDetected) or attempt == 2:
+                raise
+        else:
+            break
     return engine
 
 
