@@ -20,7 +20,8 @@ from sqlalchemy.exc import OperationalError
 from beatkeeper.cli.output import EXIT_USAGE, UserError, stderr
 from beatkeeper.cli.validate import PATHS, report
 from beatkeeper.dev.servers import running_stack
-from beatkeeper.manifests import check_paths
+from beatkeeper.manifests import Checked, check_paths
+from beatkeeper.policy import Policy, PolicyError, load_policy
 from beatkeeper.problems import SpecError
 from beatkeeper.settings import Settings, SettingsError, mask_url
 from beatkeeper.store.engine import DatabaseUnavailable, make_engine
@@ -88,6 +89,7 @@ def apply(paths: tuple[str, ...]) -> None:
         raise UserError(f"{len(checked.problems)} problem(s): nothing applied")
     if not checked.valid:
         raise UserError(f"{checked.nothing_found()}: nothing applied")
+    _refuse_forbidden(checked, tenancy_policy())
     with database() as engine, engine.begin() as db:
         results = []
         for document, validated in checked.valid:
@@ -98,6 +100,25 @@ def apply(paths: tuple[str, ...]) -> None:
     for result in results:
         when = result.next_run_at.isoformat() if result.next_run_at else "none"
         click.echo(f"{result.namespace}/{result.name} {result.action} (next run {when})")
+
+
+def tenancy_policy() -> Policy:
+    """The policy ``BEATKEEPER_POLICY_FILE`` names; a bad setting or file is a ``UserError``."""
+    try:
+        return load_policy(Settings.from_env().policy_file)
+    except (SettingsError, PolicyError) as exc:
+        raise UserError(str(exc)) from None
+
+
+def _refuse_forbidden(checked: Checked, policy: Policy) -> None:
+    """Apply is all or nothing: one Schedule the policy forbids stops the whole apply."""
+    for document, validated in checked.valid:
+        meta, spec = validated.manifest.metadata, validated.manifest.spec
+        refused = policy.refuses_schedule(
+            namespace=meta.namespace, task=spec.task, queue=spec.queue
+        )
+        if refused is not None:
+            raise UserError(f"{document.source}: {refused}; nothing applied")
 
 
 @click.command("delete")
