@@ -144,7 +144,8 @@ def replay(run_id: str) -> None:
     """Run a dead or failed run again, as a new run (origin replay) due now.
 
     The new run uses the schedule's current spec (task, args/kwargs, queue), not what the
-    old run ran; a run of a deleted schedule is not replayed. ID is a run id as `beatkeeper
+    old run ran; a run of a deleted schedule, or one whose task the tenancy policy
+    (BEATKEEPER_POLICY_FILE) now forbids, is not replayed. ID is a run id as `beatkeeper
     runs` lists it, or its first 8 or more characters.
 
     \b

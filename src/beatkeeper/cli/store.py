@@ -1,8 +1,9 @@
 """Commands that change the database directly: `apply`, `delete`, `migrate`.
 
 For users without a cluster (and for `beatkeeper dev`): `apply` runs the same reconcile the
-operator runs. Every manifest is validated before anything is written, and all of them are
-applied in one transaction, so a bad file leaves the database exactly as it was.
+operator runs. Every manifest is validated, and checked against the tenancy policy, before
+anything is written, and all of them are applied in one transaction, so a bad or forbidden
+file leaves the database exactly as it was.
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ def apply(paths: tuple[str, ...]) -> None:
     """Create or update Schedules straight in the database (no cluster needed).
 
     Validates every manifest first; applies all of them in one transaction or none.
+    A Schedule the tenancy policy (BEATKEEPER_POLICY_FILE) forbids stops the whole apply.
     A manifest without metadata.uid keeps the id of the schedule of that name (a new one
     gets a random id); a uid that belongs to another Schedule is refused.
 
