@@ -378,15 +378,22 @@ def test_beat_records_a_run_the_policy_forbids_cancelled_and_publishes_nothing_o
         return [r for r in stack.runs() if r.task == "probe.forbidden"]
 
     with stack.beat(BEATKEEPER_POLICY_FILE=str(policy)) as beat:
-        wait_for(lambda: len(refused()) >= 2, timeout=30, what="2 forbidden runs recorded")
+        wait_for(
+            lambda: any(r.state == RunState.CANCELLED for r in refused()),
+            timeout=30,
+            what="a forbidden run recorded cancelled",
+        )
         wait_for(lambda: len(stack.messages()) >= 2, timeout=30, what="2 allowed runs sent")
     assert {m["headers"]["task"] for m in stack.messages()} == {"probe.record"}
     reason = (
         f"task probe.forbidden is not allowed in namespace team by the tenancy policy ({policy})"
     )
-    finished = [r for r in refused() if r.state != RunState.PLANNED]
-    assert finished
-    assert {(r.state, r.error) for r in finished} == {(RunState.CANCELLED, reason)}
+    states = {r.state for r in refused()}
+    # None was sent; a slow tick may record an occurrence missed at birth instead.
+    assert states <= {RunState.PLANNED, RunState.CANCELLED, RunState.MISSED}
+    cancelled = [r for r in refused() if r.state == RunState.CANCELLED]
+    assert cancelled
+    assert {r.error for r in cancelled} == {reason}
     assert reason in log_of(beat)
 
 
