@@ -17,9 +17,9 @@ from sqlalchemy.engine import make_url
 
 import beatkeeper_operator.handlers  # noqa: F401 (registers the handlers)
 from beatkeeper import logging as beatkeeper_logging
+from beatkeeper.policy import PolicyError
 from beatkeeper.settings import PREFIX, SettingsError, mask_url
 from beatkeeper_operator import options as command_line
-from beatkeeper_operator.policy import PolicyError
 from beatkeeper_operator.runtime import OperatorConfig, config_from_env, configure_collector
 
 

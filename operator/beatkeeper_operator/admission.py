@@ -28,9 +28,9 @@ from typing import Any
 import kopf
 
 from beatkeeper.observability import metrics
+from beatkeeper.policy import Policy
 from beatkeeper.problems import SpecError
 from beatkeeper.spec import API_VERSION, KIND, validate_manifest
-from beatkeeper_operator.policy import Policy
 
 __all__ = ["HANDLER_ID", "Refusal", "refusal", "validate_schedule"]
 

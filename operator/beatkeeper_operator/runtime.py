@@ -13,7 +13,6 @@ import functools
 import gc
 import hashlib
 import json
-import os
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -23,10 +22,10 @@ from typing import Any, TypeVar
 import kopf
 from sqlalchemy import Engine
 
+from beatkeeper.policy import Policy, load_policy
 from beatkeeper.settings import Settings, mask_url
 from beatkeeper.store.engine import DatabaseUnavailable, make_engine
 from beatkeeper_operator.kube import EventLimiter
-from beatkeeper_operator.policy import Policy, load_policy
 from beatkeeper_operator.progress import Progress
 from beatkeeper_operator.webhook import WebhookConfig, webhook_config_from_env
 
@@ -160,13 +159,9 @@ class Runtime:
 def config_from_env() -> OperatorConfig:
     """The configuration a deployed operator reads (``SettingsError``/``PolicyError``)."""
     settings = Settings.from_env()
-    policy_file = (
-        getattr(settings, "policy_file", None)
-        or os.environ.get("BEATKEEPER_POLICY_FILE", "").strip()
-    )
     return OperatorConfig(
         settings=settings,
-        policy=load_policy(policy_file or None),
+        policy=load_policy(settings.policy_file),
         health_port=settings.metrics_port,
         webhook=webhook_config_from_env(),
     )

@@ -142,6 +142,8 @@ class Settings:
     #: A run ``enqueued`` this long, not started and with its queue empty, is published
     #: again (its message was lost between a Redis broker and a worker); None: never.
     redeliver_after: timedelta | None = timedelta(minutes=5)
+    #: The tenancy policy file (``beatkeeper.policy``); None: every namespace may run anything.
+    policy_file: str | None = None
 
     def __post_init__(self) -> None:
         # Settings built in code get the same checks and normalisation as the environment.
@@ -178,6 +180,7 @@ class Settings:
             imports=_parse_list(get("IMPORTS"), "IMPORTS", _check_module_name),
             namespaces=_parse_list(get("NAMESPACES"), "NAMESPACES", check_namespace),
             redeliver_after=_parse_redeliver_after(get("REDELIVER_AFTER")),
+            policy_file=get("POLICY_FILE"),
         )
 
     def require_database_url(self) -> str:

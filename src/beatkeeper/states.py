@@ -25,7 +25,8 @@ What the states mean:
   an excluded date, a suspended schedule).
 - ``missed``: could not start within ``startingDeadline`` (or was lost to downtime).
 - ``expired``: its Celery ``expires`` passed before a worker took it.
-- ``cancelled``: revoked by a user or by ``concurrencyPolicy: Replace``.
+- ``cancelled``: revoked by a user or by ``concurrencyPolicy: Replace``, or not published
+  because the tenancy policy forbids its task in its namespace.
 
 ``planned → running`` and ``retrying → running`` exist because Beat publishes first and
 records ``enqueued`` after the broker took the message (a run is never marked enqueued for a

@@ -51,6 +51,37 @@ def test_operator_mounts_the_tenancy_policy(renderings: dict[str, Rendering]) ->
     assert "checksum/policy" in annotations_of(deployment["spec"]["template"])
 
 
+def test_beat_and_every_worker_pool_mount_the_same_tenancy_policy(
+    renderings: dict[str, Rendering],
+) -> None:
+    rendering = renderings["worker-pools-values"]
+    config_map = rendering.get("ConfigMap", "policy")
+    checksum = annotations_of(rendering.get("Deployment", "operator")["spec"]["template"])
+    deployments = [d for d in rendering.of_kind("Deployment") if _runs_celery(d)]
+    names = {name_of(d) for d in deployments}
+    assert "bk-beatkeeper-beat" in names
+    assert len([n for n in names if n.startswith("bk-beatkeeper-worker")]) >= 2
+    for deployment in deployments:
+        pod = deployment["spec"]["template"]["spec"]
+        container = pod["containers"][0]
+        assert env_of(container)["BEATKEEPER_POLICY_FILE"]["value"] == "/etc/beatkeeper/policy.yaml"
+        mounts = {m["name"]: m for m in container["volumeMounts"]}
+        assert mounts["policy"] == {
+            "name": "policy", "mountPath": "/etc/beatkeeper", "readOnly": True
+        }  # fmt: skip
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        assert volumes["policy"]["configMap"]["name"] == name_of(config_map)
+        # A policy change restarts Beat and the workers with the operator.
+        annotations = annotations_of(deployment["spec"]["template"])
+        assert annotations["checksum/policy"] == checksum["checksum/policy"]
+
+
+def _runs_celery(deployment: Object) -> bool:
+    """Beat or a worker pool (Flower runs `celery` too, but starts no run)."""
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    return bool(args[:3] == ["celery", "-A", "beatkeeper_worker"] and args[3] in {"beat", "worker"})
+
+
 def test_beat_runs_the_database_scheduler_active_active(renderings: dict[str, Rendering]) -> None:
     rendering = renderings["default"]
     deployment = rendering.get("Deployment", "beat")

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, select
 
-from beatkeeper.dev import lock, servers, sync
+from beatkeeper.dev import lock, servers, stack, sync
+from beatkeeper.settings import Settings
 from beatkeeper.spec import validate_manifest
 from beatkeeper.store.models import schedules
 from beatkeeper.store.schedules import apply_schedule
@@ -138,3 +139,21 @@ def test_an_embedded_postgresql_that_does_not_start_is_one_line(
         f"the embedded PostgreSQL in {tmp_path / 'postgres'} did not start (AssertionError): "
         f"see {tmp_path / 'postgres' / 'log'}"
     )
+
+
+def test_dev_hands_its_beat_and_worker_the_policy_file_by_its_full_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "policy.yaml").write_text('default: {tasks: ["examples.*"]}\n')
+    settings = Settings.from_env({"BEATKEEPER_POLICY_FILE": "policy.yaml"})
+    env = stack._child_env(settings, "postgresql://db/x", "redis://broker/0")
+    assert env["BEATKEEPER_POLICY_FILE"] == str(tmp_path / "policy.yaml")
+    assert not stack._policy(settings).allows(namespace="default", task="beatkeeper.noop")
+
+
+def test_dev_with_an_unreadable_policy_file_is_one_line(tmp_path: Path) -> None:
+    missing = tmp_path / "missing.yaml"
+    settings = Settings.from_env({"BEATKEEPER_POLICY_FILE": str(missing)})
+    with pytest.raises(stack.StackError, match=f"cannot read the policy file {missing}"):
+        stack._policy(settings)

@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import Engine, insert, select
 
 from beatkeeper.dev.sync import Folder
+from beatkeeper.policy import load_policy
 from beatkeeper.problems import SpecError
 from beatkeeper.spec import ScheduleManifest, validate_manifest
 from beatkeeper.states import RunState
@@ -271,3 +272,33 @@ def test_dev_sync_reports_a_copied_uid_as_a_problem_and_applies_the_rest(
     ]
     assert [applied.name for applied in outcome.applied] == ["fine"]
     assert row(db).name == "reminders"
+
+
+def test_dev_sync_applies_nothing_of_a_schedule_the_policy_forbids(
+    db: Engine, tmp_path: Path
+) -> None:
+    policy_file = tmp_path / "policy.yaml"
+    policy_file.write_text('default: {tasks: ["chores.*"]}\n')
+    manifests = tmp_path / "manifests"
+    manifests.mkdir()
+    (manifests / "fine.yaml").write_text(
+        "apiVersion: beatkeeper.io/v1alpha1\nkind: Schedule\n"
+        "metadata: {name: fine, namespace: chores}\nspec: {task: chores.remind, interval: 1h}\n"
+    )
+    (manifests / "noop.yaml").write_text(
+        "apiVersion: beatkeeper.io/v1alpha1\nkind: Schedule\n"
+        "metadata: {name: noop, namespace: chores}\nspec: {task: beatkeeper.noop, interval: 1h}\n"
+    )
+    policy = load_policy(str(policy_file))
+    outcome = Folder([manifests], tmp_path / "state", policy=policy).sync(db)
+    assert [(Path(source).name, str(problem)) for source, problem in outcome.problems] == [
+        (
+            "noop.yaml",
+            f"task beatkeeper.noop is not allowed in namespace chores by the tenancy policy "
+            f"({policy_file}) (allowed: chores.*)",
+        )
+    ]
+    assert [applied.name for applied in outcome.applied] == ["fine"]
+    with db.connect() as conn:
+        names = conn.execute(select(schedules.c.name).where(schedules.c.deleted_at.is_(None)))
+        assert {name for (name,) in names} == {"fine"}

@@ -362,3 +362,45 @@ def test_a_run_whose_message_was_lost_is_published_again_once(stack: Stack) -> N
     assert wake is not None
     assert wake - later <= timedelta(seconds=10)
     assert {run.state for run in stack.runs()} == {RunState.ENQUEUED}
+
+
+@pytest.mark.slow
+def test_beat_records_a_run_the_policy_forbids_cancelled_and_publishes_nothing_of_it(
+    stack: Stack,
+) -> None:
+    # Written straight into the store (as before the policy tightened): nothing refused it.
+    stack.apply("allowed")
+    stack.apply("forbidden", task="probe.forbidden")
+    policy = stack.workdir / "policy.yaml"
+    policy.write_text('namespaces:\n  team: {tasks: ["probe.record"]}\n')
+
+    def refused() -> list[Any]:
+        return [r for r in stack.runs() if r.task == "probe.forbidden"]
+
+    with stack.beat(BEATKEEPER_POLICY_FILE=str(policy)) as beat:
+        wait_for(
+            lambda: any(r.state == RunState.CANCELLED for r in refused()),
+            timeout=30,
+            what="a forbidden run recorded cancelled",
+        )
+        wait_for(lambda: len(stack.messages()) >= 2, timeout=30, what="2 allowed runs sent")
+    assert {m["headers"]["task"] for m in stack.messages()} == {"probe.record"}
+    reason = (
+        f"task probe.forbidden is not allowed in namespace team by the tenancy policy ({policy})"
+    )
+    states = {r.state for r in refused()}
+    # None was sent; a slow tick may record an occurrence missed at birth instead.
+    assert states <= {RunState.PLANNED, RunState.CANCELLED, RunState.MISSED}
+    cancelled = [r for r in refused() if r.state == RunState.CANCELLED]
+    assert cancelled
+    assert {r.error for r in cancelled} == {reason}
+    assert reason in log_of(beat)
+
+
+def test_an_unreadable_policy_file_stops_beat_with_one_line(stack: Stack) -> None:
+    env = stack.env(BEATKEEPER_POLICY_FILE=str(stack.workdir / "missing.yaml"))
+    args = [sys.executable, "-m", "celery", "-A", "beatkeeper_worker", "beat", "-S", SCHEDULER]
+    done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode != 0
+    assert f"cannot read the policy file {stack.workdir / 'missing.yaml'}" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -27,10 +27,11 @@ from celery import Celery
 from sqlalchemy import Engine, insert, select, text, update
 
 from beatkeeper import plans
+from beatkeeper.policy import load_policy
 from beatkeeper.settings import Settings
 from beatkeeper.spec import validate_manifest
 from beatkeeper.states import RunState
-from beatkeeper.store import planning, transition
+from beatkeeper.store import history, planning, transition
 from beatkeeper.store.models import runs, schedules
 from beatkeeper.store.schedules import apply_schedule, delete_schedule
 
@@ -491,3 +492,26 @@ def test_a_schedule_whose_stored_spec_cannot_be_read_is_stopped_not_retried(beat
         stopped = db.execute(select(schedules.c.next_due_at)).scalar_one()
     assert stopped is None  # not claimed again on every tick
     assert beat.runs(schedule_id) == []
+
+
+def test_a_replay_the_policy_now_forbids_is_recorded_cancelled_and_never_published(
+    beat: Beat, tmp_path: Any
+) -> None:
+    schedule_id = beat.apply("report", T0)
+    beat.tick_at(T0 + MINUTE)
+    [run] = beat.runs()
+    with beat.engine.begin() as db:
+        assert transition(db, run.id, S.RUNNING, now=T0 + MINUTE)
+        assert transition(db, run.id, S.FAILED, now=T0 + MINUTE, error="boom")
+        # Replayed where nobody checked the policy (a CLI without the file).
+        replayed = history.replay(db, run.id, now=T0 + 2 * MINUTE).run_id
+    path = tmp_path / "policy.yaml"
+    path.write_text('namespaces:\n  team: {tasks: ["reports.*"]}\n')
+    beat.clock.now = T0 + 2 * MINUTE + timedelta(seconds=1)
+    sent_before = len(beat.messages())
+    report = settled(beat.ticker(policy=load_policy(str(path))))
+    assert report.published == 0
+    assert len(beat.messages()) == sent_before
+    reason = f"task team.job is not allowed in namespace team by the tenancy policy ({path})"
+    by_id = {r.id: r for r in beat.runs(schedule_id)}
+    assert (by_id[replayed].state, by_id[replayed].error) == (S.CANCELLED, reason)

@@ -503,3 +503,21 @@ def test_runs_says_when_the_limit_cut_the_list(cli: Any, db: Engine) -> None:
     whole = cli("runs", "billing/nightly", "--limit", "3", "-o", "json")
     assert len(json.loads(whole.out)) == 3
     assert "showing" not in whole.err
+
+
+def test_replay_of_a_run_whose_task_the_policy_now_forbids_plans_nothing(
+    cli: Any, db: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    failed = add_run(db, schedule(db), datetime(2026, 3, 1, 2, tzinfo=UTC), S.FAILED)
+    policy = tmp_path / "policy.yaml"
+    policy.write_text('namespaces:\n  billing: {tasks: ["billing.reports.*"]}\n')
+    monkeypatch.setenv("BEATKEEPER_POLICY_FILE", str(policy))
+    forbidden = (
+        f"billing/nightly: task billing.invoice is not allowed in namespace billing by the "
+        f"tenancy policy ({policy}); nothing planned"
+    )
+    for args in (("runs", "replay", str(failed)), ("trigger", "billing/nightly")):
+        result = cli(*args)
+        assert result.code == 1
+        assert result.err.strip() == f"beatkeeper: error: {forbidden}"
+    assert [run.id for run in all_runs(db)] == [failed]

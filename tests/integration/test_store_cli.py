@@ -155,3 +155,41 @@ def test_apply_of_a_copied_uid_is_one_line_and_applies_nothing(
         "Schedule?); nothing applied"
     ]
     assert live_names(database_url, schema) == {"nightly"}
+
+
+POLICY = 'namespaces:\n  billing: {tasks: ["billing.*"]}\n'
+
+
+def test_apply_of_a_schedule_the_policy_forbids_is_one_line_and_applies_nothing(
+    run, monkeypatch, tmp_path: Path, database_url: str, schema: str
+) -> None:
+    assert run("migrate").code == 0
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY)
+    monkeypatch.setenv("BEATKEEPER_POLICY_FILE", str(policy))
+    manifests = tmp_path / "manifests"
+    manifests.mkdir()
+    (manifests / "a-good.yaml").write_text(GOOD)
+    forbidden = GOOD.replace("nightly", "noop").replace("billing.noop", "beatkeeper.noop")
+    (manifests / "b-forbidden.yaml").write_text(forbidden)
+    result = run("apply", "-f", str(manifests))
+    assert result.code == 1
+    assert result.err.strip().splitlines() == [
+        f"beatkeeper: error: {manifests / 'b-forbidden.yaml'}: task beatkeeper.noop is not "
+        f"allowed in namespace billing by the tenancy policy ({policy}) (allowed: billing.*); "
+        "nothing applied"
+    ]
+    assert live_names(database_url, schema) == set()
+    (manifests / "b-forbidden.yaml").unlink()
+    assert run("apply", "-f", str(manifests)).code == 0
+    assert live_names(database_url, schema) == {"nightly"}
+
+
+def test_apply_with_an_unreadable_policy_file_is_one_line(run, monkeypatch, tmp_path: Path) -> None:
+    assert run("migrate").code == 0
+    monkeypatch.setenv("BEATKEEPER_POLICY_FILE", str(tmp_path / "missing.yaml"))
+    (tmp_path / "good.yaml").write_text(GOOD)
+    result = run("apply", "-f", str(tmp_path / "good.yaml"))
+    assert result.code == 1
+    assert len(result.err.strip().splitlines()) == 1
+    assert f"cannot read the policy file {tmp_path / 'missing.yaml'}" in result.err

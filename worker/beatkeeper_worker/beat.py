@@ -32,6 +32,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError, ProgrammingError
 
 from beatkeeper.observability import metrics
 from beatkeeper.observability.http import HealthServer
+from beatkeeper.policy import PolicyError, load_policy
 from beatkeeper.settings import SettingsError, mask_url
 from beatkeeper.store import DatabaseUnavailable, make_engine, planning
 from beatkeeper_worker.app import settings_of
@@ -64,7 +65,8 @@ class DatabaseScheduler(Scheduler):  # type: ignore[misc]
         settings = settings_of(self.app)
         try:
             settings.require_database_url()
-        except SettingsError as error:
+            policy = load_policy(settings.policy_file)
+        except (SettingsError, PolicyError) as error:
             # SystemExit: Celery prints the one line and stops, no traceback.
             raise SystemExit(f"beatkeeper beat cannot start: {error}") from None
         self._engine = make_engine(settings, application_name="beatkeeper-beat", pool_size=2)
@@ -78,6 +80,7 @@ class DatabaseScheduler(Scheduler):  # type: ignore[misc]
             batch_size=batch,
             redeliver_after=settings.redeliver_after,
             queue_is_empty=self._queues.empty if self._queues.enabled else None,
+            policy=policy,
         )
         self._waiter = Waiter(self._engine, planning.channel_for(settings.db_schema))
         self._backoff = Backoff()

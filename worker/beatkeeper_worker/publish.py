@@ -6,7 +6,9 @@ published by exactly one replica (the marking and commit may finish on another t
 the caller plans the next batch: the locks are held until then); a run whose publisher died
 is unlocked and still due, and the next tick of any replica publishes it. A run found too
 late for its ``startingDeadline`` or ``expires`` is recorded ``missed`` or ``expired``
-instead of being sent.
+instead of being sent. A run whose task the tenancy policy forbids in its namespace (a row
+written before the policy tightened, or straight into the store) is never sent: it is
+recorded ``cancelled`` with the policy's reason (one cached lookup per run).
 
 ``beatkeeper_worker.messages`` builds each message; ``beatkeeper_worker.broker`` sends them
 in one batch.
@@ -31,6 +33,7 @@ from sqlalchemy import Connection
 
 from beatkeeper import plans
 from beatkeeper.observability import metrics
+from beatkeeper.policy import ALLOW_ALL, Policy
 from beatkeeper.spec import ScheduleSpec
 from beatkeeper.states import RunState
 from beatkeeper.store import planning, transition_many
@@ -73,9 +76,10 @@ class Published:
 class RunPublisher:
     """Publishes due runs batch by batch for one Beat replica."""
 
-    def __init__(self, app: Celery, publisher: Publisher) -> None:
+    def __init__(self, app: Celery, publisher: Publisher, *, policy: Policy = ALLOW_ALL) -> None:
         self._app = app
         self._publisher = publisher
+        self._policy = policy
         self._default_queue: str = app.conf.task_default_queue
 
     def template(
@@ -172,6 +176,13 @@ class RunPublisher:
         sent: list[uuid.UUID] = []
         dropped: dict[tuple[RunState, str], list[uuid.UUID]] = {}
         for run in runs:
+            forbidden = self._policy.forbids(namespace=run.namespace, task=run.task)
+            if forbidden is not None:
+                log.error(
+                    "run %s of %s/%s not published: %s", run.id, run.namespace, run.name, forbidden
+                )
+                dropped.setdefault((RunState.CANCELLED, forbidden), []).append(run.id)
+                continue
             template = templates.get((run.schedule_id, run.spec_hash))
             if template is None:
                 dropped.setdefault(_UNREADABLE, []).append(run.id)

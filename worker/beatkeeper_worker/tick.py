@@ -37,6 +37,7 @@ from celery import Celery
 from sqlalchemy import Connection, Engine
 
 from beatkeeper import plans
+from beatkeeper.policy import ALLOW_ALL, Policy
 from beatkeeper.recurrence import Recurrence
 from beatkeeper.spec import ScheduleSpec
 from beatkeeper.states import RunState
@@ -103,13 +104,15 @@ class Ticker:
         clock: Callable[[], datetime] = utcnow,
         redeliver_after: timedelta | None = None,
         queue_is_empty: Callable[[str], bool] | None = None,
+        policy: Policy = ALLOW_ALL,
     ) -> None:
         """``redeliver_after`` and ``queue_is_empty`` (both or neither): publish again runs
-        enqueued that long ago, never started, whose queue is empty (a lost message)."""
+        enqueued that long ago, never started, whose queue is empty (a lost message).
+        ``policy``: runs it forbids are recorded cancelled, never published."""
         self._engine = engine
         self._connections: dict[str, Connection] = {}
         self._app = app
-        self._runs = RunPublisher(app, publisher)
+        self._runs = RunPublisher(app, publisher, policy=policy)
         self._specs = Specs()  # parsed once per spec version, not once per due tick
         self.batch_size = batch_size
         self._clock = clock

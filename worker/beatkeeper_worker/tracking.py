@@ -33,8 +33,12 @@ What the claim and the outcome write and cost: ``ledger`` (one waited-for round 
 run; the success is sent before the task returns and confirmed later). Who owns a running
 run and when a redelivered message may take it over: ``ownership``. This module wires Celery
 to them and records the rarer outcomes (failures, releases); ``matching`` makes the claim
-refuse a message that is not its run's. Messages no pool process runs (unknown tasks,
-refused content, hard time limits): ``unstarted``; messages nobody can read: ``poison``.
+refuse a message that is not its run's. A message whose task the tenancy policy forbids in
+its schedule's namespace is never executed, whatever path it came by (a replay, a policy
+tightened after it was sent, a forged message): its run, when the message is really that
+run's, is recorded ``failed`` with the policy's reason. Messages no pool process runs
+(unknown tasks, refused content, hard time limits): ``unstarted``; messages nobody can
+read: ``poison``.
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ from sqlalchemy import Connection, update
 
 from beatkeeper import logging as beatkeeper_logging
 from beatkeeper.observability import metrics
+from beatkeeper.policy import Policy, PolicyError, load_policy
 from beatkeeper.settings import Settings, SettingsError
 from beatkeeper.states import RunState
 from beatkeeper.store.models import runs
@@ -154,7 +159,8 @@ def _on_worker_init(sender: Any, **_: Any) -> None:
         settings = Settings.from_env()
         hint = "" if settings.database_url else _DEV_HINT
         settings.require_database_url()
-    except SettingsError as error:
+        _policy()
+    except (SettingsError, PolicyError) as error:
         # SystemExit: Celery prints the one line and stops, no traceback.
         raise SystemExit(f"beatkeeper run tracking cannot start: {error}{hint}") from None
     if settings.metrics_port is not None:
@@ -237,6 +243,11 @@ def _execute(message: Delivery, body: Callable[..., Any], args: Any, kwargs: Any
 
 
 def _execute_in_context(message: Delivery, body: Callable[..., Any], args: Any, kwargs: Any) -> Any:
+    namespace = message.schedule.partition("/")[0]
+    forbidden = _policy().forbids(namespace=namespace, task=message.task)
+    if forbidden is not None:
+        _refuse_forbidden(message, forbidden)
+        raise Ignore
     process = Process.current()
     me = process.owner(message.hostname)
     try:
@@ -269,6 +280,22 @@ def _execute_in_context(message: Delivery, body: Callable[..., Any], args: Any, 
     _observe_duration(RunState.SUCCEEDED, began)
     ledger.succeeded(process, message, me, saferepr(result, SUMMARY_MAX_CHARS))
     return result
+
+
+@functools.cache
+def _policy() -> Policy:
+    """The tenancy policy, read once per process (the worker checked it when it started)."""
+    return load_policy(Settings.from_env().policy_file)
+
+
+def _refuse_forbidden(message: Delivery, forbidden: str) -> None:
+    """Never run it; fail its run when the message is really that run's (see ``unstarted``)."""
+    said = message.message()
+    worker = message.hostname or "unknown"
+    _finish(
+        message,
+        lambda db, _now: unstarted.fail_if_ours(db, said, forbidden, worker=worker),
+    )
 
 
 def _observe_duration(state: RunState, began: float) -> None:

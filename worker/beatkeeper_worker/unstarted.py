@@ -32,7 +32,13 @@ from beatkeeper.store.runs import transition
 from beatkeeper_worker import ledger, matching, ownership, retries
 from beatkeeper_worker.ledger import START_RETRY_DELAYS, line
 
-__all__ = ["describe_error", "on_hard_time_limit", "on_invalid_task", "on_unknown_task"]
+__all__ = [
+    "describe_error",
+    "fail_if_ours",
+    "on_hard_time_limit",
+    "on_invalid_task",
+    "on_unknown_task",
+]
 
 logger = logging.getLogger("beatkeeper.worker")
 
@@ -75,12 +81,14 @@ def _fail_unstarted(headers: dict[str, Any], error: str, *, worker: str) -> None
         logger.error("message refused (%s); its run headers are malformed: %r", error, headers)  # noqa: TRY400
         return
     _on_main_connection(
-        lambda db: _fail_if_ours(db, message, error, worker=worker),
+        lambda db: fail_if_ours(db, message, error, worker=worker),
         lost=f"{message.described()} refused ({error}), not recorded",
     )
 
 
-def _fail_if_ours(db: Connection, message: matching.Message, error: str, *, worker: str) -> None:
+def fail_if_ours(db: Connection, message: matching.Message, error: str, *, worker: str) -> None:
+    """Fail ``message``'s run with ``error``, if the run is the message's and nobody else is
+    running it; otherwise log why and leave the run as it is."""
     refused = f"{message.described()} refused ({error})"
     row = matching.read_run(db, message.run_id, for_update=True)
     if row is None:

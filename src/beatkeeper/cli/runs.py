@@ -28,7 +28,7 @@ from rich.text import Text
 from sqlalchemy import Engine
 
 from beatkeeper.cli.output import EXIT_USAGE, OUTPUT, UserError, stderr, stdout
-from beatkeeper.cli.store import database
+from beatkeeper.cli.store import database, tenancy_policy
 from beatkeeper.durations import DURATION_PATTERN, parse_duration
 from beatkeeper.spec import to_instant, validate_manifest
 from beatkeeper.spec.types import parse_time
@@ -144,7 +144,8 @@ def replay(run_id: str) -> None:
     """Run a dead or failed run again, as a new run (origin replay) due now.
 
     The new run uses the schedule's current spec (task, args/kwargs, queue), not what the
-    old run ran; a run of a deleted schedule is not replayed. ID is a run id as `beatkeeper
+    old run ran; a run of a deleted schedule, or one whose task the tenancy policy
+    (BEATKEEPER_POLICY_FILE) now forbids, is not replayed. ID is a run id as `beatkeeper
     runs` lists it, or its first 8 or more characters.
 
     \b
@@ -156,11 +157,19 @@ def replay(run_id: str) -> None:
     with database() as engine, engine.begin() as db:
         old = _asked(lambda: history.find_run_id(db, prefix))
         new = _asked(lambda: history.replay(db, old, now=datetime.now(UTC)))
+        _allowed(new.schedule)  # the rollback undoes the replay
     schedule = new.schedule
     click.echo(
         f"run {new.run_id} planned, due now (replay of {old}, as {schedule.key}'s current "
         f"spec: task {schedule.task})"
     )
+
+
+def _allowed(schedule: history.ScheduleRef) -> None:
+    """A run the tenancy policy forbids is not planned (Beat and workers refuse it anyway)."""
+    forbidden = tenancy_policy().forbids(namespace=schedule.namespace, task=schedule.task)
+    if forbidden is not None:
+        raise UserError(f"{schedule.key}: {forbidden}; nothing planned")
 
 
 @click.command("trigger")
@@ -176,6 +185,7 @@ def trigger(schedule: str) -> None:
     namespace, name = _split(schedule)
     with database() as engine, engine.begin() as db:
         found = _asked(lambda: history.find_schedule(db, namespace, name))
+        _allowed(found)
         run_id = history.trigger(db, found, now=datetime.now(UTC))
     click.echo(f"run {run_id} of {found.key} planned, due now")
 
@@ -206,6 +216,7 @@ def backfill(schedule: str, start: str, end: str, dry_run: bool, yes: bool) -> N
     with database() as engine:
         with engine.connect() as db:
             found = _asked(lambda: history.find_schedule(db, namespace, name))
+            _allowed(found)
             zone = ZoneInfo(found.spec.time_zone)
             window = (_instant(start, zone, "--from"), _instant(end, zone, "--to"))
             limit = history.MAX_BACKFILL

@@ -1,8 +1,9 @@
 """Commands that change the database directly: `apply`, `delete`, `migrate`.
 
 For users without a cluster (and for `beatkeeper dev`): `apply` runs the same reconcile the
-operator runs. Every manifest is validated before anything is written, and all of them are
-applied in one transaction, so a bad file leaves the database exactly as it was.
+operator runs. Every manifest is validated, and checked against the tenancy policy, before
+anything is written, and all of them are applied in one transaction, so a bad or forbidden
+file leaves the database exactly as it was.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from sqlalchemy.exc import OperationalError
 from beatkeeper.cli.output import EXIT_USAGE, UserError, stderr
 from beatkeeper.cli.validate import PATHS, report
 from beatkeeper.dev.servers import running_stack
-from beatkeeper.manifests import check_paths
+from beatkeeper.manifests import Checked, check_paths
+from beatkeeper.policy import Policy, PolicyError, load_policy
 from beatkeeper.problems import SpecError
 from beatkeeper.settings import Settings, SettingsError, mask_url
 from beatkeeper.store.engine import DatabaseUnavailable, make_engine
@@ -74,6 +76,7 @@ def apply(paths: tuple[str, ...]) -> None:
     """Create or update Schedules straight in the database (no cluster needed).
 
     Validates every manifest first; applies all of them in one transaction or none.
+    A Schedule the tenancy policy (BEATKEEPER_POLICY_FILE) forbids stops the whole apply.
     A manifest without metadata.uid keeps the id of the schedule of that name (a new one
     gets a random id); a uid that belongs to another Schedule is refused.
 
@@ -88,6 +91,7 @@ def apply(paths: tuple[str, ...]) -> None:
         raise UserError(f"{len(checked.problems)} problem(s): nothing applied")
     if not checked.valid:
         raise UserError(f"{checked.nothing_found()}: nothing applied")
+    _refuse_forbidden(checked, tenancy_policy())
     with database() as engine, engine.begin() as db:
         results = []
         for document, validated in checked.valid:
@@ -98,6 +102,25 @@ def apply(paths: tuple[str, ...]) -> None:
     for result in results:
         when = result.next_run_at.isoformat() if result.next_run_at else "none"
         click.echo(f"{result.namespace}/{result.name} {result.action} (next run {when})")
+
+
+def tenancy_policy() -> Policy:
+    """The policy ``BEATKEEPER_POLICY_FILE`` names; a bad setting or file is a ``UserError``."""
+    try:
+        return load_policy(Settings.from_env().policy_file)
+    except (SettingsError, PolicyError) as exc:
+        raise UserError(str(exc)) from None
+
+
+def _refuse_forbidden(checked: Checked, policy: Policy) -> None:
+    """Apply is all or nothing: one Schedule the policy forbids stops the whole apply."""
+    for document, validated in checked.valid:
+        meta, spec = validated.manifest.metadata, validated.manifest.spec
+        refused = policy.refuses_schedule(
+            namespace=meta.namespace, task=spec.task, queue=spec.queue
+        )
+        if refused is not None:
+            raise UserError(f"{document.source}: {refused}; nothing applied")
 
 
 @click.command("delete")

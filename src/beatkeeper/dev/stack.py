@@ -23,6 +23,7 @@ from sqlalchemy import Engine, text
 
 from beatkeeper.dev import lock, login, servers, sync
 from beatkeeper.dev.processes import Supervisor
+from beatkeeper.policy import Policy, PolicyError, load_policy
 from beatkeeper.settings import Settings, mask_url
 from beatkeeper.store.engine import make_engine
 
@@ -80,7 +81,7 @@ def _run(options: Options, *, say: Say, stop: threading.Event) -> int:
             from beatkeeper.store import migrate  # noqa: PLC0415 - slow import
 
             migrate.upgrade(engine)
-            folder = sync.Folder(options.paths, options.state)
+            folder = sync.Folder(options.paths, options.state, policy=_policy(settings))
             first = folder.sync(engine)
             for (namespace, name), source in first.elsewhere:
                 say(f"{namespace}/{name} kept: its manifest {source} is not under -f this time")
@@ -199,6 +200,13 @@ def _report(outcome: sync.Outcome, say: Say) -> None:
         say(f"{namespace}/{name} deleted (it is no longer in {source})")
 
 
+def _policy(settings: Settings) -> Policy:
+    try:
+        return load_policy(settings.policy_file)
+    except PolicyError as error:
+        raise StackError(str(error)) from None
+
+
 def _child_env(settings: Settings, database_url: str, broker_url: str) -> dict[str, str]:
     env = dict(os.environ)
     env |= {
@@ -208,6 +216,8 @@ def _child_env(settings: Settings, database_url: str, broker_url: str) -> dict[s
         "BEATKEEPER_LOG_FORMAT": "console",
         "PYTHONUNBUFFERED": "1",
     }
+    if settings.policy_file is not None:  # Beat and the worker enforce the same policy
+        env["BEATKEEPER_POLICY_FILE"] = os.path.abspath(settings.policy_file)
     # Beat and the worker would both try to listen on it; one machine needs no probes.
     env.pop("BEATKEEPER_METRICS_PORT", None)
     # Any web page could run tasks through an open API on 127.0.0.1 (see `login`).

@@ -1,6 +1,8 @@
 """Keep the store in step with a folder of manifests, for `beatkeeper dev`.
 
-Every valid Schedule is applied with the same `apply_schedule` the operator uses.
+Every valid Schedule is applied with the same `apply_schedule` the operator uses, unless the
+tenancy policy (``BEATKEEPER_POLICY_FILE``) forbids it: then it is a problem like any other,
+reported with the namespace, task and policy file, and nothing of it is applied.
 
 `beatkeeper dev` owns only the schedules it applied from its manifests: it records each
 one with the file it came from in ``owned.json`` in its state folder. Schedules made any
@@ -25,7 +27,9 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from beatkeeper.manifests import check_paths
+from beatkeeper.policy import ALLOW_ALL, Policy
 from beatkeeper.problems import Problem, SpecError
+from beatkeeper.spec import ScheduleManifest
 from beatkeeper.store.schedules import Applied, apply_schedule, delete_schedule
 
 OWNED_FILE = "owned.json"
@@ -45,8 +49,9 @@ class Outcome:
 class Folder:
     """The manifests under ``paths`` and what this state folder owns from them."""
 
-    def __init__(self, paths: Sequence[Path], state: Path) -> None:
+    def __init__(self, paths: Sequence[Path], state: Path, *, policy: Policy = ALLOW_ALL) -> None:
         self.paths = list(paths)
+        self._policy = policy
         self._record = state / OWNED_FILE
         self._owned = _read(self._record)
         self._broken: set[str] = set()
@@ -66,6 +71,7 @@ class Folder:
         with engine.begin() as db:
             for document, validated in checked.valid:
                 try:
+                    self._check_policy(validated.manifest)
                     with db.begin_nested():  # a refused manifest leaves the others applied
                         applied = apply_schedule(db, validated.manifest, now=now)
                 except SpecError as refused:  # e.g. a uid copied from another Schedule
@@ -90,6 +96,14 @@ class Folder:
         self._owned.update(present)
         _write(self._record, self._owned)
         return outcome
+
+    def _check_policy(self, manifest: ScheduleManifest) -> None:
+        meta, spec = manifest.metadata, manifest.spec
+        refused = self._policy.refuses_schedule(
+            namespace=meta.namespace, task=spec.task, queue=spec.queue
+        )
+        if refused is not None:
+            raise SpecError([Problem("", refused)])
 
     def _loaded(self, source: str) -> bool:
         file = Path(source)
