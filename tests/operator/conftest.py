@@ -47,6 +47,12 @@ async def cluster() -> AsyncIterator[Emulator]:
         _server_url.pop()
 
 
+@pytest.fixture
+def cluster_url(cluster: Emulator) -> str:
+    """The URL the emulator of ``cluster`` serves on, for clients outside kopf."""
+    return _server_url[-1]
+
+
 class OperatorHandle:
     """One operator run in its own thread and event loop."""
 
