@@ -220,8 +220,7 @@ async def test_runs_lists_recent_runs(cluster, start_operator, db, kubeconfig, c
     assert out.splitlines()[1].split()[:2] == ["team-a", "nightly"]
 
 
-async def test_missing_schedule_is_one_line(cluster, start_operator, kubeconfig, capsys):
-    await start_operator()
+async def test_missing_schedule_is_one_line(cluster, kubeconfig, capsys):
     code, out, err = await plugin(capsys, "trigger", "missing")
     assert (code, out) == (1, "")
     assert err == (
@@ -263,3 +262,66 @@ async def test_version_and_help(capsys):
     code, _, err = await plugin(capsys, "frobnicate")
     assert code == 2
     assert "invalid choice" in err
+
+
+async def test_runs_show_why_a_run_failed(cluster, start_operator, db, kubeconfig, capsys):
+    await start_operator()
+    uid = await scheduled(cluster, "nightly")
+    assert (await plugin(capsys, "trigger", "nightly"))[0] == 0
+    [run] = await eventually(lambda: runs_of(db, uid, "manual"))
+    with db.begin() as connection:
+        connection.execute(
+            update(runs)
+            .where(runs.c.id == run.id)
+            .values(state="dead", error="ValueError: no such invoice", updated_at=datetime.now(UTC))
+        )
+    status = lambda: current(cluster, "team-a", "nightly")["status"]  # noqa: E731
+    await eventually(lambda: status()["recentRuns"][0]["state"] == "dead")
+    code, out, _ = await plugin(capsys, "runs", "nightly")
+    assert code == 0
+    assert out.splitlines()[1].endswith("ValueError: no such invoice")
+
+
+async def test_replay_names_only_runs_of_its_schedule(
+    cluster, start_operator, db, kubeconfig, capsys
+):
+    await start_operator()
+    other = await scheduled(cluster, "other")
+    await scheduled(cluster, "nightly")
+    assert (await plugin(capsys, "trigger", "other"))[0] == 0
+    [dead] = await eventually(lambda: runs_of(db, other, "manual"))
+    set_state(db, dead.id, "dead")
+    assert (await plugin(capsys, "replay", "nightly", str(dead.id)))[0] == 0
+    warning = await eventually(lambda: events(cluster, "InvalidReplay"))
+    assert f"no run id starts with {dead.id}" in warning[0]["message"]
+    assert runs_of(db, other, "replay") == []
+
+
+async def test_unreachable_server_and_bad_kubeconfig_are_one_line(
+    tmp_path, monkeypatch, kubeconfig, capsys
+):
+    code, _, err = await plugin(capsys, "trigger", "nightly", "--context", "nowhere")
+    assert code == 1
+    assert err.startswith("kubectl beatkeeper: cannot load the kubeconfig:")
+    assert err.count("\n") == 1
+    broken = tmp_path / "broken"
+    broken.write_text("clusters: [", encoding="utf-8")
+    monkeypatch.setenv("KUBECONFIG", str(broken))
+    code, _, err = await plugin(capsys, "trigger", "nightly")
+    assert code == 1
+    assert err.startswith("kubectl beatkeeper: cannot load the kubeconfig:")
+    closed = tmp_path / "closed"
+    document = yaml.safe_load(kubeconfig.read_text(encoding="utf-8"))
+    document["clusters"][0]["cluster"]["server"] = "http://127.0.0.1:9"
+    closed.write_text(yaml.safe_dump(document), encoding="utf-8")
+    monkeypatch.setenv("KUBECONFIG", str(closed))
+    code, _, err = await plugin(capsys, "trigger", "nightly")
+    assert code == 1
+    assert err.startswith("kubectl beatkeeper: cannot reach the API server at http://127.0.0.1:9")
+    assert err.count("\n") == 1
+
+
+async def test_runs_takes_a_name_or_all_namespaces(capsys):
+    code, _, err = await plugin(capsys, "runs", "nightly", "-A")
+    assert code == 2
+    assert "give NAME or -A, not both" in err

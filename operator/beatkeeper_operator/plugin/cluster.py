@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import urllib3.exceptions
+import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
@@ -104,7 +105,7 @@ def connect(context: str | None) -> Cluster:
             files = _kubeconfig()
             api_client = config.new_client_from_config(files, context=context)  # type: ignore[no-untyped-call]
             namespace = _context_namespace(files, context)
-    except (ConfigException, OSError) as exc:
+    except (ConfigException, OSError, yaml.YAMLError) as exc:
         raise ClusterError(f"cannot load the kubeconfig: {_one_line(exc)}") from None
     server = str(api_client.configuration.host)
     return Cluster(client.CustomObjectsApi(api_client), namespace or "default", server)
