@@ -86,6 +86,12 @@ class OperatorHandle:
         self.stop_flag.set()
         await asyncio.to_thread(self.thread.join, 20)
         assert not self.thread.is_alive(), "the operator did not stop within 20 s"
+        runtime = self.runtime
+        if runtime is not None:
+            # kopf's cleanup stops the pools without waiting: a query still running in one
+            # would hold locks that the next test's TRUNCATE deadlocks on.
+            for pool in (runtime.executor, runtime.reconciler):
+                await asyncio.to_thread(pool.shutdown, wait=True)
         if self.error is not None:
             raise self.error
 

@@ -73,13 +73,18 @@ def test_backfill_cap_matches_the_store():
     assert commands.MAX_BACKFILL == history.MAX_BACKFILL
 
 
+def test_trigger_run_id_matches_the_store():
+    schedule = uuid.uuid4()
+    assert commands.trigger_run_id(schedule, "t1") == history.token_run_id(schedule, "t1")
+
+
 async def test_trigger_plans_one_run(cluster, start_operator, db, kubeconfig, capsys):
     await start_operator()
     uid = await scheduled(cluster, "nightly")
     code, out, err = await plugin(capsys, "trigger", "nightly")
     assert (code, err) == (0, "")
-    assert out.startswith("schedule team-a/nightly: asked for a run now")
     [run] = await eventually(lambda: runs_of(db, uid, "manual"))
+    assert out.startswith(f"schedule team-a/nightly: asked for run {run.id} now")
     assert run.state == "planned"
     assert await eventually(lambda: events(cluster, "Triggered"))
 

@@ -7,6 +7,7 @@ Every command but ``runs`` is one JSON merge patch: an annotation the operator a
 from __future__ import annotations
 
 import secrets
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -44,8 +45,20 @@ def _annotate(cluster: Cluster, namespace: str, name: str, key: str, value: str)
 
 def trigger(cluster: Cluster, namespace: str, name: str, _options: Any) -> str:
     token = new_token()
-    _annotate(cluster, namespace, name, TRIGGER_ANNOTATION, token)
-    return f"schedule {namespace}/{name}: asked for a run now (token {token})"
+    patched = cluster.patch(
+        namespace, name, {"metadata": {"annotations": {TRIGGER_ANNOTATION: token}}}
+    )
+    uid = str((patched.get("metadata") or {}).get("uid") or "")
+    try:
+        run = f"run {trigger_run_id(uuid.UUID(uid), token)}"
+    except ValueError:
+        run = "a run"
+    return f"schedule {namespace}/{name}: asked for {run} now (token {token})"
+
+
+def trigger_run_id(schedule_uid: uuid.UUID, token: str) -> uuid.UUID:
+    """The id of the run a trigger token plans: ``beatkeeper.store.history.token_run_id``."""
+    return uuid.uuid5(schedule_uid, f"trigger/{token}")
 
 
 def backfill(cluster: Cluster, namespace: str, name: str, options: Any) -> str:
