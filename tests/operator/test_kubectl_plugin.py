@@ -264,6 +264,9 @@ async def test_version_and_help(capsys):
     code, out, _ = await plugin(capsys, "--help")
     assert code == 0
     assert "kubectl beatkeeper replay nightly 1a2b3c4d" in out
+    code, out, _ = await plugin(capsys, "backfill", "--help")
+    assert code == 0
+    assert "kubectl beatkeeper backfill nightly -n team-a --from" in out
     code, _, err = await plugin(capsys, "frobnicate")
     assert code == 2
     assert "invalid choice" in err

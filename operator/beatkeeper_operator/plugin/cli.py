@@ -52,7 +52,14 @@ def parser() -> argparse.ArgumentParser:
     common.add_argument("-n", "--namespace", help="the namespace (default: the context's)")
     subcommands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (_, text) in commands.COMMANDS.items():
-        command = subcommands.add_parser(name, help=text, description=text, parents=[common])
+        command = subcommands.add_parser(
+            name,
+            help=text,
+            description=text,
+            epilog=_examples_of(name),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+            parents=[common],
+        )
         command.add_argument("name", metavar="NAME", help="the Schedule's name")
         if name in {"replay", "cancel"}:
             command.add_argument("run", metavar="RUN", help="run id, or its first 8+ characters")
@@ -64,11 +71,18 @@ def parser() -> argparse.ArgumentParser:
         "runs",
         help="the latest runs of a Schedule (or of all): ids, states, errors",
         description="The latest runs from the Schedules' status, newest first.",
+        epilog=_examples_of("runs"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         parents=[common],
     )
     runs.add_argument("name", metavar="NAME", nargs="?", help="one Schedule (default: all)")
     runs.add_argument("-A", "--all-namespaces", action="store_true", help="in every namespace")
     return top
+
+
+def _examples_of(command: str) -> str:
+    lines = [line for line in EXAMPLES.splitlines() if f"beatkeeper {command} " in line]
+    return "examples:\n" + "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
