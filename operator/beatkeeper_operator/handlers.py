@@ -120,7 +120,7 @@ async def _reconcile(
     now = datetime.now(UTC)
     current: Mapping[str, Any] = body.get("status") or {}
     generation = meta.get("generation")
-    snapshot = {key: body.get(key) for key in ("apiVersion", "kind", "metadata", "spec")}
+    snapshot = {key: body.get(key) for key in ("apiVersion", "kind", "metadata", "spec", "status")}
     try:
         outcome = await runtime.in_database(
             reconcile.reconcile,
@@ -162,6 +162,7 @@ async def _reconcile(
     if outcome.observation is not None:
         desired["trigger"] = clip(outcome.observation.trigger, TRIGGER_LENGTH)
         desired.update(run_fields(outcome.observation))
+        desired["lastResume"] = outcome.resumed
         # The refresher need not re-read this row version: the status below already has it.
         runtime.loaded_versions[outcome.observation.id] = outcome.observation.updated_at
     elif outcome.reason == "TaskNotAllowed":

@@ -2,9 +2,9 @@
 
 ``reconcile`` is what every create, update and resume comes down to. It is synchronous
 (handlers run it in a thread) and idempotent: the store's ``apply_schedule`` does nothing
-for an unchanged spec, a trigger token plans its run once, and a backfill window plans each
-occurrence once. It returns an ``Outcome`` (the Ready condition's status, reason and
-message, what the store now says, and the Events to post); it never talks to Kubernetes.
+for an unchanged spec, and each request annotation is acted on once (``manual``). It
+returns an ``Outcome`` (the Ready condition's status, reason and message, what the store
+now says, and the Events to post); it never talks to Kubernetes.
 
 An invalid spec changes nothing in the store: a new Schedule gets no row, and an edited one
 keeps running its last valid spec until the spec is fixed (as a Deployment keeps its last
@@ -24,14 +24,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Engine
 from sqlalchemy.exc import DataError
 
+from beatkeeper.policy import Policy
 from beatkeeper.problems import SpecError
 from beatkeeper.spec import API_VERSION, KIND, ScheduleManifest, validate_manifest
 from beatkeeper.store import history
 from beatkeeper.store.schedules import apply_schedule, delete_schedule
-from beatkeeper_operator.policy import Policy
+from beatkeeper_operator.annotations import BACKFILL_ANNOTATION, TRIGGER_ANNOTATION
+from beatkeeper_operator.manual import Notice, act_on, requested
 from beatkeeper_operator.status import Observation, load_observations
 
 __all__ = [
@@ -44,19 +46,8 @@ __all__ = [
     "reconcile",
 ]
 
-TRIGGER_ANNOTATION = "beatkeeper.io/trigger"
-BACKFILL_ANNOTATION = "beatkeeper.io/backfill"
 #: A backfill window with more occurrences than this is refused (an Event says so).
 MAX_BACKFILL = history.MAX_BACKFILL
-
-
-@dataclass(frozen=True)
-class Notice:
-    """An Event to post on the Schedule."""
-
-    type: str  # Normal or Warning
-    reason: str
-    message: str
 
 
 @dataclass(frozen=True)
@@ -68,6 +59,7 @@ class Outcome:
     message: str
     observation: Observation | None = None
     notices: list[Notice] = field(default_factory=list)
+    resumed: str | None = None  # the resume token acted on, for status.lastResume
 
 
 def reconcile(engine: Engine, body: Mapping[str, Any], *, policy: Policy, now: datetime) -> Outcome:
@@ -82,8 +74,9 @@ def reconcile(engine: Engine, body: Mapping[str, Any], *, policy: Policy, now: d
         manifest = validate_manifest(document, now=now).manifest
     except SpecError as exc:
         return _invalid(str(exc))
+    last_resume = (body.get("status") or {}).get("lastResume")
     try:
-        return _apply(engine, manifest, policy=policy, now=now)
+        return _apply(engine, manifest, policy=policy, last_resume=last_resume, now=now)
     except ValueError as exc:  # SpecError and RecurrenceError included
         return _invalid(" ".join(str(exc).split()))
     except DataError as exc:
@@ -97,7 +90,14 @@ def _invalid(message: str) -> Outcome:
     )
 
 
-def _apply(engine: Engine, manifest: ScheduleManifest, *, policy: Policy, now: datetime) -> Outcome:
+def _apply(
+    engine: Engine,
+    manifest: ScheduleManifest,
+    *,
+    policy: Policy,
+    last_resume: str | None,
+    now: datetime,
+) -> Outcome:
     meta, spec = manifest.metadata, manifest.spec
     uid = uuid.UUID(meta.uid) if meta.uid else None
     refusal = policy.refusal(namespace=meta.namespace, task=spec.task, queue=spec.queue)
@@ -109,15 +109,18 @@ def _apply(engine: Engine, manifest: ScheduleManifest, *, policy: Policy, now: d
         )
     with engine.begin() as db:
         applied = apply_schedule(db, manifest, now=now)
-        notices = _manual_actions(db, meta.namespace, meta.name, meta.annotations, now=now)
+        done = act_on(
+            db, meta.namespace, meta.name, meta.annotations, last_resume=last_resume, now=now
+        )
+        notices = done.notices
         # A row created just now under a new uid has no runs unless an annotation planned
         # one: creating thousands of Schedules then costs no query on the runs table.
-        fresh = applied.action in {"created", "replaced"} and not any(_requested(meta.annotations))
+        fresh = applied.action in {"created", "replaced"} and not requested(meta.annotations)
         seen = load_observations(db, [applied.id], with_runs=not fresh).get(applied.id)
     if seen is None:  # pragma: no cover (apply_schedule just made the row live)
         return Outcome(False, "Unknown", "the schedule is not in the database", notices=notices)
     ready, reason, message = readiness(seen)
-    return Outcome(ready, reason, message, observation=seen, notices=notices)
+    return Outcome(ready, reason, message, observation=seen, notices=notices, resumed=done.resumed)
 
 
 def readiness(seen: Observation) -> tuple[bool, str, str]:
@@ -137,55 +140,3 @@ def forget(engine: Engine, *, uid: str | None, namespace: str, name: str, now: d
         if uid:
             return delete_schedule(db, uid=uuid.UUID(uid), now=now)
         return delete_schedule(db, namespace=namespace, name=name, now=now)
-
-
-def _manual_actions(
-    db: Connection, namespace: str, name: str, annotations: Mapping[str, str], *, now: datetime
-) -> list[Notice]:
-    token, window = _requested(annotations)
-    if not token and not window:
-        return []
-    schedule = history.find_schedule(db, namespace, name)
-    notices: list[Notice] = []
-    if token and history.trigger_once(db, schedule, token=token, now=now) is not None:
-        notices.append(Notice("Normal", "Triggered", f"planned a run now for token {token!r}"))
-    if window:
-        notices.extend(_backfill(db, schedule, window, now=now))
-    return notices
-
-
-def _requested(annotations: Mapping[str, str]) -> tuple[str, str]:
-    """The trigger token and backfill window the annotations ask for ("" when not)."""
-    return (
-        annotations.get(TRIGGER_ANNOTATION, "").strip(),
-        annotations.get(BACKFILL_ANNOTATION, "").strip(),
-    )
-
-
-def _backfill(
-    db: Connection, schedule: history.ScheduleRef, window: str, *, now: datetime
-) -> list[Notice]:
-    bounds = _window(window)
-    if bounds is None:
-        detail = f"must be <from>/<to> as RFC 3339 times with an offset, got {window!r}"
-        return [Notice("Warning", "InvalidBackfill", f"{BACKFILL_ANNOTATION}: {detail}")]
-    try:
-        moments = history.occurrences_between(schedule, *bounds, limit=MAX_BACKFILL)
-    except history.RefusedError as exc:
-        return [Notice("Warning", "InvalidBackfill", f"{BACKFILL_ANNOTATION}: {exc}")]
-    planned = history.backfill(db, schedule, moments, now=now)
-    if not planned:
-        return []
-    return [Notice("Normal", "Backfilled", f"planned {planned} run(s) in {window}")]
-
-
-def _window(window: str) -> tuple[datetime, datetime] | None:
-    """The ``<from>/<to>`` of a backfill annotation, or None unless both carry an offset."""
-    start_text, slash, end_text = window.partition("/")
-    try:
-        start, end = datetime.fromisoformat(start_text), datetime.fromisoformat(end_text)
-    except ValueError:
-        return None
-    if not slash or start.tzinfo is None or end.tzinfo is None:
-        return None
-    return start, end

@@ -194,7 +194,10 @@ async def _refresh(runtime: Runtime, seen: Observation) -> None:
             schedule=_reference(seen.id, served),
             type="Warning",
             reason="PausedAfterFailures",
-            message=f"paused: {seen.paused_reason}; edit the spec to resume",
+            message=(
+                f"paused: {seen.paused_reason}; resume with "
+                f"kubectl beatkeeper resume {served.name} -n {served.namespace} (or edit the spec)"
+            ),
         )
 
 

@@ -1,8 +1,8 @@
 """What a Schedule's status should say, read from the store in one batch of queries.
 
 ``load_observations`` turns schedule ids into ``Observation``s: the live row's planning
-state and its runs (latest, active, and the lifetime counts per final state kept in
-``run_counts``). ``run_fields`` renders those
+state and its runs (the few latest, active, and the lifetime counts per final state kept
+in ``run_counts``). ``run_fields`` renders those
 as the status fields the database owns, ``ready_condition`` builds the ``Ready`` condition
 keeping ``lastTransitionTime`` while the status stays the same, and ``status_patch`` keeps
 only what differs from the status the resource already has, so unchanged schedules get no
@@ -20,17 +20,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, func, select
-from sqlalchemy.dialects.postgresql import distinct_on
 
 from beatkeeper.spec import ScheduleSpec
 from beatkeeper.spec.recurrences import Recurrences
-from beatkeeper.spec.status import ActiveRun, Condition, RunSummary
+from beatkeeper.spec.status import ActiveRun, Condition, RecentRun, RunSummary
 from beatkeeper.states import ACTIVE, RunState
 from beatkeeper.store import planning
 from beatkeeper.store.models import run_counts, runs, schedules
 
 __all__ = [
     "NEXT_RUN_TIMES",
+    "RECENT_RUNS",
     "RUN_FIELDS",
     "TRIGGER_LENGTH",
     "Observation",
@@ -46,12 +46,15 @@ __all__ = [
 
 #: How many upcoming occurrences ``nextRunTimes`` lists.
 NEXT_RUN_TIMES = 3
+#: How many of the latest runs ``recentRuns`` lists.
+RECENT_RUNS = 5
 #: The status fields that follow the database (the rest follow the spec).
 RUN_FIELDS = (
     "nextRunTimes",
     "lastScheduleTime",
     "lastSuccessfulTime",
     "lastRun",
+    "recentRuns",
     "active",
     "counts",
     "held",
@@ -60,6 +63,7 @@ RUN_FIELDS = (
 TRIGGER_LENGTH = 256
 _MAX_ACTIVE = 100
 _MESSAGE = 1024
+_ERROR = 256
 
 
 @dataclass
@@ -78,6 +82,7 @@ class Observation:
     updated_at: datetime | None = None  # the row's version, for the refresher
     last_success: datetime | None = None
     last_run: Any = None
+    recent: list[Any] = field(default_factory=list)  # newest first, RECENT_RUNS at most
     active: list[Any] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
     held: dict[str, int] = field(default_factory=dict)  # due runs waiting on purpose, by reason
@@ -114,14 +119,22 @@ def load_observations(
 
 def _load_runs(db: Connection, found: dict[uuid.UUID, Observation], *, now: datetime) -> None:
     wanted = list(found)
+    newest = (
+        func.row_number()
+        .over(partition_by=runs.c.schedule_id, order_by=runs.c.planned_at.desc())
+        .label("newest")
+    )
+    ranked = select(runs, newest).where(runs.c.schedule_id.in_(wanted)).subquery()
     latest = (
-        select(runs)
-        .where(runs.c.schedule_id.in_(wanted))
-        .ext(distinct_on(runs.c.schedule_id))
-        .order_by(runs.c.schedule_id, runs.c.planned_at.desc())
+        select(ranked)
+        .where(ranked.c.newest <= RECENT_RUNS)
+        .order_by(ranked.c.schedule_id, ranked.c.newest)
     )
     for row in db.execute(latest):
-        found[row.schedule_id].last_run = row
+        seen = found[row.schedule_id]
+        if not seen.recent:
+            seen.last_run = row
+        seen.recent.append(row)
     active = (
         select(runs.c.schedule_id, runs.c.id, runs.c.planned_at)
         .where(runs.c.schedule_id.in_(wanted), runs.c.state.in_([s.value for s in ACTIVE]))
@@ -206,11 +219,23 @@ def run_fields(seen: Observation) -> dict[str, Any]:
         )
         for run in seen.active[:_MAX_ACTIVE]
     ]
+    recent = [
+        RecentRun(
+            id=str(run.id),
+            planned_time=rfc3339(run.planned_at) or "",
+            state=run.state,
+            attempt=run.attempt,
+            finish_time=rfc3339(run.finished_at),
+            error=None if run.error is None else clip(run.error, _ERROR),
+        ).model_dump(mode="json", by_alias=True, exclude_none=True)
+        for run in seen.recent[:RECENT_RUNS]
+    ]
     return {
         "nextRunTimes": [rfc3339(moment) for moment in seen.next_run_times],
         "lastScheduleTime": rfc3339(seen.last_scheduled_at),
         "lastSuccessfulTime": rfc3339(seen.last_success),
         "lastRun": summary,
+        "recentRuns": recent,
         "active": active,
         "counts": dict(sorted(seen.counts.items())),
         "held": dict(sorted(seen.held.items())),

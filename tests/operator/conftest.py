@@ -21,13 +21,13 @@ import beatkeeper_operator.handlers  # noqa: F401 (registers the handlers)
 import kmock
 import kopf
 import pytest
-from beatkeeper_operator.policy import Policy
 from beatkeeper_operator.runtime import OperatorConfig
 from beatkeeper_operator.webhook import WebhookConfig
 from emulator import Emulator, make_emulator
 from proxy import DatabaseProxy
 from sqlalchemy import Engine
 
+from beatkeeper.policy import Policy
 from beatkeeper.settings import Settings
 
 _server_url: list[str] = []
@@ -45,6 +45,12 @@ async def cluster() -> AsyncIterator[Emulator]:
         _server_url.append(str(server.url).rstrip("/"))
         yield emulator
         _server_url.pop()
+
+
+@pytest.fixture
+def cluster_url(cluster: Emulator) -> str:
+    """The URL the emulator of ``cluster`` serves on, for clients outside kopf."""
+    return _server_url[-1]
 
 
 class OperatorHandle:
@@ -80,6 +86,12 @@ class OperatorHandle:
         self.stop_flag.set()
         await asyncio.to_thread(self.thread.join, 20)
         assert not self.thread.is_alive(), "the operator did not stop within 20 s"
+        runtime = self.runtime
+        if runtime is not None:
+            # kopf's cleanup stops the pools without waiting: a query still running in one
+            # would hold locks that the next test's TRUNCATE deadlocks on.
+            for pool in (runtime.executor, runtime.reconciler):
+                await asyncio.to_thread(pool.shutdown, wait=True)
         if self.error is not None:
             raise self.error
 

@@ -115,6 +115,9 @@ class Emulator(kmock.KubernetesEmulator, _OwnReactions):  # type: ignore[misc]
     watches: list[str] = attrs.field(factory=list, init=False)
     #: Refused writes, by resource plural and HTTP code (``schedules:422``).
     refusals: Counter[str] = attrs.field(factory=Counter, init=False)
+    #: Requests refused with 403 Forbidden, as RBAC would, by ``action:plural``
+    #: (``update:schedules`` for a PATCH): a test adds what the caller may not do.
+    denied: set[str] = attrs.field(factory=set, init=False)
     _versions: itertools.count[int] = attrs.field(factory=lambda: itertools.count(1), init=False)
     _version: int = attrs.field(default=0, init=False)  # the last resourceVersion given out
     _history: dict[Any, collections.deque[tuple[int, Any]]] = attrs.field(
@@ -148,6 +151,10 @@ class Emulator(kmock.KubernetesEmulator, _OwnReactions):  # type: ignore[misc]
         self.counts[f"{action}:{request.subresource or ''}"] += 1
         if request.action == kmock.action.WATCH:
             self.watches.append(str(request.url.path))
+        plural = getattr(request.resource, "plural", "")
+        if f"{action.lower()}:{plural}" in self.denied:
+            message = f'{plural} "{request.name or ""}" is forbidden: the caller may not {action}'
+            return _refused(403, "Forbidden", request, message)
         token = _serving.set(request)
         try:
             return await self._emulate(request)

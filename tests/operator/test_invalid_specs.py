@@ -7,10 +7,11 @@ from typing import Any
 
 import pytest
 from beatkeeper_operator import reconcile
-from beatkeeper_operator.policy import Policy
 from harness import create, eventually, manifest, ready
 from sqlalchemy import Engine
 from sqlalchemy.exc import DataError
+
+from beatkeeper.policy import Policy
 
 
 def nested(depth: int) -> object:

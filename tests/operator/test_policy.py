@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from beatkeeper_operator.policy import ALLOW_ALL, PolicyError, Rule, load_policy, parse_policy
+
+from beatkeeper.policy import ALLOW_ALL, PolicyError, Rule, load_policy, parse_policy
 
 POLICY = {
     "default": {"tasks": ["reports.*"], "queues": ["default", "reports-*"]},

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from beatkeeper_operator.policy import parse_policy
 from beatkeeper_operator.reconcile import TRIGGER_ANNOTATION as TRIGGER
 from emulator import SCHEDULES
 from harness import (
@@ -21,6 +20,7 @@ from harness import (
 )
 from sqlalchemy import Engine, select
 
+from beatkeeper.policy import parse_policy
 from beatkeeper.store.models import runs, schedules
 
 

@@ -8,10 +8,10 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from beatkeeper_operator import reconcile
-from beatkeeper_operator.policy import parse_policy
 from harness import create, current, events, eventually, manifest, ready, ready_becomes
 from sqlalchemy import Engine, update
 
+from beatkeeper.policy import parse_policy
 from beatkeeper.store.models import runs, schedules
 
 
@@ -149,7 +149,7 @@ async def test_a_pause_after_failures_turns_ready_false_with_an_event(cluster, s
     assert condition["status"] == "False"
     assert "3 consecutive runs failed" in condition["message"]
     warning = await eventually(lambda: events(cluster, "PausedAfterFailures"))
-    assert "edit the spec to resume" in warning[0]["message"]
+    assert "resume with kubectl beatkeeper resume" in warning[0]["message"]
 
 
 async def test_slow_reconciles_do_not_hold_up_status_refreshes(

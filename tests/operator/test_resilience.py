@@ -7,7 +7,6 @@ import socket
 import time
 
 import aiohttp
-from beatkeeper_operator.policy import parse_policy
 from harness import (
     create,
     current,
@@ -20,6 +19,7 @@ from harness import (
 )
 from sqlalchemy import Engine, func, select
 
+from beatkeeper.policy import parse_policy
 from beatkeeper.store.models import runs, schedules
 
 

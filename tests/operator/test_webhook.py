@@ -27,7 +27,6 @@ import pytest
 import yaml
 from beatkeeper_operator import certificates, health
 from beatkeeper_operator.admission import HANDLER_ID
-from beatkeeper_operator.policy import parse_policy
 from beatkeeper_operator.webhook import WebhookConfig
 from click.testing import CliRunner
 from emulator import Emulator
@@ -35,6 +34,7 @@ from harness import eventually, manifest
 from prometheus_client.parser import text_string_to_metric_families
 
 from beatkeeper.cli.validate import validate
+from beatkeeper.policy import parse_policy
 
 CONFIGURATION = "beatkeeper-schedules"
 CONFIGURATIONS = "/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations"

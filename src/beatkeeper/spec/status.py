@@ -52,6 +52,19 @@ class RunSummary(_Status):
     message: str | None = Field(default=None, max_length=1024, description="Error or result.")
 
 
+class RecentRun(_Status):
+    """One of the schedule's latest runs, newest first (``kubectl beatkeeper runs``)."""
+
+    id: str = Field(max_length=64, description="Run id, also the Celery task id.")
+    planned_time: str = Field(alias="plannedTime", max_length=64, description="Occurrence.")
+    state: str = Field(max_length=32, description="planned, enqueued, running, succeeded, ...")
+    attempt: int = Field(default=1, description="Attempt number, from 1.")
+    finish_time: str | None = Field(
+        default=None, alias="finishTime", max_length=64, description="When the run finished."
+    )
+    error: str | None = Field(default=None, max_length=256, description="Why it failed.")
+
+
 class ActiveRun(_Status):
     """A run that is enqueued, running or waiting for a retry."""
 
@@ -80,6 +93,18 @@ class ScheduleStatus(_Status):
     )
     last_run: RunSummary | None = Field(
         default=None, alias="lastRun", description="The latest run."
+    )
+    recent_runs: list[RecentRun] = Field(
+        default_factory=list,
+        alias="recentRuns",
+        max_length=10,
+        description="The latest runs, newest first.",
+    )
+    last_resume: str | None = Field(
+        default=None,
+        alias="lastResume",
+        max_length=256,
+        description="The beatkeeper.io/resume token the operator last acted on.",
     )
     active: list[ActiveRun] = Field(
         default_factory=list, max_length=100, description="Runs enqueued, running or retrying."

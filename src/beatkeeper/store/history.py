@@ -1,6 +1,7 @@
-"""Runs as people see and ask for them: list them, trigger one, backfill, replay.
+"""Runs as people see and ask for them: list them, trigger, backfill, replay, cancel, resume.
 
-The queries behind `beatkeeper runs`, `trigger`, `backfill`, `runs replay` and `smoke`.
+The queries behind `beatkeeper runs`, `trigger`, `backfill`, `runs replay`, `smoke` and the
+operator's request annotations (``kubectl beatkeeper``).
 Runs made here are born ``planned`` and due now (or at their own time, for a backfill),
 with an ``origin`` saying why they exist; Beat publishes them like any other run, and a
 ``NOTIFY`` wakes it so it does not wait for its next scheduled tick. A replay is a new run
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Row, Text, cast, func, select
+from sqlalchemy import Connection, Row, Text, cast, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from beatkeeper.recurrence import Recurrence
@@ -29,8 +30,10 @@ from beatkeeper.spec import ScheduleSpec, recurrence_of
 from beatkeeper.states import RunState
 from beatkeeper.store.models import RunOrigin, runs, schedules
 from beatkeeper.store.planning import notify
+from beatkeeper.store.runs import transition
 
 __all__ = [
+    "CANCELLABLE",
     "MAX_BACKFILL",
     "REPLAYABLE",
     "NotFoundError",
@@ -40,12 +43,15 @@ __all__ = [
     "ScheduleRef",
     "already_planned",
     "backfill",
+    "cancel",
     "find_run_id",
     "find_schedule",
     "latest_run",
     "list_runs",
     "occurrences_between",
     "replay",
+    "replay_once",
+    "resume",
     "token_run_id",
     "trigger",
     "trigger_once",
@@ -204,7 +210,9 @@ class Replay:
     schedule: ScheduleRef
 
 
-def replay(db: Connection, run_id: uuid.UUID, *, now: datetime) -> Replay:
+def replay(
+    db: Connection, run_id: uuid.UUID, *, now: datetime, new_id: uuid.UUID | None = None
+) -> Replay:
     """A new run, due now, of the schedule of the dead or failed run ``run_id``.
 
     It runs the schedule's *current* spec (task, arguments, queue), as every run Beat
@@ -227,20 +235,95 @@ def replay(db: Connection, run_id: uuid.UUID, *, now: datetime) -> Replay:
         )
     schedule = _ref(row)
     planned = _plan_now(
-        db, schedule, task=schedule.task, origin=RunOrigin.REPLAY, now=now, replay_of=run_id
+        db,
+        schedule,
+        task=schedule.task,
+        origin=RunOrigin.REPLAY,
+        now=now,
+        replay_of=run_id,
+        run_id=new_id,
     )
     return Replay(planned, schedule)
 
 
-def find_run_id(db: Connection, prefix: str) -> uuid.UUID:
-    """The run whose id is or starts with ``prefix`` (lower-case, as UUIDs are printed)."""
+def replay_once(db: Connection, run_id: uuid.UUID, *, token: str, now: datetime) -> Replay | None:
+    """``replay`` for the request ``token``; None when that token was replayed before.
+
+    As with ``trigger_once``, the new run's id comes from the old run and the token, so the
+    operator seeing the same ``beatkeeper.io/replay`` annotation again plans nothing.
+    """
+    new_id = uuid.uuid5(run_id, f"replay/{token}")
+    if db.execute(select(runs.c.id).where(runs.c.id == new_id)).first() is not None:
+        return None
+    return replay(db, run_id, now=now, new_id=new_id)
+
+
+#: States a person may cancel from: the run has not started, or waits for a retry. A
+#: running run would need its Celery task revoked, which the store alone cannot do.
+CANCELLABLE = frozenset({RunState.PLANNED, RunState.ENQUEUED, RunState.RETRYING})
+
+
+def cancel(db: Connection, run_id: uuid.UUID, *, now: datetime, reason: str) -> bool:
+    """Cancel a planned, enqueued or retrying run; False if it was cancelled already.
+
+    A worker that receives a cancelled run's message believes the row and does not run it.
+    ``RefusedError`` for a running or finished run.
+    """
+    state = db.execute(select(runs.c.state).where(runs.c.id == run_id)).scalar_one_or_none()
+    if state is None:
+        raise NotFoundError(f"no run {run_id}")
+    if state == RunState.CANCELLED:
+        return False
+    if state == RunState.RUNNING:
+        raise RefusedError(
+            f"run {run_id} is running: cancelling a running run needs its Celery task "
+            "revoked, which is not supported yet; only planned, enqueued or retrying runs "
+            "can be cancelled"
+        )
+    if RunState(state) not in CANCELLABLE:
+        raise RefusedError(f"run {run_id} is {state}: it has finished and cannot be cancelled")
+    return transition(db, run_id, RunState.CANCELLED, now=now, error=reason)
+
+
+def resume(db: Connection, schedule: ScheduleRef, *, now: datetime) -> str | None:
+    """Lift a pause ``pauseAfterFailures`` put on; the reason it was paused, or None if not.
+
+    The schedule plans again unless its spec asks for ``suspend: true``; its failure count
+    starts again from zero.
+    """
+    row = db.execute(select(schedules.c.paused_reason).where(schedules.c.id == schedule.id)).first()
+    if row is None or row.paused_reason is None:
+        return None
+    db.execute(
+        update(schedules)
+        .where(schedules.c.id == schedule.id)
+        .values(
+            suspended=schedule.spec.suspend,
+            paused_reason=None,
+            consecutive_failures=0,
+            updated_at=now,
+        )
+    )
+    notify(db, str(schedule.id))
+    return str(row.paused_reason)
+
+
+def find_run_id(db: Connection, prefix: str, *, schedule_id: uuid.UUID | None = None) -> uuid.UUID:
+    """The run whose id is or starts with ``prefix`` (lower-case, as UUIDs are printed).
+
+    With ``schedule_id``, only that schedule's runs are looked at.
+    """
     try:
-        return uuid.UUID(prefix)
+        whole = uuid.UUID(prefix)
     except ValueError:
-        pass
-    found = db.execute(
-        select(runs.c.id).where(cast(runs.c.id, Text).startswith(prefix, autoescape=True)).limit(2)
-    ).scalars()
+        query = select(runs.c.id).where(cast(runs.c.id, Text).startswith(prefix, autoescape=True))
+    else:
+        if schedule_id is None:
+            return whole
+        query = select(runs.c.id).where(runs.c.id == whole)
+    if schedule_id is not None:
+        query = query.where(runs.c.schedule_id == schedule_id)
+    found = db.execute(query.limit(2)).scalars()
     matches: list[uuid.UUID] = list(found)
     if not matches:
         raise NotFoundError(f"no run id starts with {prefix}")

@@ -1,0 +1,106 @@
+"""The store side of ``kubectl beatkeeper``: cancel, resume and a replay per token."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, insert, select, update
+
+from beatkeeper.spec import validate_manifest
+from beatkeeper.states import RunState
+from beatkeeper.store import history
+from beatkeeper.store.models import runs, schedules
+from beatkeeper.store.schedules import apply_schedule
+
+NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)
+S = RunState
+
+
+def nightly(engine: Engine) -> history.ScheduleRef:
+    document = {
+        "apiVersion": "beatkeeper.io/v1alpha1",
+        "kind": "Schedule",
+        "metadata": {"name": "nightly", "namespace": "billing"},
+        "spec": {"task": "billing.invoice", "cron": "0 2 * * *", "pauseAfterFailures": 3},
+    }
+    with engine.begin() as db:
+        apply_schedule(db, validate_manifest(document, now=NOW).manifest, now=NOW)
+        return history.find_schedule(db, "billing", "nightly")
+
+
+def add_run(engine: Engine, schedule: history.ScheduleRef, hour: int, state: RunState) -> Any:
+    planned = NOW - timedelta(hours=hour)
+    with engine.begin() as db:
+        return db.execute(
+            insert(runs)
+            .values(
+                schedule_id=schedule.id,
+                planned_at=planned,
+                due_at=planned,
+                task="billing.invoice",
+                state=state.value,
+            )
+            .returning(runs.c.id)
+        ).scalar_one()
+
+
+def state_of(engine: Engine, run_id: uuid.UUID) -> str:
+    with engine.connect() as db:
+        return str(db.execute(select(runs.c.state).where(runs.c.id == run_id)).scalar_one())
+
+
+@pytest.mark.parametrize("state", [S.PLANNED, S.ENQUEUED, S.RETRYING])
+def test_cancel_waiting_runs_once(db: Engine, state: RunState) -> None:
+    run_id = add_run(db, nightly(db), 1, state)
+    with db.begin() as connection:
+        assert history.cancel(connection, run_id, now=NOW, reason="asked") is True
+        assert history.cancel(connection, run_id, now=NOW, reason="asked") is False
+    assert state_of(db, run_id) == "cancelled"
+
+
+@pytest.mark.parametrize(
+    ("state", "says"),
+    [(S.RUNNING, "is running"), (S.SUCCEEDED, "has finished"), (S.DEAD, "has finished")],
+)
+def test_cancel_refuses_running_and_finished_runs(db: Engine, state: RunState, says: str) -> None:
+    run_id = add_run(db, nightly(db), 1, state)
+    with db.begin() as connection, pytest.raises(history.RefusedError, match=says):
+        history.cancel(connection, run_id, now=NOW, reason="asked")
+    assert state_of(db, run_id) == state
+
+
+def test_resume_lifts_only_a_pause(db: Engine) -> None:
+    schedule = nightly(db)
+    with db.begin() as connection:
+        assert history.resume(connection, schedule, now=NOW) is None
+        connection.execute(
+            update(schedules)
+            .where(schedules.c.id == schedule.id)
+            .values(suspended=True, paused_reason="3 failures", consecutive_failures=3)
+        )
+        assert history.resume(connection, schedule, now=NOW) == "3 failures"
+        row = connection.execute(select(schedules).where(schedules.c.id == schedule.id)).one()
+    assert (row.suspended, row.paused_reason, row.consecutive_failures) == (False, None, 0)
+
+
+def test_replay_once_per_token(db: Engine) -> None:
+    schedule = nightly(db)
+    dead = add_run(db, schedule, 1, S.DEAD)
+    with db.begin() as connection:
+        first = history.replay_once(connection, dead, token="t1", now=NOW)
+        assert first is not None
+        assert history.replay_once(connection, dead, token="t1", now=NOW) is None
+        assert history.replay_once(connection, dead, token="t2", now=NOW) is not None
+
+
+def test_run_prefix_within_one_schedule(db: Engine) -> None:
+    schedule = nightly(db)
+    run_id = add_run(db, schedule, 1, S.DEAD)
+    with db.connect() as connection:
+        found = history.find_run_id(connection, str(run_id)[:8], schedule_id=schedule.id)
+        assert found == run_id
+        with pytest.raises(history.NotFoundError):
+            history.find_run_id(connection, str(run_id), schedule_id=uuid.uuid4())
