@@ -8,6 +8,7 @@ the operator then does in the store, and each refusal by its one line and exit s
 from __future__ import annotations
 
 import asyncio
+import sys
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -333,3 +334,19 @@ async def test_runs_takes_a_name_or_all_namespaces(capsys):
     code, _, err = await plugin(capsys, "runs", "nightly", "-A")
     assert code == 2
     assert "give NAME or -A, not both" in err
+
+
+def test_without_the_kubernetes_client_the_plugin_says_which_extra_to_install(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The image and a plain `pip install beatkeeper` leave the client out (the kubectl extra).
+    monkeypatch.delitem(sys.modules, "beatkeeper_operator.plugin.cli", raising=False)
+    monkeypatch.delitem(sys.modules, "beatkeeper_operator.plugin.cluster", raising=False)
+    monkeypatch.delattr(sys.modules["beatkeeper_operator.plugin"], "cli", raising=False)
+    monkeypatch.setitem(sys.modules, "kubernetes", None)
+    with pytest.raises(SystemExit) as exited:
+        main()
+    assert exited.value.code == 2
+    assert capsys.readouterr().err == (
+        "kubectl beatkeeper needs the Kubernetes client: pip install 'beatkeeper[kubectl]'\n"
+    )
