@@ -111,6 +111,7 @@ class RunPublisher:
         except BaseException:
             transaction.rollback()
             raise
+        _log_batch(sent, dropped)
         _observe_lag(runs, set(sent), published_at=datetime.now(UTC))
 
         def mark() -> float:
@@ -219,6 +220,18 @@ class RunPublisher:
             template=template,
             now=now,
             origin=self._publisher.origin,
+        )
+
+
+def _log_batch(sent: list[uuid.UUID], dropped: dict[tuple[RunState, str], list[uuid.UUID]]) -> None:
+    """One line per batch naming its runs: the sent ones at DEBUG (a busy Beat sends
+    thousands a second), the ones recorded instead of sent at INFO."""
+    if sent and log.isEnabledFor(logging.DEBUG):
+        log.debug("published %d runs: %s", len(sent), " ".join(map(str, sent)))
+    for (state, reason), ids in dropped.items():
+        log.info(
+            "recorded %d runs %s instead of publishing them (%s): %s",
+            *(len(ids), state.value, reason, " ".join(map(str, ids))),
         )
 
 
