@@ -21,10 +21,10 @@ __all__ = ["beat"]  # the fixture, used by name
 
 
 def scraped() -> dict[tuple[str, str, str], float]:
-    """Every ``beatkeeper_schedule_runs_total`` sample by (outcome, namespace, schedule)."""
+    """Each ``beatkeeper_schedule_runs_total`` sample by (outcome, schedule_namespace, schedule)."""
     text = metrics.exposition()[0].decode()
     return {
-        (s.labels["outcome"], s.labels["namespace"], s.labels["schedule"]): s.value
+        (s.labels["outcome"], s.labels["schedule_namespace"], s.labels["schedule"]): s.value
         for family in text_string_to_metric_families(text)
         if family.name == "beatkeeper_schedule_runs"
         for s in family.samples

@@ -21,10 +21,10 @@ the swap clears any created before it).
 
 Per-schedule labels are bounded (``ScheduleLabels``): a fleet of 100k Schedules must not
 become 100k series. ``beatkeeper_schedule_runs_total`` is labelled by schedule only when
-``BEATKEEPER_METRICS_SCHEDULE_LABELS`` asks (``none``, the default, leaves ``namespace``
-and ``schedule`` empty: one series per outcome), and each process gives at most
-``BEATKEEPER_METRICS_SCHEDULE_LIMIT`` label values their own series; the rest share
-``other``.
+``BEATKEEPER_METRICS_SCHEDULE_LABELS`` asks (``none``, the default, leaves
+``schedule_namespace`` and ``schedule`` empty: one series per outcome), and each process
+gives at most ``BEATKEEPER_METRICS_SCHEDULE_LIMIT`` label values series of their own; the
+rest share ``other``.
 
 This module must not import Celery or talk to anything.
 """
@@ -134,9 +134,9 @@ SCHEDULE_RUNS = Counter(
     "Runs that did not run or ran out of attempts, and runs held back, by outcome: missed, "
     "skipped and expired (Beat, when planned or when their turn to publish came), throttled "
     "(Beat, each time a due run was held back by its rateLimit's budget), dead (workers). "
-    "namespace and schedule are empty unless BEATKEEPER_METRICS_SCHEDULE_LABELS asks; past "
-    "BEATKEEPER_METRICS_SCHEDULE_LIMIT values per process they are 'other'.",
-    ["outcome", "namespace", "schedule"],
+    "schedule_namespace and schedule are empty unless BEATKEEPER_METRICS_SCHEDULE_LABELS "
+    "asks; past BEATKEEPER_METRICS_SCHEDULE_LIMIT values per process they are 'other'.",
+    ["outcome", "schedule_namespace", "schedule"],
 )
 PER_RUN = (RUNS_FINISHED, RUN_DURATION, SCHEDULE_RUNS)
 
