@@ -108,3 +108,33 @@ def test_rule_labels_and_thresholds_come_from_values(helm: Path) -> None:
     by_name = {r["alert"]: r for r in rule["spec"]["groups"][0]["rules"]}
     assert by_name["BeatkeeperBeatLagging"]["expr"].endswith("> 120")
     assert by_name["BeatkeeperNoBeat"]["labels"]["severity"] == "page"
+
+
+def dashboards(objects: list[Object]) -> list[Object]:
+    return [
+        o
+        for o in objects
+        if o["kind"] == "ConfigMap" and o["metadata"]["name"].endswith("-dashboard")
+    ]
+
+
+def test_the_dashboard_configmap_holds_exactly_the_dashboard_file(helm: Path) -> None:
+    [configmap] = dashboards(render(helm, "metrics.grafanaDashboard.enabled=true"))
+    assert configmap["metadata"]["namespace"] == NAMESPACE
+    assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"  # the sidecar's default
+    assert configmap["data"] == {"beatkeeper.json": DASHBOARD.read_text()}
+
+
+def test_the_dashboard_goes_where_grafana_looks(helm: Path) -> None:
+    [configmap] = dashboards(
+        render(
+            helm,
+            "metrics.grafanaDashboard.enabled=true",
+            "metrics.grafanaDashboard.namespace=monitoring",
+            "metrics.grafanaDashboard.labels.team=platform",
+            "metrics.grafanaDashboard.annotations.grafana_folder=Beatkeeper",
+        )
+    )
+    assert configmap["metadata"]["namespace"] == "monitoring"
+    assert configmap["metadata"]["labels"]["team"] == "platform"
+    assert configmap["metadata"]["annotations"] == {"grafana_folder": "Beatkeeper"}
