@@ -80,6 +80,14 @@ def test_preview_of_a_file_with_several_schedules_previews_each(run: Any) -> Non
             "2026-02-01T00:00:00+00:00",
             "2026-03-01T00:00:00+00:00",
         ],
+        "default/credits-settle-pending": [
+            "2026-01-15T00:15:00+00:00",
+            "2026-01-15T00:30:00+00:00",
+        ],
+        "default/credits-sync-usage": [
+            "2026-01-15T00:10:00+00:00",
+            "2026-01-15T00:20:00+00:00",
+        ],
     }
 
 
@@ -102,7 +110,8 @@ def test_preview_name_that_is_not_in_the_file_lists_those_that_are(run: Any) -> 
     assert result.code == 1
     assert result.err.strip() == (
         f"beatkeeper: error: --name credits: {CREDITS} has no such Schedule (it has "
-        "default/credits-release-expired-holds, default/credits-allocate-monthly)"
+        "default/credits-release-expired-holds, default/credits-allocate-monthly, "
+        "default/credits-settle-pending, default/credits-sync-usage)"
     )
 
 
