@@ -25,6 +25,7 @@ from beatkeeper.durations import parse_duration
 __all__ = [
     "PREFIX",
     "LogFormat",
+    "ScheduleLabelMode",
     "Settings",
     "SettingsError",
     "check_namespace",
@@ -36,6 +37,7 @@ __all__ = [
 PREFIX = "BEATKEEPER_"
 
 LogFormat = Literal["json", "console"]
+ScheduleLabelMode = Literal["none", "namespace", "schedule"]
 
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _POSTGRES_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg")
@@ -137,6 +139,10 @@ class Settings:
     log_format: LogFormat = "json"
     log_level: str = "INFO"
     metrics_port: int | None = None
+    #: Which labels ``beatkeeper_schedule_runs_total`` gets per schedule, and how many values
+    #: at most per process (the rest share ``other``): bounded series on any fleet.
+    metrics_schedule_labels: ScheduleLabelMode = "none"
+    metrics_schedule_limit: int = 500
     imports: tuple[str, ...] = ()
     namespaces: tuple[str, ...] = ()
     #: A run ``enqueued`` this long, not started and with its queue empty, is published
@@ -177,6 +183,14 @@ class Settings:
             or _default_log_format(),
             log_level=_optional(get("LOG_LEVEL"), "LOG_LEVEL", _parse_log_level) or "INFO",
             metrics_port=_optional(get("METRICS_PORT"), "METRICS_PORT", _parse_port),
+            metrics_schedule_labels=_optional(
+                get("METRICS_SCHEDULE_LABELS"), "METRICS_SCHEDULE_LABELS", _parse_label_mode
+            )
+            or "none",
+            metrics_schedule_limit=_optional(
+                get("METRICS_SCHEDULE_LIMIT"), "METRICS_SCHEDULE_LIMIT", _parse_series_limit
+            )
+            or 500,
             imports=_parse_list(get("IMPORTS"), "IMPORTS", _check_module_name),
             namespaces=_parse_list(get("NAMESPACES"), "NAMESPACES", check_namespace),
             redeliver_after=_parse_redeliver_after(get("REDELIVER_AFTER")),
@@ -266,6 +280,20 @@ def _parse_redeliver_after(value: str | None) -> timedelta | None:
             f"{PREFIX}REDELIVER_AFTER must be at least 1s (or 'off'), got {value!r}"
         )
     return after
+
+
+def _parse_label_mode(value: str, variable: str) -> ScheduleLabelMode:
+    modes: tuple[ScheduleLabelMode, ...] = ("none", "namespace", "schedule")
+    for mode in modes:
+        if value.lower() == mode:
+            return mode
+    raise SettingsError(f"{variable} must be one of none, namespace, schedule; got {value!r}")
+
+
+def _parse_series_limit(value: str, variable: str) -> int:
+    if not value.isdigit() or not 1 <= int(value) <= 100_000:
+        raise SettingsError(f"{variable} must be a whole number from 1 to 100000, got {value!r}")
+    return int(value)
 
 
 def _parse_port(value: str, variable: str) -> int:

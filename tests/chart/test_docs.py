@@ -39,7 +39,7 @@ def _leaves(values: dict[str, Any], prefix: str = "") -> Iterator[str]:
 
 
 def test_values_reference_names_every_key() -> None:
-    documented = set(re.findall(r"`([A-Za-z<>.]+)`", DOC))
+    documented = set(re.findall(r"`([A-Za-z_<>.]+)`", DOC))
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     missing = []
     for path in _leaves(values):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import yaml
-from chart_render import CHART, SCENARIO_FILES
+from chart_render import CHART, SCENARIO_FILES, Rendering, name_of
 from chart_tools import REPO_ROOT
 from task_modules import registered_by
 
@@ -45,8 +45,45 @@ def test_kind_values_worker_consumes_every_queue_the_examples_use() -> None:
         for spec in specs
         if "publish_queue" in spec.get("kwargs", {})
     }
-    consumed = set(_kind_values()["worker"]["queues"])
-    assert used <= consumed, f"values-kind.yaml worker.queues misses {sorted(used - consumed)}"
+    consumed = {queue for queues in _queues_by_pool().values() for queue in queues}
+    assert used <= consumed, f"values-kind.yaml worker pools miss {sorted(used - consumed)}"
+
+
+def _queues_by_pool() -> dict[str, list[str]]:
+    worker = _kind_values()["worker"]
+    pools = {name: pool.get("queues", worker["queues"]) for name, pool in worker["pools"].items()}
+    return {"worker": worker["queues"], **pools}
+
+
+def test_kind_values_run_the_documents_dedicated_workers_as_pools(
+    renderings: dict[str, Rendering],
+) -> None:
+    """Publishing's publish, metrics and scheduler workers and daily outlook's queue worker
+    are Deployments of their own, each consuming only its queue."""
+    assert _queues_by_pool() == {
+        "worker": ["celery"],
+        "publish": ["publish"],
+        "metrics": ["metrics"],
+        "scheduler": ["scheduler"],
+        "outlook": ["daily_outlook_queue"],
+    }
+    rendered = {
+        name_of(obj).removeprefix("bk-beatkeeper-"): _option(obj, "--queues")
+        for obj in renderings["values-kind"].of_kind("Deployment")
+        if name_of(obj).startswith("bk-beatkeeper-worker")
+    }
+    assert rendered == {
+        "worker": "celery",
+        "worker-publish": "publish",
+        "worker-metrics": "metrics",
+        "worker-scheduler": "scheduler",
+        "worker-outlook": "daily_outlook_queue",
+    }
+
+
+def _option(deployment: dict[str, Any], option: str) -> str:
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    return str(args[args.index(option) + 1])
 
 
 def test_kind_values_use_the_examples_image() -> None:

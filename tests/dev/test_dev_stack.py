@@ -339,6 +339,9 @@ def test_ctrl_c_stops_every_child_and_a_second_start_resumes(dev_stack: DevStack
     assert (dev_stack.state / "flower-login").read_text() == login  # the same login
     # The schedule was kept in the state folder: nothing to create again.
     assert not [line for line in dev_stack.lines if re.search(r"quick (created|deleted)", line)]
+    # The first screen still lists it, with its next run.
+    listed = r"default/quick\s+unchanged\s+every \S+\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \(in "
+    assert [line for line in dev_stack.lines if re.search(listed, line)], dev_stack.lines
 
     # `kill` (SIGTERM, as a service manager stops it) is a clean stop too, not an exit that
     # leaves Beat, the worker, Flower and the servers running on their own.

@@ -208,7 +208,11 @@ def _example_schedules() -> list[dict[str, Any]]:
 def test_every_component_becomes_ready(cluster: Cluster, release: str) -> None:
     for workload in ("statefulset/beatkeeper-postgresql", "statefulset/beatkeeper-redis"):
         cluster.kube("rollout", "status", workload, "-n", NAMESPACE, "--timeout", "5m")
-    for component in ("operator", "beat", "worker", "flower"):
+    workers = (
+        "worker",
+        *(f"worker-{pool}" for pool in ("publish", "metrics", "scheduler", "outlook")),
+    )
+    for component in ("operator", "beat", *workers, "flower"):
         cluster.kube(
             "rollout", "status", f"deployment/beatkeeper-{component}",
             "-n", NAMESPACE, "--timeout", "5m",

@@ -13,7 +13,14 @@ from typing import Any
 import pytest
 import redis
 from beatkeeper_examples import dispatch, tables
-from beatkeeper_examples.publishing import client, dead_letters, metrics, publish, scheduler
+from beatkeeper_examples.publishing import (
+    accounts,
+    client,
+    dead_letters,
+    metrics,
+    publish,
+    scheduler,
+)
 from celery import Celery
 from conftest import AddUser
 from sqlalchemy import Engine, insert, select, update
@@ -218,3 +225,24 @@ def test_metrics_are_captured_once_per_stage(
         m = tables.metrics_snapshots
         stages = sorted(conn.execute(select(m.c.stage)).scalars())
     assert stages == ["1h", "24h", "7d"]
+
+
+def test_a_platforms_capture_measures_only_that_platforms_posts(
+    examples: Engine, dry_run: client.DryRunClient
+) -> None:
+    attempt(planned_job(examples, platform="x"))
+    attempt(planned_job(examples, "toot", platform="mastodon"))
+    later = (AT + timedelta(hours=2)).isoformat()
+
+    assert metrics.capture_metrics.run(platform="mastodon", now=later) == {"captured": 1}
+    assert metrics.capture_metrics.run(platform="mastodon", now=later) == {"captured": 0}
+    assert metrics.capture_metrics.run(platform="x", now=later) == {"captured": 1}
+
+
+def test_the_token_check_asks_the_platform_once_and_refuses_an_unknown_one(
+    dry_run: client.DryRunClient,
+) -> None:
+    assert accounts.check_token.run("x", now=NOW) == {"platform": "x", "valid": True}
+    with pytest.raises(client.PermanentPublishError, match="unknown platform 'myspace'"):
+        accounts.check_token.run("myspace", now=NOW)
+    assert dry_run.token_checks == ["x"]

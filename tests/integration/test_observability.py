@@ -144,3 +144,29 @@ def test_worker_without_its_database_is_live_but_not_ready(
         assert "database: cannot reach PostgreSQL" in body
         assert "secret" not in body
         assert get(port, "/healthz")[0] == 200
+
+
+@pytest.mark.slow
+def test_a_prefork_worker_counts_dead_runs_by_schedule_when_asked(
+    db: Engine, settings_with_broker: Settings, broker_url: str, tmp_path: Path
+) -> None:
+    port = free_port()
+    beat = Beat.connect(db, broker_url)
+    environment = {
+        "BEATKEEPER_METRICS_PORT": str(port),
+        "BEATKEEPER_METRICS_SCHEDULE_LABELS": "schedule",
+    }
+    backoff = {"initial": "1s", "max": "1s"}
+    with running_worker(tmp_path, settings_with_broker, environment=environment) as worker:
+        wait_for(lambda: answers(port, "/readyz", 200), timeout=30, what="/readyz")
+        schedule = beat.schedule(
+            "doomed", "userapp.fail", retry={"maxAttempts": 2, "backoff": backoff}
+        )
+        run_id = beat.plan(schedule, max_attempts=2)
+        beat.publish(schedule, run_id, worker, "attempt failed")
+        beat.wait_for_state(run_id, RunState.RETRYING)
+        beat.republish_when_due(schedule, run_id, worker, "attempt failed")
+        beat.wait_for_state(run_id, RunState.DEAD)
+        _, text = get(port, "/metrics")
+    labels = 'outcome="dead",schedule="doomed",schedule_namespace="tests"'
+    assert sample(text, "beatkeeper_schedule_runs_total", labels) == 1

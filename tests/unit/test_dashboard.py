@@ -56,3 +56,10 @@ def test_panels_use_the_datasource_input() -> None:
     for panel in dashboard["panels"]:
         assert panel["datasource"]["uid"] == "${DS_PROMETHEUS}"
         assert all(t["datasource"]["uid"] == "${DS_PROMETHEUS}" for t in panel["targets"])
+
+
+def test_the_datasource_is_a_variable_too_for_a_provisioned_dashboard() -> None:
+    # Grafana's sidecar provisions the file as is: no import step fills ${DS_PROMETHEUS}.
+    variables = json.loads(DASHBOARD.read_text())["templating"]["list"]
+    [variable] = [v for v in variables if v["name"] == "DS_PROMETHEUS"]
+    assert (variable["type"], variable["query"]) == ("datasource", "prometheus")

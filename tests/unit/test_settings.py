@@ -376,3 +376,26 @@ def test_urls_that_read_unambiguously_are_accepted(url: str) -> None:
 def test_a_bad_database_url_stops_settings_built_in_code_too() -> None:
     with pytest.raises(SettingsError, match="percent-encode @ as %40"):
         Settings(database_url="postgresql://bk:p@ss@db/bk")
+
+
+# --- per-schedule metric labels ---------------------------------------------------------------
+
+
+def test_schedule_labels_are_off_by_default_and_bounded() -> None:
+    settings = from_env()
+    assert (settings.metrics_schedule_labels, settings.metrics_schedule_limit) == ("none", 500)
+    asked = from_env(METRICS_SCHEDULE_LABELS="Schedule", METRICS_SCHEDULE_LIMIT="50")
+    assert (asked.metrics_schedule_labels, asked.metrics_schedule_limit) == ("schedule", 50)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("METRICS_SCHEDULE_LABELS", "pod"),
+        ("METRICS_SCHEDULE_LIMIT", "0"),
+        ("METRICS_SCHEDULE_LIMIT", "lots"),
+        ("METRICS_SCHEDULE_LIMIT", "1000000"),
+    ],
+)
+def test_bad_schedule_label_settings_name_the_variable(variable: str, value: str) -> None:
+    assert error_for(**{variable: value}).startswith(f"BEATKEEPER_{variable} must be ")

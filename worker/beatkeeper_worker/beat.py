@@ -96,6 +96,9 @@ class DatabaseScheduler(Scheduler):  # type: ignore[misc]
         self._health = BeatHealth(longest_sleep=max(self._longest_wait(), Backoff().longest))
         self._server: HealthServer | None = None
         if settings.metrics_port is not None:
+            metrics.label_schedules(
+                settings.metrics_schedule_labels, settings.metrics_schedule_limit
+            )
             self._server = self._health.serve(settings.metrics_port)
         if self.app.conf.beat_schedule:
             log.warning("beat: beat_schedule entries are ignored; schedules come from the database")

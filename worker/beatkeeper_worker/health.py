@@ -153,6 +153,7 @@ def serve_worker(settings: Settings, *, port: int) -> HealthServer:
     """Serve this worker's probes and metrics; call it in the main process before the fork."""
     ours = not os.environ.get(metrics.MULTIPROC_DIR)  # else whoever set it cleans it up
     directory = metrics.share_across_processes()
+    metrics.label_schedules(settings.metrics_schedule_labels, settings.metrics_schedule_limit)
     health = _WorkerHealth(
         heartbeat=Heartbeat("the worker's event loop", max_age=WORKER_LOOP_MAX_AGE),
         database=CachedCheck(_database_check(settings), every=DATABASE_CHECK_EVERY),

@@ -40,7 +40,7 @@ from beatkeeper.store import planning, transition_many
 from beatkeeper_worker.broker import Publisher
 from beatkeeper_worker.messages import Outgoing, Template, message_for, template_for
 
-__all__ = ["Phases", "Published", "RunPublisher", "Templates", "timed"]
+__all__ = ["OUTCOMES", "Phases", "Published", "RunPublisher", "Templates", "timed"]
 
 log = logging.getLogger(__name__)
 
@@ -106,15 +106,18 @@ class RunPublisher:
                 self._fill(db, runs, templates)
             with timed(phases, "build"):
                 outgoing, sent, dropped = self._messages(runs, templates, now=now)
+            held: set[uuid.UUID] = set()
             if any(run.rate_key is not None for run in runs):
                 with timed(phases, "rate_limit"):
                     dropped = _say_when_the_limit_held_it(db, runs, dropped)
-                    outgoing, sent = _within_budget(db, runs, outgoing, sent, now=now)
+                    outgoing, sent, held = _within_budget(db, runs, outgoing, sent, now=now)
             with timed(phases, "broker"):
                 self._publisher.publish(outgoing)
         except BaseException:
             transaction.rollback()
             raise
+        _log_batch(sent, dropped)
+        _count_outcomes(runs, dropped, held=held)
         _observe_lag(runs, set(sent), published_at=datetime.now(UTC))
 
         def mark() -> float:
@@ -233,6 +236,38 @@ class RunPublisher:
         )
 
 
+def _log_batch(sent: list[uuid.UUID], dropped: dict[tuple[RunState, str], list[uuid.UUID]]) -> None:
+    """One line per batch naming its runs: the sent ones at DEBUG (a busy Beat sends
+    thousands a second), the ones recorded instead of sent at INFO."""
+    if sent and log.isEnabledFor(logging.DEBUG):
+        log.debug("published %d runs: %s", len(sent), " ".join(map(str, sent)))
+    for (state, reason), ids in dropped.items():
+        log.info(
+            "recorded %d runs %s instead of publishing them (%s): %s",
+            *(len(ids), state.value, reason, " ".join(map(str, ids))),
+        )
+
+
+def _count_outcomes(
+    runs: list[planning.PublishableRun],
+    dropped: dict[tuple[RunState, str], list[uuid.UUID]],
+    *,
+    held: set[uuid.UUID],
+) -> None:
+    """``beatkeeper_schedule_runs_total``: runs found too late, and runs their budget held."""
+    by_id = {run.id: run for run in runs}
+    for (state, _), ids in dropped.items():
+        if state in OUTCOMES:
+            for run_id in ids:
+                metrics.count_schedule_run(state.value, by_id[run_id].namespace, by_id[run_id].name)
+    for run_id in held:
+        metrics.count_schedule_run("throttled", by_id[run_id].namespace, by_id[run_id].name)
+
+
+#: The states of a run that did not run, counted by schedule (``cancelled`` is a user's doing).
+OUTCOMES = frozenset({RunState.MISSED, RunState.SKIPPED, RunState.EXPIRED})
+
+
 def _observe_lag(
     runs: list[planning.PublishableRun], sent: set[uuid.UUID], *, published_at: datetime
 ) -> None:
@@ -249,14 +284,15 @@ def _within_budget(
     sent: list[uuid.UUID],
     *,
     now: datetime,
-) -> tuple[list[Outgoing], list[uuid.UUID]]:
-    """The messages their rate limits let through now; the others' runs stay ``planned``."""
+) -> tuple[list[Outgoing], list[uuid.UUID], set[uuid.UUID]]:
+    """The messages their rate limits let through now, and the runs held back: those stay
+    ``planned``."""
     going = set(sent)
     held = planning.spend_budgets(db, [run for run in runs if run.id in going], now=now)
     if not held:
-        return outgoing, sent
+        return outgoing, sent, set()
     kept = [(m, run_id) for m, run_id in zip(outgoing, sent, strict=True) if run_id not in held]
-    return [m for m, _ in kept], [run_id for _, run_id in kept]
+    return [m for m, _ in kept], [run_id for _, run_id in kept], set(held)
 
 
 def _say_when_the_limit_held_it(

@@ -27,7 +27,7 @@ from typing import Literal
 
 from sqlalchemy import Connection, Update, bindparam, select, update
 
-from beatkeeper.observability.metrics import RUNS_FINISHED
+from beatkeeper.observability.metrics import RUNS_FINISHED, count_schedule_run
 from beatkeeper.retry import next_delay
 from beatkeeper.spec.model import Retry
 from beatkeeper.states import RunState
@@ -104,6 +104,8 @@ def settle_failure(
             where, row.max_attempts, error, run_id,
         )  # fmt: skip
     RUNS_FINISHED.labels(final.value).inc()
+    if final is RunState.DEAD:
+        count_schedule_run(final.value, row.namespace, row.name)
     paused = _count_failure(db, row.schedule_id, row.spec.get("pauseAfterFailures"), now=now)
     if paused:
         logger.warning(

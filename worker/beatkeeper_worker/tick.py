@@ -37,13 +37,14 @@ from celery import Celery
 from sqlalchemy import Connection, Engine
 
 from beatkeeper import plans
+from beatkeeper.observability import metrics
 from beatkeeper.policy import ALLOW_ALL, Policy
 from beatkeeper.recurrence import Recurrence
 from beatkeeper.spec import ScheduleSpec
 from beatkeeper.states import RunState
 from beatkeeper.store import planning, transition_many
 from beatkeeper_worker.broker import Publisher
-from beatkeeper_worker.publish import Phases, RunPublisher, Templates, timed
+from beatkeeper_worker.publish import OUTCOMES, Phases, RunPublisher, Templates, timed
 from beatkeeper_worker.specs import Specs
 
 __all__ = ["BATCH_SIZE", "TickReport", "Ticker", "utcnow"]
@@ -82,6 +83,14 @@ class TickReport:
         self.republished += other.republished
         for phase, seconds in other.phases.items():
             self.phases[phase] += seconds
+
+
+def _count_born_finished(claimed: list[_Claimed]) -> None:
+    """``beatkeeper_schedule_runs_total``: runs planned already missed, skipped or expired."""
+    for c in claimed:
+        for run in c.plan.runs:
+            if run.state in OUTCOMES:
+                metrics.count_schedule_run(run.state.value, c.due.namespace, c.due.name)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -263,6 +272,7 @@ class Ticker:
         report.planned += recorded.planned
         report.finished_at_birth += recorded.born - recorded.planned
         report.cancelled += len(replaced)
+        _count_born_finished(claimed)
         self._revoke(replaced)
         report.pruned += self._prune(claimed)
         behind = any(a.next_due_at is not None and a.next_due_at <= now for a in advances)

@@ -17,6 +17,13 @@ call, and can be told to fail.
 
 from __future__ import annotations
 
-from beatkeeper_examples.publishing import client, dead_letters, metrics, publish, scheduler
+from beatkeeper_examples.publishing import (
+    accounts,
+    client,
+    dead_letters,
+    metrics,
+    publish,
+    scheduler,
+)
 
-__all__ = ["client", "dead_letters", "metrics", "publish", "scheduler"]
+__all__ = ["accounts", "client", "dead_letters", "metrics", "publish", "scheduler"]

@@ -37,6 +37,7 @@ class DryRunClient:
     """Posts nothing; records what it would post. ``fail_transiently(n)`` fails the next n."""
 
     published: list[tuple[str, str]] = field(default_factory=list)
+    token_checks: list[str] = field(default_factory=list)  # platforms asked, in order
     _failures_left: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -57,6 +58,14 @@ class DryRunClient:
                 raise TransientPublishError("dry run: simulated timeout from the network")
             self.published.append((platform, body))
             return f"dry-run-{platform}-{len(self.published)}"
+
+    def check_token(self, platform: str) -> bool:
+        """Whether the account's token for ``platform`` is still accepted (one API call)."""
+        if platform not in MAX_LENGTH:
+            raise PermanentPublishError(f"unknown platform {platform!r}")
+        with self._lock:
+            self.token_checks.append(platform)
+        return True
 
     def metrics(self, external_id: str, stage: str) -> dict[str, int]:
         """Stand-in engagement numbers, stable per post and stage."""

@@ -29,9 +29,13 @@ j, m = tables.publish_jobs, tables.metrics_snapshots
 
 @shared_task(name="examples.publishing.capture_metrics")  # type: ignore[untyped-decorator]
 def capture_metrics(
-    batch_size: int = 200, lookback_days: int = 2, now: str | None = None
+    batch_size: int = 200,
+    lookback_days: int = 2,
+    platform: str | None = None,
+    now: str | None = None,
 ) -> dict[str, int]:
-    """Snapshot the metrics of every published post whose next stage has come."""
+    """Snapshot the metrics of every published post whose next stage has come (only those
+    on ``platform`` when given: one Schedule per platform shares that API's rateLimit)."""
     at = instant(now)
     oldest = at - STAGES["7d"] - timedelta(days=lookback_days)
     captured = 0
@@ -42,6 +46,7 @@ def capture_metrics(
                 .outerjoin(m, and_(m.c.job_id == j.c.id, m.c.stage == stage))
                 .where(j.c.status == "succeeded", m.c.job_id.is_(None))
                 .where(j.c.finished_at <= at - after, j.c.finished_at > oldest)
+                .where(j.c.platform == platform if platform else j.c.platform.is_not(None))
                 .order_by(j.c.id)
                 .limit(batch_size)
             ).all()

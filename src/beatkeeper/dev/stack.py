@@ -17,6 +17,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import Engine, text
@@ -26,6 +27,7 @@ from beatkeeper.dev.processes import Supervisor
 from beatkeeper.policy import Policy, PolicyError, load_policy
 from beatkeeper.settings import Settings, mask_url
 from beatkeeper.store.engine import make_engine
+from beatkeeper.store.schedules import Applied
 
 FLOWER_READY_SECONDS = 60.0
 #: Flower serves under /flower/ here as on the chart (its default `flower.urlPrefix`).
@@ -85,7 +87,7 @@ def _run(options: Options, *, say: Say, stop: threading.Event) -> int:
             first = folder.sync(engine)
             for (namespace, name), source in first.elsewhere:
                 say(f"{namespace}/{name} kept: its manifest {source} is not under -f this time")
-            _report(first, say)
+            _report(first, say, listing=True)
             advertised = servers.advertised(
                 options.state, database_url=database_url, broker_url=broker_url
             )
@@ -188,12 +190,16 @@ def _watch(folder: sync.Folder, engine: Engine, say: Say, stop: threading.Event)
         _report(folder.sync(engine), say)
 
 
-def _report(outcome: sync.Outcome, say: Say) -> None:
+def _report(outcome: sync.Outcome, say: Say, *, listing: bool = False) -> None:
+    """What a sync did; with ``listing`` (the first screen), every Schedule and its next run."""
     for source, problem in outcome.problems:
         say(f"{source}: {problem} (previous version kept)")
     for source in outcome.fixed:
         say(f"{source}: fixed")
-    for applied in outcome.applied:
+    if listing:
+        for line in schedule_table([*outcome.applied, *outcome.unchanged], now=datetime.now(UTC)):
+            say(line)
+    for applied in [] if listing else outcome.applied:
         when = applied.next_run_at.isoformat() if applied.next_run_at else "none"
         say(f"{applied.namespace}/{applied.name} {applied.action}: {applied.trigger}, next {when}")
     for (namespace, name), source in outcome.deleted:
@@ -226,3 +232,32 @@ def _child_env(settings: Settings, database_url: str, broker_url: str) -> dict[s
         # The example Schedules' tasks, so `beatkeeper dev` runs out of the box.
         env["BEATKEEPER_IMPORTS"] = EXAMPLE_TASKS
     return env
+
+
+def schedule_table(applied: list[Applied], *, now: datetime) -> list[str]:
+    """One aligned line per Schedule: name, what it did, its trigger and its next run."""
+    if not applied:
+        return []
+    rows = [
+        (f"{a.namespace}/{a.name}", a.action, a.trigger, _next_run(a.next_run_at, now=now))
+        for a in sorted(applied, key=lambda a: (a.namespace, a.name))
+    ]
+    widths = [max(len(row[column]) for row in rows) for column in range(3)]
+    lines = [f"{len(rows)} schedules, next runs in UTC:"]
+    for name, action, trigger, when in rows:
+        lines.append(
+            f"  {name:<{widths[0]}}  {action:<{widths[1]}}  {trigger:<{widths[2]}}  {when}"
+        )
+    return lines
+
+
+def _next_run(at: datetime | None, *, now: datetime) -> str:
+    if at is None:
+        return "no next run"
+    seconds = max(0, int((at - now).total_seconds()))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, seconds = divmod(rest, 60)
+    parts = [(days, "d"), (hours, "h"), (minutes, "m"), (seconds, "s")]
+    shown = [f"{n}{unit}" for n, unit in parts if n][:2] or ["0s"]
+    return f"{at.astimezone(UTC):%Y-%m-%d %H:%M:%S} (in {''.join(shown)})"

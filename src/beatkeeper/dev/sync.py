@@ -39,7 +39,8 @@ _DOCUMENT_NUMBER = re.compile(r"#\d+$")
 
 @dataclass
 class Outcome:
-    applied: list[Applied] = field(default_factory=list)
+    applied: list[Applied] = field(default_factory=list)  # created or updated
+    unchanged: list[Applied] = field(default_factory=list)
     deleted: list[tuple[Name, str]] = field(default_factory=list)  # and the file it was in
     problems: list[tuple[str, Problem]] = field(default_factory=list)
     fixed: list[str] = field(default_factory=list)  # files whose problems are gone
@@ -80,8 +81,8 @@ class Folder:
                     present.pop((meta.namespace, meta.name), None)
                     self._broken.add(_DOCUMENT_NUMBER.sub("", document.source))
                     continue
-                if applied.action != "unchanged":
-                    outcome.applied.append(applied)
+                changed = applied.action != "unchanged"
+                (outcome.applied if changed else outcome.unchanged).append(applied)
             if not outcome.problems:
                 for name, source in sorted(self._owned.items()):
                     if name in present:

@@ -19,6 +19,13 @@ yet. That is why the per-run metrics (``PER_RUN``) have labels: a labelled metri
 its values on first ``labels()``, which happens in the pool processes, after the swap (and
 the swap clears any created before it).
 
+Per-schedule labels are bounded (``ScheduleLabels``): a fleet of 100k Schedules must not
+become 100k series. ``beatkeeper_schedule_runs_total`` is labelled by schedule only when
+``BEATKEEPER_METRICS_SCHEDULE_LABELS`` asks (``none``, the default, leaves
+``schedule_namespace`` and ``schedule`` empty: one series per outcome), and each process
+gives at most ``BEATKEEPER_METRICS_SCHEDULE_LIMIT`` label values series of their own; the
+rest share ``other``.
+
 This module must not import Celery or talk to anything.
 """
 
@@ -26,6 +33,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -39,6 +47,8 @@ from prometheus_client import (
     values,
 )
 
+from beatkeeper.settings import ScheduleLabelMode
+
 __all__ = [
     "ADMISSION_DECISIONS",
     "ADMISSION_SECONDS",
@@ -51,10 +61,14 @@ __all__ = [
     "RECONCILES",
     "RUNS_FINISHED",
     "RUN_DURATION",
+    "SCHEDULE_RUNS",
     "SCHEDULING_LAG",
     "TICKS",
     "TICK_SECONDS",
+    "ScheduleLabels",
+    "count_schedule_run",
     "exposition",
+    "label_schedules",
     "process_exited",
     "share_across_processes",
 ]
@@ -112,7 +126,58 @@ RUN_DURATION = Histogram(
     ["state"],
     buckets=DURATION_BUCKETS,
 )
-PER_RUN = (RUNS_FINISHED, RUN_DURATION)
+
+# -- Beat and workers: outcomes of runs, by schedule when asked ----------------------------
+
+SCHEDULE_RUNS = Counter(
+    "beatkeeper_schedule_runs",
+    "Runs that did not run or ran out of attempts, and runs held back, by outcome: missed, "
+    "skipped and expired (Beat, when planned or when their turn to publish came), throttled "
+    "(Beat, each time a due run was held back by its rateLimit's budget), dead (workers). "
+    "schedule_namespace and schedule are empty unless BEATKEEPER_METRICS_SCHEDULE_LABELS "
+    "asks; past BEATKEEPER_METRICS_SCHEDULE_LIMIT values per process they are 'other'.",
+    ["outcome", "schedule_namespace", "schedule"],
+)
+PER_RUN = (RUNS_FINISHED, RUN_DURATION, SCHEDULE_RUNS)
+
+OTHER = "other"
+
+
+class ScheduleLabels:
+    """The (namespace, schedule) labels a schedule's series get: bounded in number."""
+
+    def __init__(self, mode: ScheduleLabelMode = "none", limit: int = 500) -> None:
+        self.mode = mode
+        self.limit = limit
+        self._seen: set[tuple[str, str]] = set()
+        self._lock = threading.Lock()
+
+    def __call__(self, namespace: str, name: str) -> tuple[str, str]:
+        if self.mode == "none":
+            return "", ""
+        labels = (namespace, name if self.mode == "schedule" else "")
+        with self._lock:
+            if labels in self._seen:
+                return labels
+            if len(self._seen) < self.limit:
+                self._seen.add(labels)
+                return labels
+        return OTHER, OTHER if self.mode == "schedule" else ""
+
+
+_schedule_labels = ScheduleLabels()
+
+
+def label_schedules(mode: ScheduleLabelMode, limit: int) -> None:
+    """Label ``SCHEDULE_RUNS`` by ``mode`` from now on, with at most ``limit`` values."""
+    global _schedule_labels  # noqa: PLW0603 (one setting per process, set at start-up)
+    _schedule_labels = ScheduleLabels(mode, limit)
+
+
+def count_schedule_run(outcome: str, namespace: str, name: str, runs: int = 1) -> None:
+    """Count ``runs`` runs of one schedule that ended (or were held) with ``outcome``."""
+    SCHEDULE_RUNS.labels(outcome, *_schedule_labels(namespace, name)).inc(runs)
+
 
 # -- the operator (one process) -----------------------------------------------------------
 

@@ -126,6 +126,10 @@ operator, migrations and the smoke test never talk to Celery; Flower never to Po
   value: {{ $ctx.Values.config.logLevel | quote }}
 - name: BEATKEEPER_METRICS_PORT
   value: {{ $ctx.Values.config.metricsPort | quote }}
+- name: BEATKEEPER_METRICS_SCHEDULE_LABELS
+  value: {{ $ctx.Values.config.metricsScheduleLabels | quote }}
+- name: BEATKEEPER_METRICS_SCHEDULE_LIMIT
+  value: {{ $ctx.Values.config.metricsScheduleLimit | quote }}
 {{- with $ctx.Values.config.imports }}
 - name: BEATKEEPER_IMPORTS
   value: {{ join "," . | quote }}
