@@ -54,7 +54,7 @@ def peer_app(broker: str) -> Celery:
         accept_content=["json"],
         task_default_queue=PEER_QUEUE,
         redbeat_redis_url=broker,
-        # As tuned in FIELD-NOTES: with its defaults redbeat slept a whole period between
+        # Tuned for a fair comparison: with its defaults redbeat slept a whole period between
         # ticks here; a 1 s loop needs a lock that outlives one slow tick.
         beat_max_loop_interval=1,
         redbeat_lock_timeout=60,
