@@ -41,11 +41,13 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import Any
 
 import psutil
 import psycopg
 import pytest
+from dateutil import rrule as du
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import OperationalError
 
@@ -145,6 +147,21 @@ def db(engine: Engine) -> Engine:
         else:
             break
     return engine
+
+
+@pytest.fixture
+def generated_walls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count the wall times dateutil generates (``[n]``), to pin the cost of a query."""
+    counter = [0]
+    original = du.rrule._iter
+
+    def counting(self: du.rrule) -> Iterator[datetime]:
+        for wall in original(self):  # type: ignore[attr-defined]
+            counter[0] += 1
+            yield wall
+
+    monkeypatch.setattr(du.rrule, "_iter", counting)
+    return counter
 
 
 @dataclasses.dataclass

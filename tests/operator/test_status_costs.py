@@ -3,32 +3,15 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from types import SimpleNamespace
 
-import pytest
 from beatkeeper_operator import status
-from dateutil import rrule as du
 
 from beatkeeper.spec import ScheduleSpec
 from beatkeeper.store.schedules import spec_document, spec_hash
 
 CREATED = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def generated_walls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    counter = [0]
-    original = du.rrule._iter
-
-    def counting(self: du.rrule) -> Iterator[datetime]:
-        for wall in original(self):  # type: ignore[attr-defined]
-            counter[0] += 1
-            yield wall
-
-    monkeypatch.setattr(du.rrule, "_iter", counting)
-    return counter
 
 
 def test_a_changed_row_with_an_unchanged_count_rule_costs_no_expansion(

@@ -16,7 +16,6 @@ import pytest
 from beatkeeper_worker.app import make_app
 from beatkeeper_worker.broker import Publisher
 from beatkeeper_worker.tick import Ticker
-from dateutil import rrule as du
 from sqlalchemy import create_engine
 
 from beatkeeper.plans import DueSchedule
@@ -26,20 +25,6 @@ from beatkeeper.store.schedules import spec_document, spec_hash
 
 CREATED = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 TICKS = 20
-
-
-@pytest.fixture
-def generated_walls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    counter = [0]
-    original = du.rrule._iter
-
-    def counting(self: du.rrule) -> Iterator[datetime]:
-        for wall in original(self):  # type: ignore[attr-defined]
-            counter[0] += 1
-            yield wall
-
-    monkeypatch.setattr(du.rrule, "_iter", counting)
-    return counter
 
 
 @pytest.fixture

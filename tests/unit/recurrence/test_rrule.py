@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from dateutil import rrule as du
 
 from beatkeeper.recurrence import RecurrenceError, RRuleTrigger
 
@@ -215,21 +213,6 @@ def test_describe_omits_utc() -> None:
     assert RRuleTrigger(
         "FREQ=WEEKLY;BYDAY=MO,WE", datetime(2024, 1, 1), ZoneInfo("UTC")
     ).describe() == ("RRULE FREQ=WEEKLY;BYDAY=MO,WE")
-
-
-@pytest.fixture
-def generated_walls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Count the wall times dateutil generates, to pin the cost of a query."""
-    counter = [0]
-    original = du.rrule._iter
-
-    def counting(self: du.rrule) -> Iterator[datetime]:
-        for wall in original(self):  # type: ignore[attr-defined]
-            counter[0] += 1
-            yield wall
-
-    monkeypatch.setattr(du.rrule, "_iter", counting)
-    return counter
 
 
 @pytest.mark.parametrize(
