@@ -30,7 +30,7 @@ import kopf
 from beatkeeper.observability import metrics
 from beatkeeper.policy import Policy
 from beatkeeper.problems import SpecError
-from beatkeeper.spec import API_VERSION, KIND, validate_manifest
+from beatkeeper_operator import reconcile
 
 __all__ = ["HANDLER_ID", "Refusal", "refusal", "validate_schedule"]
 
@@ -60,14 +60,8 @@ def refusal(
     """Why the API server must refuse ``body`` (``old``: the stored object on update)."""
     if old is not None and old.get("spec") == body.get("spec"):
         return None
-    document = {
-        "apiVersion": body.get("apiVersion", API_VERSION),
-        "kind": body.get("kind", KIND),
-        "metadata": dict(body.get("metadata") or {}),
-        "spec": body.get("spec"),
-    }
     try:
-        validated = validate_manifest(document, now=now)
+        validated = reconcile.validate_resource(body, now=now)
     except SpecError as exc:
         return Refusal("InvalidSpec", str(exc), INVALID)
     if warnings is not None:

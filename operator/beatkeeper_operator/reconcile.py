@@ -29,7 +29,7 @@ from sqlalchemy.exc import DataError
 
 from beatkeeper.policy import Policy
 from beatkeeper.problems import SpecError
-from beatkeeper.spec import API_VERSION, KIND, ScheduleManifest, validate_manifest
+from beatkeeper.spec import API_VERSION, KIND, ScheduleManifest, Validated, validate_manifest
 from beatkeeper.store import history
 from beatkeeper.store.schedules import apply_schedule, delete_schedule
 from beatkeeper_operator.annotations import BACKFILL_ANNOTATION, TRIGGER_ANNOTATION
@@ -44,6 +44,7 @@ __all__ = [
     "Outcome",
     "forget",
     "reconcile",
+    "validate_resource",
 ]
 
 #: A backfill window with more occurrences than this is refused (an Event says so).
@@ -62,16 +63,25 @@ class Outcome:
     resumed: str | None = None  # the resume token acted on, for status.lastResume
 
 
-def reconcile(engine: Engine, body: Mapping[str, Any], *, policy: Policy, now: datetime) -> Outcome:
-    """Make the store match one Schedule resource; see the module docstring."""
+def validate_resource(body: Mapping[str, Any], *, now: datetime) -> Validated:
+    """``validate_manifest`` of a Schedule object as the API server holds it.
+
+    Only apiVersion, kind, metadata and spec count (status and the rest are the server's);
+    the reconcile and the admission webhook both judge a Schedule by this.
+    """
     document = {
         "apiVersion": body.get("apiVersion", API_VERSION),
         "kind": body.get("kind", KIND),
         "metadata": dict(body.get("metadata") or {}),
         "spec": body.get("spec"),
     }
+    return validate_manifest(document, now=now)
+
+
+def reconcile(engine: Engine, body: Mapping[str, Any], *, policy: Policy, now: datetime) -> Outcome:
+    """Make the store match one Schedule resource; see the module docstring."""
     try:
-        manifest = validate_manifest(document, now=now).manifest
+        manifest = validate_resource(body, now=now).manifest
     except SpecError as exc:
         return _invalid(str(exc))
     last_resume = (body.get("status") or {}).get("lastResume")
