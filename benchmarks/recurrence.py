@@ -33,7 +33,7 @@ from zoneinfo import ZoneInfo
 from beatkeeper_worker.specs import Specs
 from croniter import croniter
 
-from beatkeeper.plans import DueSchedule
+from beatkeeper.decisions.planning import DueSchedule
 from beatkeeper.recurrence import CronTrigger, IntervalTrigger, Recurrence, RRuleTrigger
 from beatkeeper.recurrence.simple import format_duration
 from beatkeeper.spec import ScheduleSpec

@@ -26,7 +26,7 @@ from beatkeeper_worker.tick import OVERLAP_FROM, Ticker, TickReport
 from celery import Celery
 from sqlalchemy import Engine, insert, select, text, update
 
-from beatkeeper import plans
+from beatkeeper.decisions import planning as plans
 from beatkeeper.policy import load_policy
 from beatkeeper.settings import Settings
 from beatkeeper.spec import validate_manifest

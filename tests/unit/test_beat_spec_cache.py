@@ -18,7 +18,7 @@ from beatkeeper_worker.broker import Publisher
 from beatkeeper_worker.tick import Ticker
 from sqlalchemy import create_engine
 
-from beatkeeper.plans import DueSchedule
+from beatkeeper.decisions.planning import DueSchedule
 from beatkeeper.settings import Settings
 from beatkeeper.spec import ScheduleSpec
 from beatkeeper.store.schedules import spec_document, spec_hash

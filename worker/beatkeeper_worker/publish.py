@@ -31,7 +31,7 @@ from typing import Any
 from celery import Celery
 from sqlalchemy import Connection
 
-from beatkeeper import plans
+from beatkeeper.decisions import planning as plans
 from beatkeeper.observability import metrics
 from beatkeeper.policy import ALLOW_ALL, Policy
 from beatkeeper.spec import ScheduleSpec

@@ -8,7 +8,7 @@ its COUNT: a second). ``Specs`` keeps them per schedule id and spec hash
 
 from __future__ import annotations
 
-from beatkeeper.plans import DueSchedule
+from beatkeeper.decisions.planning import DueSchedule
 from beatkeeper.spec import ScheduleSpec
 from beatkeeper.spec.recurrences import Read, Recurrences
 

@@ -3,7 +3,7 @@
 ``Ticker.tick`` repeats: claim due schedules, plan their runs and advance them, commit; then
 lock due runs, publish them with the run id as task id, mark them ``enqueued``, commit (the
 queries and the reasoning for why replicas never duplicate nor lose an occurrence are in
-``beatkeeper.store.planning``; what each due schedule gets is ``beatkeeper.plans``; how runs
+``beatkeeper.store.planning``; what each due schedule gets is ``decisions.planning``; how runs
 become messages is ``beatkeeper_worker.publish``). A tick hands control back after
 ``MAX_TICK_SECONDS`` even with more due, so Beat's loop keeps turning.
 
@@ -36,7 +36,7 @@ from typing import Any
 from celery import Celery
 from sqlalchemy import Connection, Engine
 
-from beatkeeper import plans
+from beatkeeper.decisions import planning as plans
 from beatkeeper.observability import metrics
 from beatkeeper.policy import ALLOW_ALL, Policy
 from beatkeeper.recurrence import Recurrence

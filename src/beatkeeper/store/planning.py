@@ -1,7 +1,7 @@
 """The named queries of a Beat tick: claim due schedules, record their runs, publish them.
 
 One tick of any Beat replica is: ``claim_due_schedules`` (``FOR UPDATE SKIP LOCKED``, so
-replicas split the due rows instead of waiting for each other), ``beatkeeper.plans.decide``
+replicas split the due rows instead of waiting for each other), ``decisions.planning.decide``
 for each claimed schedule (pure: which occurrences become runs, in which state, and where
 ``next_run_at`` moves), ``record_plans`` (insert the runs, ``ON CONFLICT (schedule_id,
 planned_at) DO NOTHING``, and advance the schedules, in one round trip), commit; then
@@ -24,7 +24,7 @@ exists. Arrays go in with
 ``unnest`` so a batch is one statement whatever its size.
 
 This module never commits, never talks to a broker and never reads the clock: callers pass
-``now``. It decides nothing either: ``beatkeeper.plans`` says what a due schedule gets.
+``now``. It decides nothing either: ``decisions.planning`` says what a due schedule gets.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, text
 
-from beatkeeper.plans import Advance, DueSchedule, NewRun
+from beatkeeper.decisions.planning import Advance, DueSchedule, NewRun
 from beatkeeper.store.models import NOTIFY_PREFIX
 
 __all__ = [

@@ -1,0 +1,7 @@
+"""Pure decisions: what the data plane does next, as functions of rows and the clock.
+
+- ``planning``: what a due schedule gets now (Beat).
+
+No SQL, no broker, no I/O and no clock: callers read the rows, pass ``now`` and record the
+answer through the store.
+"""
