@@ -28,10 +28,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import kopf
-from sqlalchemy.exc import OperationalError
 
 import beatkeeper_operator.admission  # noqa: F401 (registers the validating webhook's handler)
-from beatkeeper.store.engine import DatabaseUnavailable
+from beatkeeper.store import DatabaseUnavailable
 from beatkeeper_operator import health, kube, reconcile, refresher, webhook
 from beatkeeper_operator.runtime import (
     OperatorConfig,
@@ -51,7 +50,6 @@ from beatkeeper_operator.status import (
 )
 
 RESOURCE = ("beatkeeper.io", "v1alpha1", "schedules")
-_UNAVAILABLE = (DatabaseUnavailable, OperationalError)
 logger = logging.getLogger(__name__)
 
 
@@ -130,11 +128,9 @@ async def _reconcile(
             policy=runtime.config.policy,
             now=now,
         )
-    except _UNAVAILABLE as exc:
+    except DatabaseUnavailable as exc:
         runtime.database_ok = False
-        message = (
-            str(exc) if isinstance(exc, DatabaseUnavailable) else "the database is unreachable"
-        )
+        message = str(exc)
         ready = ready_condition(
             status=False,
             reason="DatabaseUnavailable",
@@ -194,7 +190,7 @@ async def retire_schedule(meta: kopf.Meta, memo: kopf.Memo, retry: int, **_: Any
             name=meta.name or "",
             now=datetime.now(UTC),
         )
-    except _UNAVAILABLE as exc:
+    except DatabaseUnavailable as exc:
         runtime.database_ok = False
         runtime.progress.failed(meta.uid, started=None, error="DatabaseUnavailable")
         delay = min(runtime.config.max_backoff, 2.0 ** min(retry, 10))

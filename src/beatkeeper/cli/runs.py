@@ -1,10 +1,11 @@
 """Commands about runs: `runs` (list, `runs replay ID`), `trigger`, `backfill` and `smoke`.
 
-Listing reads the runs table; the other commands only insert ``planned`` runs (through
-``beatkeeper.store.history``) and leave publishing to Beat, so a run made by hand goes
-through exactly the path a scheduled one does. `smoke` checks that whole path end to end:
-it applies a throwaway Schedule of ``beatkeeper.noop``, waits for a run of it to succeed
-and deletes the Schedule again, whatever happened (the Helm chart's test pod runs it).
+Listing reads the runs table (``beatkeeper.store.lookups``); the other commands only insert
+``planned`` runs (``beatkeeper.store.requests`` and ``backfills``) and leave publishing to
+Beat, so a run made by hand goes through exactly the path a scheduled one does. `smoke`
+checks that whole path end to end: it applies a throwaway Schedule of ``beatkeeper.noop``,
+waits for a run of it to succeed and deletes the Schedule again, whatever happened (the Helm
+chart's test pod runs it).
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ import click
 from rich.progress import Progress
 from rich.table import Table
 from rich.text import Text
-from sqlalchemy import Engine
 
 from beatkeeper.cli.output import EXIT_USAGE, OUTPUT, UserError, stderr, stdout
 from beatkeeper.cli.store import database, tenancy_policy
@@ -33,7 +33,7 @@ from beatkeeper.durations import DURATION_PATTERN, parse_duration
 from beatkeeper.spec import to_instant, validate_manifest
 from beatkeeper.spec.types import parse_time
 from beatkeeper.states import FINAL, RunState
-from beatkeeper.store import history
+from beatkeeper.store import Engine, backfills, lookups, requests
 from beatkeeper.store.schedules import apply_schedule, delete_schedule
 
 __all__ = ["backfill", "runs", "smoke", "trigger"]
@@ -115,7 +115,7 @@ def list_runs(
     namespace, name = _split(schedule) if schedule else (None, None)
     after = _since(since, now) if since else None
     with database() as engine, engine.connect() as db:
-        found = history.list_runs(
+        found = lookups.list_runs(
             db,
             namespace=namespace,
             name=name,
@@ -123,7 +123,7 @@ def list_runs(
             since=after,
             limit=limit + 1,  # one more than shown tells whether the limit cut the list
         )
-        if not found and namespace and name and not history.ever_existed(db, namespace, name):
+        if not found and namespace and name and not lookups.ever_existed(db, namespace, name):
             raise UserError(f"no schedule {namespace}/{name} (live or deleted)")
     if len(found) > limit:
         found = found[:limit]
@@ -155,8 +155,8 @@ def replay(run_id: str) -> None:
     """
     prefix = _id_prefix(run_id)
     with database() as engine, engine.begin() as db:
-        old = _asked(lambda: history.find_run_id(db, prefix))
-        new = _asked(lambda: history.replay(db, old, now=datetime.now(UTC)))
+        old = _asked(lambda: lookups.find_run_id(db, prefix))
+        new = _asked(lambda: requests.replay(db, old, now=datetime.now(UTC)))
         _allowed(new.schedule)  # the rollback undoes the replay
     schedule = new.schedule
     click.echo(
@@ -165,7 +165,7 @@ def replay(run_id: str) -> None:
     )
 
 
-def _allowed(schedule: history.ScheduleRef) -> None:
+def _allowed(schedule: lookups.ScheduleRef) -> None:
     """A run the tenancy policy forbids is not planned (Beat and workers refuse it anyway)."""
     forbidden = tenancy_policy().forbids(namespace=schedule.namespace, task=schedule.task)
     if forbidden is not None:
@@ -184,9 +184,9 @@ def trigger(schedule: str) -> None:
     """
     namespace, name = _split(schedule)
     with database() as engine, engine.begin() as db:
-        found = _asked(lambda: history.find_schedule(db, namespace, name))
+        found = _asked(lambda: lookups.find_schedule(db, namespace, name))
         _allowed(found)
-        run_id = history.trigger(db, found, now=datetime.now(UTC))
+        run_id = requests.trigger(db, found, now=datetime.now(UTC))
     click.echo(f"run {run_id} of {found.key} planned, due now")
 
 
@@ -215,13 +215,13 @@ def backfill(schedule: str, start: str, end: str, dry_run: bool, yes: bool) -> N
     namespace, name = _split(schedule)
     with database() as engine:
         with engine.connect() as db:
-            found = _asked(lambda: history.find_schedule(db, namespace, name))
+            found = _asked(lambda: lookups.find_schedule(db, namespace, name))
             _allowed(found)
             zone = ZoneInfo(found.spec.time_zone)
             window = (_instant(start, zone, "--from"), _instant(end, zone, "--to"))
-            limit = history.MAX_BACKFILL
-            planned = _asked(lambda: history.occurrences_between(found, *window, limit=limit))
-            existing = history.already_planned(db, found, planned)
+            limit = backfills.MAX_BACKFILL
+            planned = _asked(lambda: backfills.occurrences_between(found, *window, limit=limit))
+            existing = backfills.already_planned(db, found, planned)
         if dry_run:
             _list_occurrences(found, planned, existing, zone)
             return
@@ -233,20 +233,20 @@ def backfill(schedule: str, start: str, end: str, dry_run: bool, yes: bool) -> N
     )
 
 
-def _plan_backfill(engine: Engine, found: history.ScheduleRef, planned: list[datetime]) -> int:
+def _plan_backfill(engine: Engine, found: lookups.ScheduleRef, planned: list[datetime]) -> int:
     new = 0
     with Progress(console=stderr, transient=True) as progress:
         bar = progress.add_task(f"planning {found.key}", total=len(planned))
         for first in range(0, len(planned), _BATCH):
             batch = planned[first : first + _BATCH]
             with engine.begin() as db:
-                new += history.backfill(db, found, batch, now=datetime.now(UTC))
+                new += backfills.backfill(db, found, batch, now=datetime.now(UTC))
             progress.advance(bar, len(batch))
     return new
 
 
 def _list_occurrences(
-    found: history.ScheduleRef, planned: list[datetime], existing: set[datetime], zone: ZoneInfo
+    found: lookups.ScheduleRef, planned: list[datetime], existing: set[datetime], zone: ZoneInfo
 ) -> None:
     for moment in planned:
         local = moment.astimezone(zone).isoformat()
@@ -257,7 +257,7 @@ def _list_occurrences(
     )
 
 
-def _confirm(found: history.ScheduleRef, new: list[datetime], *, yes: bool) -> None:
+def _confirm(found: lookups.ScheduleRef, new: list[datetime], *, yes: bool) -> None:
     """Ask before planning many runs: past ones all start at once."""
     if yes or len(new) <= CONFIRM_ABOVE:
         return
@@ -293,11 +293,11 @@ def smoke(timeout: int, namespace: str) -> None:
     click.echo(f"smoke test passed: run {run.id} of {namespace}/{name} succeeded, {lag} late")
 
 
-def _succeeded_run(engine: Engine, schedule_id: uuid.UUID, *, timeout: int) -> history.RunView:
+def _succeeded_run(engine: Engine, schedule_id: uuid.UUID, *, timeout: int) -> lookups.RunView:
     deadline = time.monotonic() + timeout
     while True:
         with engine.connect() as db:
-            run = history.latest_run(db, schedule_id)
+            run = lookups.latest_run(db, schedule_id)
         if run is not None and run.state == RunState.SUCCEEDED:
             return run
         if run is not None and run.state in FINAL:
@@ -326,7 +326,7 @@ def _throwaway(engine: Engine, namespace: str, name: str) -> Iterator[uuid.UUID]
             delete_schedule(db, uid=applied.id, now=datetime.now(UTC))
 
 
-def _stuck(run: history.RunView | None) -> str:
+def _stuck(run: lookups.RunView | None) -> str:
     if run is None:
         return "no run was planned: is Beat running against this database?"
     if run.state == RunState.PLANNED:
@@ -351,7 +351,7 @@ def _id_prefix(text: str) -> str:
 def _asked(action: Callable[[], _T]) -> _T:
     try:
         return action()
-    except (history.NotFoundError, history.RefusedError) as exc:
+    except (lookups.NotFoundError, lookups.RefusedError) as exc:
         raise UserError(str(exc)) from None
 
 
@@ -384,7 +384,7 @@ def _instant(text: str, zone: ZoneInfo, flag: str) -> datetime:
         raise UserError(f"{flag}: {exc}", code=EXIT_USAGE) from None
 
 
-def _json(run: history.RunView) -> dict[str, Any]:
+def _json(run: lookups.RunView) -> dict[str, Any]:
     def when(value: datetime | None) -> str | None:
         return None if value is None else value.isoformat()
 
@@ -407,7 +407,7 @@ def _json(run: history.RunView) -> dict[str, Any]:
     }
 
 
-def _table(found: list[history.RunView], *, with_schedule: bool) -> None:
+def _table(found: list[lookups.RunView], *, with_schedule: bool) -> None:
     if not found:
         click.echo("no runs")
         return
@@ -426,7 +426,7 @@ def _table(found: list[history.RunView], *, with_schedule: bool) -> None:
     stdout.print(table, soft_wrap=False)  # fit the width: the console soft-wraps otherwise
 
 
-def _row(run: history.RunView, *, with_schedule: bool) -> list[str]:
+def _row(run: lookups.RunView, *, with_schedule: bool) -> list[str]:
     lag = run.started_at - run.due_at if run.started_at else None
     took = run.finished_at - run.started_at if run.finished_at and run.started_at else None
     return [

@@ -15,8 +15,6 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import click
-from sqlalchemy import Engine
-from sqlalchemy.exc import OperationalError
 
 from beatkeeper.cli.output import EXIT_USAGE, UserError, stderr
 from beatkeeper.cli.validate import PATHS, report
@@ -25,7 +23,7 @@ from beatkeeper.manifests import Checked, check_paths
 from beatkeeper.policy import Policy, PolicyError, load_policy
 from beatkeeper.problems import SpecError
 from beatkeeper.settings import Settings, SettingsError, mask_url
-from beatkeeper.store.engine import DatabaseUnavailable, make_engine
+from beatkeeper.store import DatabaseUnavailable, Engine, make_engine
 from beatkeeper.store.schedules import apply_schedule, delete_schedule
 
 
@@ -52,8 +50,6 @@ def database(*, migrated: bool = True) -> Iterator[Engine]:
         raise UserError(str(exc)) from None
     except DatabaseUnavailable as exc:
         raise UserError(str(exc)) from None
-    except OperationalError as exc:
-        raise UserError(f"database error: {' '.join(str(exc.orig).split())}") from None
 
 
 def _require_current_schema(engine: Engine, settings: Settings) -> None:
@@ -206,6 +202,6 @@ def _revision_or_reason(engine: Engine) -> str:
 
     try:
         current = migrations.current_revision(engine)
-    except (DatabaseUnavailable, OperationalError) as error:
+    except DatabaseUnavailable as error:
         return f"database not reachable yet ({' '.join(str(error).split())[:200]})"
     return current or "not migrated yet"
