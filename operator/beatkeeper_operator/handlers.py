@@ -30,6 +30,7 @@ from typing import Any
 import kopf
 
 import beatkeeper_operator.admission  # noqa: F401 (registers the validating webhook's handler)
+from beatkeeper.spec import DEFAULT_NAMESPACE, GROUP, PLURAL, VERSION
 from beatkeeper.store import DatabaseUnavailable
 from beatkeeper_operator import health, kube, reconcile, refresher, webhook
 from beatkeeper_operator.runtime import (
@@ -49,7 +50,7 @@ from beatkeeper_operator.status import (
     status_patch,
 )
 
-RESOURCE = ("beatkeeper.io", "v1alpha1", "schedules")
+RESOURCE = (GROUP, VERSION, PLURAL)
 logger = logging.getLogger(__name__)
 
 
@@ -186,7 +187,7 @@ async def retire_schedule(meta: kopf.Meta, memo: kopf.Memo, retry: int, **_: Any
             reconcile.forget,
             runtime.engine,
             uid=meta.uid,
-            namespace=meta.namespace or "default",
+            namespace=meta.namespace or DEFAULT_NAMESPACE,
             name=meta.name or "",
             now=datetime.now(UTC),
         )
@@ -212,7 +213,7 @@ def _write(
         patch.status[key] = value
     if (uid := _uuid(meta.uid)) is not None:
         runtime.served[uid] = Served(
-            namespace=meta.namespace or "default",
+            namespace=meta.namespace or DEFAULT_NAMESPACE,
             name=meta.name or "",
             generation=meta.get("generation"),
             status={**current, **desired},

@@ -28,9 +28,9 @@ from rich.table import Table
 from rich.text import Text
 
 from beatkeeper.cli.output import EXIT_USAGE, OUTPUT, UserError, stderr, stdout
-from beatkeeper.cli.store import database, tenancy_policy
+from beatkeeper.cli.store import database, schedule_name, tenancy_policy
 from beatkeeper.durations import DURATION_PATTERN, parse_duration
-from beatkeeper.spec import to_instant, validate_manifest
+from beatkeeper.spec import API_VERSION, DEFAULT_NAMESPACE, KIND, to_instant, validate_manifest
 from beatkeeper.spec.types import parse_time
 from beatkeeper.states import FINAL, RunState
 from beatkeeper.store import Engine, backfills, lookups, requests
@@ -112,7 +112,7 @@ def list_runs(
       beatkeeper runs list --since 2026-03-01T00:00Z -o json
     """
     now = datetime.now(UTC)
-    namespace, name = _split(schedule) if schedule else (None, None)
+    namespace, name = schedule_name(schedule) if schedule else (None, None)
     after = _since(since, now) if since else None
     with database() as engine, engine.connect() as db:
         found = lookups.list_runs(
@@ -182,7 +182,7 @@ def trigger(schedule: str) -> None:
       beatkeeper trigger billing/nightly-invoices
       beatkeeper trigger default/events-complete-ended && beatkeeper runs --since 5m
     """
-    namespace, name = _split(schedule)
+    namespace, name = schedule_name(schedule)
     with database() as engine, engine.begin() as db:
         found = _asked(lambda: lookups.find_schedule(db, namespace, name))
         _allowed(found)
@@ -212,7 +212,7 @@ def backfill(schedule: str, start: str, end: str, dry_run: bool, yes: bool) -> N
       beatkeeper backfill billing/nightly --from 2026-03-01 --to 2026-03-31T23:59 --dry-run
       beatkeeper backfill billing/nightly --from 2026-03-01 --to 2026-03-31T23:59 --yes
     """
-    namespace, name = _split(schedule)
+    namespace, name = schedule_name(schedule)
     with database() as engine:
         with engine.connect() as db:
             found = _asked(lambda: lookups.find_schedule(db, namespace, name))
@@ -273,7 +273,7 @@ def _confirm(found: lookups.ScheduleRef, new: list[datetime], *, yes: bool) -> N
 @click.command("smoke")
 @click.option("--timeout", default=180, show_default=True, type=click.IntRange(1), help="Seconds.")
 @click.option(
-    "--namespace", default="default", show_default=True, help="Of the throwaway Schedule."
+    "--namespace", default=DEFAULT_NAMESPACE, show_default=True, help="Of the throwaway Schedule."
 )
 def smoke(timeout: int, namespace: str) -> None:
     """Check Beat, the broker and a worker end to end with a beatkeeper.noop run.
@@ -311,8 +311,8 @@ def _succeeded_run(engine: Engine, schedule_id: uuid.UUID, *, timeout: int) -> l
 def _throwaway(engine: Engine, namespace: str, name: str) -> Iterator[uuid.UUID]:
     now = datetime.now(UTC)
     document = {
-        "apiVersion": "beatkeeper.io/v1alpha1",
-        "kind": "Schedule",
+        "apiVersion": API_VERSION,
+        "kind": KIND,
         "metadata": {"name": name, "namespace": namespace},
         "spec": {"task": NOOP_TASK, "at": (now + timedelta(seconds=1)).isoformat()},
     }
@@ -353,13 +353,6 @@ def _asked(action: Callable[[], _T]) -> _T:
         return action()
     except (lookups.NotFoundError, lookups.RefusedError) as exc:
         raise UserError(str(exc)) from None
-
-
-def _split(text: str) -> tuple[str, str]:
-    namespace, slash, name = text.partition("/")
-    if not slash or not namespace or not name:
-        raise UserError(f"{text!r}: write NAMESPACE/NAME", code=EXIT_USAGE)
-    return namespace, name
 
 
 def _since(text: str, now: datetime) -> datetime:

@@ -23,6 +23,7 @@ from beatkeeper.manifests import Checked, check_paths
 from beatkeeper.policy import Policy, PolicyError, load_policy
 from beatkeeper.problems import SpecError
 from beatkeeper.settings import Settings, SettingsError, mask_url
+from beatkeeper.spec import split_name
 from beatkeeper.store import DatabaseUnavailable, Engine, make_engine
 from beatkeeper.store.schedules import apply_schedule, delete_schedule
 
@@ -130,7 +131,7 @@ def delete(paths: tuple[str, ...], names: tuple[str, ...]) -> None:
       beatkeeper delete -f schedule.yaml
       beatkeeper delete billing/nightly-invoices
     """
-    targets = [_split(n) for n in names]
+    targets = [schedule_name(n) for n in names]
     if paths:
         checked = check_paths(paths, now=datetime.now(UTC))
         report(checked)
@@ -154,13 +155,12 @@ def delete(paths: tuple[str, ...], names: tuple[str, ...]) -> None:
         raise UserError(f"no live schedule {', '.join(missing)}: nothing to delete")
 
 
-def _split(text: str) -> tuple[str, str]:
-    namespace, slash, name = text.partition("/")
-    if not slash:
-        return "default", text
-    if not namespace or not name:
-        raise UserError(f"{text!r}: write NAMESPACE/NAME", code=EXIT_USAGE)
-    return namespace, name
+def schedule_name(text: str) -> tuple[str, str]:
+    """``(namespace, name)`` of a NAMESPACE/NAME (or NAME) argument; a usage error if not one."""
+    try:
+        return split_name(text)
+    except ValueError as exc:
+        raise UserError(str(exc), code=EXIT_USAGE) from None
 
 
 @click.command("migrate")
