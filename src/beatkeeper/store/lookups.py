@@ -39,6 +39,10 @@ __all__ = [
 ]
 
 
+#: ``namespace/name`` of a run's schedule, as a run is listed.
+_KEY = func.concat(schedules.c.namespace, "/", schedules.c.name).label("schedule")
+
+
 class NotFoundError(LookupError):
     """No such schedule or run; the message names what was looked for."""
 
@@ -205,9 +209,6 @@ def schedule_ref(row: Row[Any]) -> ScheduleRef:
         spec=ScheduleSpec.model_validate(row.spec),
         created_at=row.created_at,
     )
-
-
-_KEY = func.concat(schedules.c.namespace, "/", schedules.c.name).label("schedule")
 
 
 def _view(row: Row[Any]) -> RunView:
