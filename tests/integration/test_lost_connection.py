@@ -4,16 +4,19 @@ The server ends the session mid-use (``pg_terminate_backend``, as a restart or a
 would): the statement running on it, or the next one sent, fails with the one error every
 component catches for "the database is down", naming the URL with its password masked. The
 pool discards the dead connection, so the engine works again as soon as the server does.
-A statement cancelled by ``statement_timeout`` is not that: it keeps its own type.
+A statement cancelled by ``statement_timeout`` is not that, nor is an interrupt: each keeps
+its own type.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import threading
+from typing import Any
 
 import pytest
-from sqlalchemy import Engine, make_url, text
+from sqlalchemy import Engine, event, make_url, text
 from sqlalchemy.exc import OperationalError
 from waiting import wait_for
 
@@ -105,5 +108,22 @@ def test_a_statement_timeout_is_not_unavailability(settings: Settings) -> None:
             assert not isinstance(caught.value, DatabaseUnavailable)
             connection.rollback()
             assert connection.execute(text("SELECT 1")).scalar_one() == 1  # still usable
+    finally:
+        engine.dispose()
+
+
+def test_an_interrupted_statement_is_not_unavailability(settings: Settings) -> None:
+    engine = make_engine(settings)
+
+    def interrupt(*_: Any) -> None:
+        raise asyncio.CancelledError  # as a cancelled task or Ctrl-C arrives mid-statement
+
+    try:
+        with engine.connect() as connection:
+            event.listen(connection, "before_cursor_execute", interrupt)
+            with pytest.raises(asyncio.CancelledError):
+                connection.execute(text("SELECT 1"))
+        with engine.connect() as connection:
+            assert connection.execute(text("SELECT 1")).scalar_one() == 1
     finally:
         engine.dispose()

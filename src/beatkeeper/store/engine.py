@@ -39,7 +39,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
 from sqlalchemy.engine import ExceptionContext
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 
 from beatkeeper.settings import PREFIX, Settings, SettingsError, mask_url
 
@@ -167,7 +167,9 @@ def _unavailable(masked_url: str) -> Callable[[ExceptionContext], Exception | No
         # away mid-statement, the backend was terminated, a socket timed out). Returning a
         # new exception keeps is_disconnect, so the pool still discards the connection.
         # A cancelled statement (statement_timeout) leaves the connection usable: not this.
-        if context.is_disconnect:
+        # Nor is an interrupt (KeyboardInterrupt, a cancelled task), which SQLAlchemy also
+        # counts as a disconnect but never wraps as a driver error.
+        if context.is_disconnect and isinstance(context.sqlalchemy_exception, DBAPIError):
             return DatabaseUnavailable(masked_url, reason, lost=True)
         return None
 
