@@ -13,12 +13,12 @@ import logging
 import sys
 
 import kopf
-from sqlalchemy.engine import make_url
 
 import beatkeeper_operator.handlers  # noqa: F401 (registers the handlers)
 from beatkeeper import logging as beatkeeper_logging
 from beatkeeper.policy import PolicyError
-from beatkeeper.settings import PREFIX, SettingsError, mask_url
+from beatkeeper.settings import SettingsError
+from beatkeeper.store import check_database_url
 from beatkeeper_operator import options as command_line
 from beatkeeper_operator.runtime import OperatorConfig, config_from_env, configure_collector
 
@@ -46,13 +46,7 @@ def _config(options: command_line.Options) -> OperatorConfig:
     """The environment's configuration with the command line's overrides, fully checked."""
     config = config_from_env()
     settings = command_line.apply(options, config.settings)
-    url = settings.require_database_url()
-    try:
-        make_url(url)
-    except ValueError as exc:
-        raise SettingsError(
-            f"{PREFIX}DATABASE_URL is not a valid database URL: {mask_url(url)} ({exc})"
-        ) from None
+    check_database_url(settings.require_database_url())
     return dataclasses.replace(config, settings=settings)
 
 

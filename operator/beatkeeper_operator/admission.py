@@ -30,6 +30,7 @@ import kopf
 from beatkeeper.observability import metrics
 from beatkeeper.policy import Policy
 from beatkeeper.problems import SpecError
+from beatkeeper.spec import GROUP, PLURAL, VERSION
 from beatkeeper_operator import reconcile
 
 __all__ = ["HANDLER_ID", "Refusal", "refusal", "validate_schedule"]
@@ -73,9 +74,7 @@ def refusal(
     return None
 
 
-@kopf.on.validate(
-    "beatkeeper.io", "v1alpha1", "schedules", id=HANDLER_ID, operations=["CREATE", "UPDATE"]
-)
+@kopf.on.validate(GROUP, VERSION, PLURAL, id=HANDLER_ID, operations=["CREATE", "UPDATE"])
 async def validate_schedule(
     *,
     body: kopf.Body,

@@ -28,10 +28,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import kopf
-from sqlalchemy.exc import OperationalError
 
 import beatkeeper_operator.admission  # noqa: F401 (registers the validating webhook's handler)
-from beatkeeper.store.engine import DatabaseUnavailable
+from beatkeeper.spec import DEFAULT_NAMESPACE, GROUP, PLURAL, VERSION
+from beatkeeper.store import DatabaseUnavailable
 from beatkeeper_operator import health, kube, reconcile, refresher, webhook
 from beatkeeper_operator.runtime import (
     OperatorConfig,
@@ -50,8 +50,7 @@ from beatkeeper_operator.status import (
     status_patch,
 )
 
-RESOURCE = ("beatkeeper.io", "v1alpha1", "schedules")
-_UNAVAILABLE = (DatabaseUnavailable, OperationalError)
+RESOURCE = (GROUP, VERSION, PLURAL)
 logger = logging.getLogger(__name__)
 
 
@@ -130,11 +129,9 @@ async def _reconcile(
             policy=runtime.config.policy,
             now=now,
         )
-    except _UNAVAILABLE as exc:
+    except DatabaseUnavailable as exc:
         runtime.database_ok = False
-        message = (
-            str(exc) if isinstance(exc, DatabaseUnavailable) else "the database is unreachable"
-        )
+        message = str(exc)
         ready = ready_condition(
             status=False,
             reason="DatabaseUnavailable",
@@ -190,11 +187,11 @@ async def retire_schedule(meta: kopf.Meta, memo: kopf.Memo, retry: int, **_: Any
             reconcile.forget,
             runtime.engine,
             uid=meta.uid,
-            namespace=meta.namespace or "default",
+            namespace=meta.namespace or DEFAULT_NAMESPACE,
             name=meta.name or "",
             now=datetime.now(UTC),
         )
-    except _UNAVAILABLE as exc:
+    except DatabaseUnavailable as exc:
         runtime.database_ok = False
         runtime.progress.failed(meta.uid, started=None, error="DatabaseUnavailable")
         delay = min(runtime.config.max_backoff, 2.0 ** min(retry, 10))
@@ -216,7 +213,7 @@ def _write(
         patch.status[key] = value
     if (uid := _uuid(meta.uid)) is not None:
         runtime.served[uid] = Served(
-            namespace=meta.namespace or "default",
+            namespace=meta.namespace or DEFAULT_NAMESPACE,
             name=meta.name or "",
             generation=meta.get("generation"),
             status={**current, **desired},

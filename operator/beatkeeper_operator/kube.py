@@ -23,6 +23,8 @@ from kopf._cogs.clients import api, errors
 from kopf._cogs.clients import events as kopf_events
 from kopf._cogs.structs import references
 
+from beatkeeper.spec import API_VERSION, GROUP, KIND, PLURAL, VERSION
+
 __all__ = [
     "CALL_FAILED",
     "MAX_EVENT_MESSAGE",
@@ -38,10 +40,10 @@ MAX_EVENT_MESSAGE = 1024
 #: Schedules per page when listing them all.
 LIST_PAGE = 500
 SCHEDULES = references.Resource(
-    group="beatkeeper.io",
-    version="v1alpha1",
-    plural="schedules",
-    kind="Schedule",
+    group=GROUP,
+    version=VERSION,
+    plural=PLURAL,
+    kind=KIND,
     namespaced=True,
     subresources=frozenset({"status"}),
 )
@@ -167,8 +169,8 @@ async def post_event(
     if len(message) > MAX_EVENT_MESSAGE:
         message = message[: MAX_EVENT_MESSAGE - 3] + "..."
     ref = {
-        "apiVersion": "beatkeeper.io/v1alpha1",
-        "kind": "Schedule",
+        "apiVersion": API_VERSION,
+        "kind": KIND,
         "name": schedule["name"],
         "namespace": schedule["namespace"],
         "uid": uid,

@@ -1,7 +1,7 @@
 """Act on the request annotations of one Schedule (``annotations``), inside its reconcile.
 
 Each request is acted on at most once, however often the operator sees it: a trigger or a
-replay token names the run it plans (``history.trigger_once``, ``history.replay_once``), a
+replay token names the run it plans (``requests.trigger_once``, ``requests.replay_once``), a
 backfill plans only occurrences never planned, a cancel of a cancelled run does nothing,
 and the resume token last acted on is kept in the status (``Requests.resumed``). What was
 done, or why it could not be, becomes an Event.
@@ -14,9 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple
 
-from sqlalchemy import Connection
-
-from beatkeeper.store import history
+from beatkeeper.store import Connection, backfills, lookups, requests
 from beatkeeper_operator.annotations import (
     BACKFILL_ANNOTATION,
     CANCEL_ANNOTATION,
@@ -74,15 +72,15 @@ def act_on(
     done = Requests(resumed=last_resume)
     if not asked:
         return done
-    schedule = history.find_schedule(db, namespace, name)
+    schedule = lookups.find_schedule(db, namespace, name)
     token = asked.get(TRIGGER_ANNOTATION)
-    if token and history.trigger_once(db, schedule, token=token, now=now) is not None:
+    if token and requests.trigger_once(db, schedule, token=token, now=now) is not None:
         done.notices.append(Notice("Normal", "Triggered", f"planned a run now for token {token!r}"))
     if window := asked.get(BACKFILL_ANNOTATION):
         done.notices.extend(_backfill(db, schedule, window, now=now))
     if (token := asked.get(RESUME_ANNOTATION)) and token != last_resume:
         done.resumed = token
-        if (reason := history.resume(db, schedule, now=now)) is not None:
+        if (reason := requests.resume(db, schedule, now=now)) is not None:
             message = f"lifted the pause after failures ({reason})"
             done.notices.append(Notice("Normal", "Resumed", message))
     if value := asked.get(REPLAY_ANNOTATION):
@@ -93,17 +91,17 @@ def act_on(
 
 
 def _backfill(
-    db: Connection, schedule: history.ScheduleRef, window: str, *, now: datetime
+    db: Connection, schedule: lookups.ScheduleRef, window: str, *, now: datetime
 ) -> list[Notice]:
     bounds = _window(window)
     if bounds is None:
         detail = f"must be <from>/<to> as RFC 3339 times with an offset, got {window!r}"
         return [Notice("Warning", "InvalidBackfill", f"{BACKFILL_ANNOTATION}: {detail}")]
     try:
-        moments = history.occurrences_between(schedule, *bounds, limit=history.MAX_BACKFILL)
-    except history.RefusedError as exc:
+        moments = backfills.occurrences_between(schedule, *bounds, limit=backfills.MAX_BACKFILL)
+    except lookups.RefusedError as exc:
         return [Notice("Warning", "InvalidBackfill", f"{BACKFILL_ANNOTATION}: {exc}")]
-    planned = history.backfill(db, schedule, moments, now=now)
+    planned = backfills.backfill(db, schedule, moments, now=now)
     if not planned:
         return []
     return [Notice("Normal", "Backfilled", f"planned {planned} run(s) in {window}")]
@@ -121,12 +119,12 @@ def _window(window: str) -> tuple[datetime, datetime] | None:
     return start, end
 
 
-_RunAction = Callable[[Connection, history.ScheduleRef, str, str, datetime], Notice | None]
+_RunAction = Callable[[Connection, lookups.ScheduleRef, str, str, datetime], Notice | None]
 
 
 def _on_run(
     db: Connection,
-    schedule: history.ScheduleRef,
+    schedule: lookups.ScheduleRef,
     key: str,
     value: str,
     action: _RunAction,
@@ -142,26 +140,26 @@ def _on_run(
     token, prefix = request
     try:
         notice = action(db, schedule, token, prefix, now)
-    except (history.NotFoundError, history.RefusedError) as exc:
+    except (lookups.NotFoundError, lookups.RefusedError) as exc:
         return [Notice("Warning", f"Invalid{verb}", f"{key}: {exc}")]
     return [] if notice is None else [notice]
 
 
 def _replay(
-    db: Connection, schedule: history.ScheduleRef, token: str, prefix: str, now: datetime
+    db: Connection, schedule: lookups.ScheduleRef, token: str, prefix: str, now: datetime
 ) -> Notice | None:
-    run_id = history.find_run_id(db, prefix, schedule_id=schedule.id)
-    replayed = history.replay_once(db, run_id, token=token, now=now)
+    run_id = lookups.find_run_id(db, prefix, schedule_id=schedule.id)
+    replayed = requests.replay_once(db, run_id, token=token, now=now)
     if replayed is None:
         return None
     return Notice("Normal", "Replayed", f"planned run {replayed.run_id} to replay run {run_id}")
 
 
 def _cancel(
-    db: Connection, schedule: history.ScheduleRef, token: str, prefix: str, now: datetime
+    db: Connection, schedule: lookups.ScheduleRef, token: str, prefix: str, now: datetime
 ) -> Notice | None:
-    run_id = history.find_run_id(db, prefix, schedule_id=schedule.id)
+    run_id = lookups.find_run_id(db, prefix, schedule_id=schedule.id)
     reason = f"cancelled on request ({CANCEL_ANNOTATION}: {token})"
-    if not history.cancel(db, run_id, now=now, reason=reason):
+    if not requests.cancel(db, run_id, now=now, reason=reason):
         return None
     return Notice("Normal", "Cancelled", f"cancelled run {run_id}")

@@ -9,8 +9,8 @@ now says, and the Events to post); it never talks to Kubernetes.
 An invalid spec changes nothing in the store: a new Schedule gets no row, and an edited one
 keeps running its last valid spec until the spec is fixed (as a Deployment keeps its last
 good ReplicaSet). A Schedule outside its namespace's policy is retired in the store, so
-nothing of it is planned or enqueued. ``DatabaseUnavailable`` and ``OperationalError``
-propagate: the handler turns them into a retry with backoff. Every error the spec itself
+nothing of it is planned or enqueued. ``DatabaseUnavailable`` propagates: the handler
+turns it into a retry with backoff. Every error the spec itself
 causes is permanent, ``InvalidSpec``, never retried: what validation refuses, and
 whatever applying it still refuses (a ``ValueError`` from the recurrence, a value
 PostgreSQL will not store), since retrying the same spec can only fail the same way.
@@ -24,13 +24,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine
-from sqlalchemy.exc import DataError
-
 from beatkeeper.policy import Policy
 from beatkeeper.problems import SpecError
 from beatkeeper.spec import API_VERSION, KIND, ScheduleManifest, Validated, validate_manifest
-from beatkeeper.store import history
+from beatkeeper.store import Engine, backfills
 from beatkeeper.store.schedules import apply_schedule, delete_schedule
 from beatkeeper_operator.annotations import BACKFILL_ANNOTATION, TRIGGER_ANNOTATION
 from beatkeeper_operator.manual import Notice, act_on, requested
@@ -48,7 +45,7 @@ __all__ = [
 ]
 
 #: A backfill window with more occurrences than this is refused (an Event says so).
-MAX_BACKFILL = history.MAX_BACKFILL
+MAX_BACKFILL = backfills.MAX_BACKFILL
 
 
 @dataclass(frozen=True)
@@ -87,11 +84,8 @@ def reconcile(engine: Engine, body: Mapping[str, Any], *, policy: Policy, now: d
     last_resume = (body.get("status") or {}).get("lastResume")
     try:
         return _apply(engine, manifest, policy=policy, last_resume=last_resume, now=now)
-    except ValueError as exc:  # SpecError and RecurrenceError included
+    except ValueError as exc:  # SpecError (a value PostgreSQL refused too), RecurrenceError
         return _invalid(" ".join(str(exc).split()))
-    except DataError as exc:
-        reason = str(getattr(exc, "orig", exc)).strip().splitlines()
-        return _invalid(f"the database refused the spec: {reason[0] if reason else 'DataError'}")
 
 
 def _invalid(message: str) -> Outcome:

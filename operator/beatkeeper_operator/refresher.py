@@ -28,12 +28,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, func, select
-from sqlalchemy.exc import OperationalError
-
 from beatkeeper.states import RunState
-from beatkeeper.store.engine import DatabaseUnavailable
-from beatkeeper.store.models import runs, schedules
+from beatkeeper.store import Connection, DatabaseUnavailable
+from beatkeeper.store import status as stored
 from beatkeeper_operator import kube, reconcile, sweep
 from beatkeeper_operator.runtime import Runtime, Served
 from beatkeeper_operator.status import (
@@ -64,7 +61,7 @@ class Changes:
 
     polled_at: datetime
     observations: dict[uuid.UUID, Observation]
-    notable: list[Any]  # runs that went dead or missed
+    notable: list[stored.ChangedRun]  # runs that went dead or missed
 
 
 async def run(runtime: Runtime) -> None:
@@ -81,7 +78,7 @@ async def run(runtime: Runtime) -> None:
             if time.monotonic() - swept_at >= runtime.config.sweep_interval:
                 swept_at = time.monotonic()
                 await sweep.sweep_once(runtime)
-        except (DatabaseUnavailable, OperationalError) as exc:
+        except DatabaseUnavailable as exc:
             runtime.database_ok = False
             logger.warning("status refresh skipped: %s", exc)
         except Exception:  # a bug must not stop status updates for everyone
@@ -101,16 +98,12 @@ async def refresh_once(runtime: Runtime, *, since: datetime | None) -> datetime:
 
 def _changes(runtime: Runtime, since: datetime | None) -> Changes:
     with runtime.engine.connect() as db:
-        polled_at = db.execute(select(func.now())).scalar_one()
+        polled_at = stored.database_now(db)
         if since is None:  # the resume handlers bring every status up to date at start-up
             return Changes(polled_at, {}, [])
         after = since - OVERLAP
-        edited = select(schedules.c.id, schedules.c.updated_at).where(
-            schedules.c.updated_at > after
-        )
-        versions: dict[uuid.UUID, datetime] = {row.id: row.updated_at for row in db.execute(edited)}
-        with_runs = select(runs.c.schedule_id).where(runs.c.updated_at > after).distinct()
-        wanted = set(db.execute(with_runs).scalars())
+        versions = stored.schedules_edited_after(db, after)
+        wanted = stored.schedules_with_runs_after(db, after)
         # A row seen at this updated_at already is only in the overlap again: skip it
         # unless its runs changed (they are not versioned, so they are always re-read).
         loaded = runtime.loaded_versions
@@ -128,23 +121,14 @@ def _changes(runtime: Runtime, since: datetime | None) -> Changes:
     return Changes(polled_at, found, notable)
 
 
-def _notable_runs(runtime: Runtime, db: Connection, after: datetime) -> list[Any]:
+def _notable_runs(runtime: Runtime, db: Connection, after: datetime) -> list[stored.ChangedRun]:
     """Runs gone dead or missed since ``after`` (the overlap too), each reported once.
 
     A run's ``updated_at`` is its writer's clock when the statement ran, so a run that
     committed just after a poll can carry a time before it: without the overlap its Event
     was lost.
     """
-    found = db.execute(
-        select(
-            runs.c.id,
-            runs.c.schedule_id,
-            runs.c.state,
-            runs.c.planned_at,
-            runs.c.error,
-            runs.c.updated_at,
-        ).where(runs.c.updated_at > after, runs.c.state.in_(list(_NOTABLE)))
-    ).all()
+    found = stored.runs_now_in(db, _NOTABLE, after=after)
     noted = {key: at for key, at in runtime.noted_runs.items() if at > after}
     fresh = [row for row in found if noted.get(row.id) != row.updated_at]
     runtime.noted_runs = {**noted, **{row.id: row.updated_at for row in found}}
@@ -201,7 +185,7 @@ async def _refresh(runtime: Runtime, seen: Observation) -> None:
         )
 
 
-async def _notable_event(runtime: Runtime, row: Any) -> None:
+async def _notable_event(runtime: Runtime, row: stored.ChangedRun) -> None:
     served = runtime.served.get(row.schedule_id)
     if served is None:
         return

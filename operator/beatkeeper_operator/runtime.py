@@ -20,11 +20,10 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import kopf
-from sqlalchemy import Engine
 
 from beatkeeper.policy import Policy, load_policy
 from beatkeeper.settings import Settings, mask_url
-from beatkeeper.store.engine import DatabaseUnavailable, make_engine
+from beatkeeper.store import DatabaseUnavailable, Engine, make_engine
 from beatkeeper_operator.kube import EventLimiter
 from beatkeeper_operator.progress import Progress
 from beatkeeper_operator.webhook import WebhookConfig, webhook_config_from_env

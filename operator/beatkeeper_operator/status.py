@@ -1,14 +1,14 @@
-"""What a Schedule's status should say, read from the store in one batch of queries.
+"""What a Schedule's status should say, from what the store holds.
 
-``load_observations`` turns schedule ids into ``Observation``s: the live row's planning
-state and its runs (the few latest, active, and the lifetime counts per final state kept
-in ``run_counts``). ``run_fields`` renders those
+``load_observations`` turns schedule ids into ``Observation``s: the store's view of the
+row and its runs (``beatkeeper.store.status.load_status``, one batch of queries) with the
+next few occurrences worked out from the spec. ``run_fields`` renders those
 as the status fields the database owns, ``ready_condition`` builds the ``Ready`` condition
 keeping ``lastTransitionTime`` while the status stays the same, and ``status_patch`` keeps
 only what differs from the status the resource already has, so unchanged schedules get no
 PATCH at all. Times are RFC 3339 in UTC, to the second.
 
-Reads only; never writes to the database or talks to Kubernetes.
+Reads only; holds no SQL, never writes to the database or talks to Kubernetes.
 """
 
 from __future__ import annotations
@@ -19,14 +19,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, select
-
 from beatkeeper.spec import ScheduleSpec
 from beatkeeper.spec.recurrences import Recurrences
 from beatkeeper.spec.status import ActiveRun, Condition, RecentRun, RunSummary
-from beatkeeper.states import ACTIVE, RunState
-from beatkeeper.store import planning
-from beatkeeper.store.models import run_counts, runs, schedules
+from beatkeeper.store import Connection
+from beatkeeper.store.status import RunLine, StoredStatus, UnfinishedRun, load_status
 
 __all__ = [
     "NEXT_RUN_TIMES",
@@ -81,9 +78,9 @@ class Observation:
     last_scheduled_at: datetime | None
     updated_at: datetime | None = None  # the row's version, for the refresher
     last_success: datetime | None = None
-    last_run: Any = None
-    recent: list[Any] = field(default_factory=list)  # newest first, RECENT_RUNS at most
-    active: list[Any] = field(default_factory=list)
+    last_run: RunLine | None = None
+    recent: list[RunLine] = field(default_factory=list)  # newest first, RECENT_RUNS at most
+    active: list[UnfinishedRun] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
     held: dict[str, int] = field(default_factory=dict)  # due runs waiting on purpose, by reason
 
@@ -106,61 +103,18 @@ def load_observations(
     runs are not queried and the observation reports none. A retired schedule (refused by
     the policy, say) plans nothing more, but the runs it already started still go on.
     """
-    if not ids:
-        return {}
-    query = select(schedules).where(schedules.c.id.in_(ids))
-    if not retired:
-        query = query.where(schedules.c.deleted_at.is_(None))
-    found = {row.id: _observation(row) for row in db.execute(query)}
-    if found and with_runs:
-        _load_runs(db, found, now=now or datetime.now(UTC))
-    return found
+    stored = load_status(
+        db,
+        ids,
+        recent=RECENT_RUNS,
+        now=now or datetime.now(UTC),
+        with_runs=with_runs,
+        retired=retired,
+    )
+    return {key: _observation(row) for key, row in stored.items()}
 
 
-def _load_runs(db: Connection, found: dict[uuid.UUID, Observation], *, now: datetime) -> None:
-    wanted = list(found)
-    newest = (
-        func.row_number()
-        .over(partition_by=runs.c.schedule_id, order_by=runs.c.planned_at.desc())
-        .label("newest")
-    )
-    ranked = select(runs, newest).where(runs.c.schedule_id.in_(wanted)).subquery()
-    latest = (
-        select(ranked)
-        .where(ranked.c.newest <= RECENT_RUNS)
-        .order_by(ranked.c.schedule_id, ranked.c.newest)
-    )
-    for row in db.execute(latest):
-        seen = found[row.schedule_id]
-        if not seen.recent:
-            seen.last_run = row
-        seen.recent.append(row)
-    active = (
-        select(runs.c.schedule_id, runs.c.id, runs.c.planned_at)
-        .where(runs.c.schedule_id.in_(wanted), runs.c.state.in_([s.value for s in ACTIVE]))
-        .order_by(runs.c.planned_at)
-    )
-    for row in db.execute(active):
-        found[row.schedule_id].active.append(row)
-    # Lifetime totals, kept in the transaction of each final transition: pruning history
-    # does not shrink them.
-    totals = select(run_counts.c.schedule_id, run_counts.c.state, run_counts.c.total).where(
-        run_counts.c.schedule_id.in_(wanted), run_counts.c.total > 0
-    )
-    for schedule_id, state, total in db.execute(totals):
-        found[schedule_id].counts[state] = total
-    succeeded = (
-        select(runs.c.schedule_id, func.max(runs.c.finished_at))
-        .where(runs.c.schedule_id.in_(wanted), runs.c.state == RunState.SUCCEEDED.value)
-        .group_by(runs.c.schedule_id)
-    )
-    for schedule_id, finished in db.execute(succeeded):
-        found[schedule_id].last_success = finished
-    for schedule_id, held in planning.held_runs(db, wanted, now=now).items():
-        found[schedule_id].held = held
-
-
-def _observation(row: Any) -> Observation:
+def _observation(row: StoredStatus) -> Observation:
     return Observation(
         id=row.id,
         namespace=row.namespace,
@@ -172,6 +126,12 @@ def _observation(row: Any) -> Observation:
         next_run_times=_upcoming(row),
         last_scheduled_at=row.last_scheduled_at,
         updated_at=row.updated_at,
+        last_success=row.last_success,
+        last_run=row.recent[0] if row.recent else None,
+        recent=row.recent,
+        active=row.active,
+        counts=row.counts,
+        held=row.held,
     )
 
 
@@ -179,7 +139,7 @@ def _observation(row: Any) -> Observation:
 _RECURRENCES = Recurrences()
 
 
-def _upcoming(row: Any) -> list[datetime]:
+def _upcoming(row: StoredStatus) -> list[datetime]:
     if row.suspended or row.next_run_at is None or row.deleted_at is not None:
         return []
     _, recurrence = _RECURRENCES.of(

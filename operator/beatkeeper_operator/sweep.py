@@ -18,8 +18,7 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine
-
+from beatkeeper.store import Engine
 from beatkeeper.store.schedules import LiveSchedule, delete_schedule, live_schedules
 from beatkeeper_operator import kube
 from beatkeeper_operator.runtime import Runtime

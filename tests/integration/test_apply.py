@@ -17,7 +17,7 @@ from beatkeeper.problems import SpecError
 from beatkeeper.spec import ScheduleManifest, validate_manifest
 from beatkeeper.states import RunState
 from beatkeeper.store.models import runs, schedules
-from beatkeeper.store.schedules import apply_schedule, delete_schedule
+from beatkeeper.store.schedules import RefusedByDatabaseError, apply_schedule, delete_schedule
 
 NOW = datetime(2026, 11, 22, 12, 0, 30, tzinfo=UTC)
 UID = "0d9e8a52-5f3c-4a51-8f0e-2b1f5d6c7a10"
@@ -45,6 +45,17 @@ def row(engine: Engine, uid: str | uuid.UUID = UID) -> Any:
 def apply(engine: Engine, m: ScheduleManifest, now: datetime = NOW) -> Any:
     with engine.begin() as db:
         return apply_schedule(db, m, now=now)
+
+
+def test_a_value_postgresql_refuses_is_a_spec_error_and_changes_nothing(db: Engine) -> None:
+    valid = manifest(name="refused", args=["ok"])
+    # Validation refuses a NUL; past it, PostgreSQL's JSONB refuses it too.
+    refused = valid.model_copy(update={"spec": valid.spec.model_copy(update={"args": ["a\0b"]})})
+    with pytest.raises(RefusedByDatabaseError, match=r"^the database refused the spec: "):
+        apply(db, refused)
+    with db.connect() as connection:
+        found = connection.execute(select(schedules.c.id).where(schedules.c.name == "refused"))
+        assert found.first() is None
 
 
 def test_create_plans_next_occurrence_after_now(db: Engine) -> None:

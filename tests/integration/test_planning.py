@@ -31,7 +31,7 @@ from beatkeeper.policy import load_policy
 from beatkeeper.settings import Settings
 from beatkeeper.spec import validate_manifest
 from beatkeeper.states import RunState
-from beatkeeper.store import history, planning, transition
+from beatkeeper.store import planning, requests, transition
 from beatkeeper.store.models import runs, schedules
 from beatkeeper.store.schedules import apply_schedule, delete_schedule
 
@@ -504,7 +504,7 @@ def test_a_replay_the_policy_now_forbids_is_recorded_cancelled_and_never_publish
         assert transition(db, run.id, S.RUNNING, now=T0 + MINUTE)
         assert transition(db, run.id, S.FAILED, now=T0 + MINUTE, error="boom")
         # Replayed where nobody checked the policy (a CLI without the file).
-        replayed = history.replay(db, run.id, now=T0 + 2 * MINUTE).run_id
+        replayed = requests.replay(db, run.id, now=T0 + 2 * MINUTE).run_id
     path = tmp_path / "policy.yaml"
     path.write_text('namespaces:\n  team: {tasks: ["reports.*"]}\n')
     beat.clock.now = T0 + 2 * MINUTE + timedelta(seconds=1)

@@ -19,7 +19,7 @@ from test_rate_limit import at_most
 
 from beatkeeper.spec import validate_manifest
 from beatkeeper.states import RunState
-from beatkeeper.store import history
+from beatkeeper.store import lookups, requests
 from beatkeeper.store.models import rate_sends
 from beatkeeper.store.schedules import apply_schedule
 
@@ -69,9 +69,9 @@ def test_a_burst_on_one_platform_never_exceeds_its_budget(beat: Beat) -> None:
         now += MINUTE
         if now == T0 + 20 * MINUTE:  # someone triggers the x token check ten times
             with beat.engine.begin() as db:
-                token_check = history.find_schedule(db, "default", "publishing-check-token-x")
+                token_check = lookups.find_schedule(db, "default", "publishing-check-token-x")
                 for _ in range(10):
-                    history.trigger(db, token_check, now=now)
+                    requests.trigger(db, token_check, now=now)
         beat.tick_at(now)
 
     sent = sends(beat)
@@ -100,4 +100,4 @@ def test_a_burst_on_one_platform_never_exceeds_its_budget(beat: Beat) -> None:
 
 def _id(beat: Beat, name: str) -> object:
     with beat.engine.begin() as db:
-        return history.find_schedule(db, "default", name).id
+        return lookups.find_schedule(db, "default", name).id

@@ -11,7 +11,7 @@ from sqlalchemy import Engine, insert, select, update
 
 from beatkeeper.spec import validate_manifest
 from beatkeeper.states import RunState
-from beatkeeper.store import history
+from beatkeeper.store import lookups, requests
 from beatkeeper.store.models import runs, schedules
 from beatkeeper.store.schedules import apply_schedule
 
@@ -19,7 +19,7 @@ NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)
 S = RunState
 
 
-def nightly(engine: Engine) -> history.ScheduleRef:
+def nightly(engine: Engine) -> lookups.ScheduleRef:
     document = {
         "apiVersion": "beatkeeper.io/v1alpha1",
         "kind": "Schedule",
@@ -28,10 +28,10 @@ def nightly(engine: Engine) -> history.ScheduleRef:
     }
     with engine.begin() as db:
         apply_schedule(db, validate_manifest(document, now=NOW).manifest, now=NOW)
-        return history.find_schedule(db, "billing", "nightly")
+        return lookups.find_schedule(db, "billing", "nightly")
 
 
-def add_run(engine: Engine, schedule: history.ScheduleRef, hour: int, state: RunState) -> Any:
+def add_run(engine: Engine, schedule: lookups.ScheduleRef, hour: int, state: RunState) -> Any:
     planned = NOW - timedelta(hours=hour)
     with engine.begin() as db:
         return db.execute(
@@ -56,8 +56,8 @@ def state_of(engine: Engine, run_id: uuid.UUID) -> str:
 def test_cancel_waiting_runs_once(db: Engine, state: RunState) -> None:
     run_id = add_run(db, nightly(db), 1, state)
     with db.begin() as connection:
-        assert history.cancel(connection, run_id, now=NOW, reason="asked") is True
-        assert history.cancel(connection, run_id, now=NOW, reason="asked") is False
+        assert requests.cancel(connection, run_id, now=NOW, reason="asked") is True
+        assert requests.cancel(connection, run_id, now=NOW, reason="asked") is False
     assert state_of(db, run_id) == "cancelled"
 
 
@@ -67,21 +67,21 @@ def test_cancel_waiting_runs_once(db: Engine, state: RunState) -> None:
 )
 def test_cancel_refuses_running_and_finished_runs(db: Engine, state: RunState, says: str) -> None:
     run_id = add_run(db, nightly(db), 1, state)
-    with db.begin() as connection, pytest.raises(history.RefusedError, match=says):
-        history.cancel(connection, run_id, now=NOW, reason="asked")
+    with db.begin() as connection, pytest.raises(lookups.RefusedError, match=says):
+        requests.cancel(connection, run_id, now=NOW, reason="asked")
     assert state_of(db, run_id) == state
 
 
 def test_resume_lifts_only_a_pause(db: Engine) -> None:
     schedule = nightly(db)
     with db.begin() as connection:
-        assert history.resume(connection, schedule, now=NOW) is None
+        assert requests.resume(connection, schedule, now=NOW) is None
         connection.execute(
             update(schedules)
             .where(schedules.c.id == schedule.id)
             .values(suspended=True, paused_reason="3 failures", consecutive_failures=3)
         )
-        assert history.resume(connection, schedule, now=NOW) == "3 failures"
+        assert requests.resume(connection, schedule, now=NOW) == "3 failures"
         row = connection.execute(select(schedules).where(schedules.c.id == schedule.id)).one()
     assert (row.suspended, row.paused_reason, row.consecutive_failures) == (False, None, 0)
 
@@ -90,17 +90,17 @@ def test_replay_once_per_token(db: Engine) -> None:
     schedule = nightly(db)
     dead = add_run(db, schedule, 1, S.DEAD)
     with db.begin() as connection:
-        first = history.replay_once(connection, dead, token="t1", now=NOW)
+        first = requests.replay_once(connection, dead, token="t1", now=NOW)
         assert first is not None
-        assert history.replay_once(connection, dead, token="t1", now=NOW) is None
-        assert history.replay_once(connection, dead, token="t2", now=NOW) is not None
+        assert requests.replay_once(connection, dead, token="t1", now=NOW) is None
+        assert requests.replay_once(connection, dead, token="t2", now=NOW) is not None
 
 
 def test_run_prefix_within_one_schedule(db: Engine) -> None:
     schedule = nightly(db)
     run_id = add_run(db, schedule, 1, S.DEAD)
     with db.connect() as connection:
-        found = history.find_run_id(connection, str(run_id)[:8], schedule_id=schedule.id)
+        found = lookups.find_run_id(connection, str(run_id)[:8], schedule_id=schedule.id)
         assert found == run_id
-        with pytest.raises(history.NotFoundError):
-            history.find_run_id(connection, str(run_id), schedule_id=uuid.uuid4())
+        with pytest.raises(lookups.NotFoundError):
+            lookups.find_run_id(connection, str(run_id), schedule_id=uuid.uuid4())

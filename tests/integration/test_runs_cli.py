@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import Engine, insert, select, update
 
 from beatkeeper.settings import Settings
-from beatkeeper.spec import validate_manifest
+from beatkeeper.spec import API_VERSION, KIND, validate_manifest
 from beatkeeper.states import RunState
 from beatkeeper.store.models import runs, schedules
 from beatkeeper.store.schedules import Applied, apply_schedule
@@ -36,11 +36,13 @@ def cli(
     return beatkeeper_cli
 
 
-def schedule(engine: Engine, name: str = "nightly", **spec: Any) -> Applied:
+def schedule(
+    engine: Engine, name: str = "nightly", namespace: str = "billing", **spec: Any
+) -> Applied:
     document = {
-        "apiVersion": "beatkeeper.io/v1alpha1",
-        "kind": "Schedule",
-        "metadata": {"name": name, "namespace": "billing"},
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "metadata": {"name": name, "namespace": namespace},
         "spec": {"task": "billing.invoice", "cron": "0 2 * * *", **spec},
     }
     manifest = validate_manifest(document, now=NOW).manifest
@@ -199,7 +201,19 @@ def test_trigger_unknown_schedule_is_one_clear_line(cli: Any) -> None:
         1,
         "beatkeeper: error: no schedule billing/missing",
     )
-    assert cli("trigger", "no-slash").code == 2
+    assert cli("trigger", "billing/").code == 2
+    assert cli("trigger", "a/b/c").code == 2
+
+
+def test_a_bare_name_means_the_default_namespace_for_every_command(cli: Any, db: Engine) -> None:
+    applied = schedule(db, namespace="default")
+    assert cli("trigger", "nightly").code == 0
+    [run] = all_runs(db)
+    assert run.schedule_id == applied.id
+    listed = cli("runs", "nightly", "-o", "json")
+    assert [entry["id"] for entry in json.loads(listed.out)] == [str(run.id)]
+    assert cli("backfill", "nightly", "--from", "2026-01-01", "--to", "2026-01-01T03:00").code == 0
+    assert cli("delete", "nightly").out.strip() == "default/nightly deleted"
 
 
 # -- backfill ---------------------------------------------------------------------------------

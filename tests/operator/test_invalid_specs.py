@@ -9,9 +9,9 @@ import pytest
 from beatkeeper_operator import reconcile
 from harness import create, eventually, manifest, ready
 from sqlalchemy import Engine
-from sqlalchemy.exc import DataError
 
 from beatkeeper.policy import Policy
+from beatkeeper.store.schedules import RefusedByDatabaseError
 
 
 def nested(depth: int) -> object:
@@ -47,7 +47,7 @@ def test_a_value_the_database_refuses_on_apply_is_invalid_not_retried(
     db: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def refuse(*_: object, **__: object) -> None:
-        raise DataError("INSERT ...", {}, Exception("value too long for type\nDETAIL: x"))
+        raise RefusedByDatabaseError("value too long for type")
 
     monkeypatch.setattr(reconcile, "apply_schedule", refuse)
     outcome = reconcile.reconcile(db, manifest("refused"), policy=Policy(), now=datetime.now(UTC))

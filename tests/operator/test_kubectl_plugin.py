@@ -20,7 +20,7 @@ from beatkeeper_operator.plugin import commands, main
 from harness import create, current, events, eventually, manifest, merge_patch, ready
 from sqlalchemy import Engine, select, update
 
-from beatkeeper.store import history
+from beatkeeper.store import backfills, requests
 from beatkeeper.store.models import runs, schedules
 
 
@@ -71,12 +71,12 @@ async def scheduled(cluster: Any, name: str, **spec: Any) -> uuid.UUID:
 
 
 def test_backfill_cap_matches_the_store():
-    assert commands.MAX_BACKFILL == history.MAX_BACKFILL
+    assert commands.MAX_BACKFILL == backfills.MAX_BACKFILL
 
 
 def test_trigger_run_id_matches_the_store():
     schedule = uuid.uuid4()
-    assert commands.trigger_run_id(schedule, "t1") == history.token_run_id(schedule, "t1")
+    assert commands.trigger_run_id(schedule, "t1") == requests.token_run_id(schedule, "t1")
 
 
 async def test_trigger_plans_one_run(cluster, start_operator, db, kubeconfig, capsys):

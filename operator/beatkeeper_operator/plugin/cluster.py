@@ -18,9 +18,10 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
+from beatkeeper.spec.model import GROUP, PLURAL, VERSION
+
 __all__ = ["GROUP", "PLURAL", "VERSION", "Cluster", "ClusterError", "connect"]
 
-GROUP, VERSION, PLURAL = "beatkeeper.io", "v1alpha1", "schedules"
 RESOURCE = f"{PLURAL}.{GROUP}"
 _IN_CLUSTER_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 

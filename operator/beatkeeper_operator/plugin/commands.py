@@ -27,7 +27,7 @@ from beatkeeper_operator.plugin.cluster import Cluster
 
 __all__ = ["COMMANDS", "UsageError", "new_token"]
 
-MAX_BACKFILL = 1000  # beatkeeper.store.history.MAX_BACKFILL (a test pins them equal)
+MAX_BACKFILL = 1000  # beatkeeper.store.backfills.MAX_BACKFILL (a test pins them equal)
 
 
 class UsageError(ValueError):
@@ -57,7 +57,7 @@ def trigger(cluster: Cluster, namespace: str, name: str, _options: Any) -> str:
 
 
 def trigger_run_id(schedule_uid: uuid.UUID, token: str) -> uuid.UUID:
-    """The id of the run a trigger token plans: ``beatkeeper.store.history.token_run_id``."""
+    """The id of the run a trigger token plans: ``beatkeeper.store.requests.token_run_id``."""
     return uuid.uuid5(schedule_uid, f"trigger/{token}")
 
 

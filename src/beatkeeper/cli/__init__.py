@@ -12,7 +12,7 @@ import sys
 import click
 
 from beatkeeper import __version__
-from beatkeeper.cli import crd, dev, operator, preview, runs, store, validate
+from beatkeeper.cli import crd, dev, operator, preview, runs, smoke, store, trigger, validate
 from beatkeeper.cli.output import UserError, fail
 
 
@@ -39,9 +39,9 @@ for command in (
     dev.dev,
     operator.operator,
     runs.runs,
-    runs.trigger,
-    runs.backfill,
-    runs.smoke,
+    trigger.trigger,
+    trigger.backfill,
+    smoke.smoke,
 ):
     cli.add_command(command)
 

@@ -21,7 +21,14 @@ from rich.table import Table
 from beatkeeper.cli.output import EXIT_USAGE, OUTPUT, UserError, stdout, warn
 from beatkeeper.manifests import check_paths
 from beatkeeper.problems import SpecError
-from beatkeeper.spec import Validated, recurrence_of, to_instant, validate_manifest
+from beatkeeper.spec import (
+    API_VERSION,
+    KIND,
+    Validated,
+    recurrence_of,
+    to_instant,
+    validate_manifest,
+)
 from beatkeeper.spec.types import parse_time
 
 _FLAGS = {
@@ -138,8 +145,8 @@ def _from_flags(options: dict[str, Any], now: datetime) -> Validated:
         if options[flag]:
             spec[key] = options[flag]
     document = {
-        "apiVersion": "beatkeeper.io/v1alpha1",
-        "kind": "Schedule",
+        "apiVersion": API_VERSION,
+        "kind": KIND,
         "metadata": {"name": "preview"},
         "spec": spec,
     }

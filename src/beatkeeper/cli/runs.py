@@ -1,50 +1,35 @@
-"""Commands about runs: `runs` (list, `runs replay ID`), `trigger`, `backfill` and `smoke`.
+"""`beatkeeper runs`: list runs (``beatkeeper.store.lookups``), or replay a dead one.
 
-Listing reads the runs table; the other commands only insert ``planned`` runs (through
-``beatkeeper.store.history``) and leave publishing to Beat, so a run made by hand goes
-through exactly the path a scheduled one does. `smoke` checks that whole path end to end:
-it applies a throwaway Schedule of ``beatkeeper.noop``, waits for a run of it to succeed
-and deletes the Schedule again, whatever happened (the Helm chart's test pod runs it).
+A replay only inserts a ``planned`` run (``beatkeeper.store.requests``) and leaves
+publishing to Beat, so a run made by hand goes through exactly the path a scheduled one
+does. The helpers the other run commands share (`trigger`, `backfill`, `smoke`) live here
+too: the policy check, store refusals as one line, and durations as people read them.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import secrets
-import sys
-import time
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
-from zoneinfo import ZoneInfo
 
 import click
-from rich.progress import Progress
 from rich.table import Table
 from rich.text import Text
-from sqlalchemy import Engine
 
 from beatkeeper.cli.output import EXIT_USAGE, OUTPUT, UserError, stderr, stdout
-from beatkeeper.cli.store import database, tenancy_policy
+from beatkeeper.cli.store import database, schedule_name, tenancy_policy
 from beatkeeper.durations import DURATION_PATTERN, parse_duration
-from beatkeeper.spec import to_instant, validate_manifest
 from beatkeeper.spec.types import parse_time
-from beatkeeper.states import FINAL, RunState
-from beatkeeper.store import history
-from beatkeeper.store.schedules import apply_schedule, delete_schedule
+from beatkeeper.states import RunState
+from beatkeeper.store import lookups, requests
 
-__all__ = ["backfill", "runs", "smoke", "trigger"]
+__all__ = ["allowed", "asked", "runs", "span"]
 
-NOOP_TASK = "beatkeeper.noop"  # registered by beatkeeper_worker.tasks
-#: A backfill of more new runs than this asks first (or needs --yes).
-CONFIRM_ABOVE = 10
 #: The fewest hex digits of a run id `runs replay` accepts (as git's short hashes).
 MIN_ID_PREFIX = 8
 _ID_PREFIX = re.compile(r"[0-9a-f]{8}(-?[0-9a-f]+)*-?")
-_BATCH = 1000
 _T = TypeVar("_T")
 
 
@@ -112,10 +97,10 @@ def list_runs(
       beatkeeper runs list --since 2026-03-01T00:00Z -o json
     """
     now = datetime.now(UTC)
-    namespace, name = _split(schedule) if schedule else (None, None)
+    namespace, name = schedule_name(schedule) if schedule else (None, None)
     after = _since(since, now) if since else None
     with database() as engine, engine.connect() as db:
-        found = history.list_runs(
+        found = lookups.list_runs(
             db,
             namespace=namespace,
             name=name,
@@ -123,7 +108,7 @@ def list_runs(
             since=after,
             limit=limit + 1,  # one more than shown tells whether the limit cut the list
         )
-        if not found and namespace and name and not history.ever_existed(db, namespace, name):
+        if not found and namespace and name and not lookups.ever_existed(db, namespace, name):
             raise UserError(f"no schedule {namespace}/{name} (live or deleted)")
     if len(found) > limit:
         found = found[:limit]
@@ -155,9 +140,9 @@ def replay(run_id: str) -> None:
     """
     prefix = _id_prefix(run_id)
     with database() as engine, engine.begin() as db:
-        old = _asked(lambda: history.find_run_id(db, prefix))
-        new = _asked(lambda: history.replay(db, old, now=datetime.now(UTC)))
-        _allowed(new.schedule)  # the rollback undoes the replay
+        old = asked(lambda: lookups.find_run_id(db, prefix))
+        new = asked(lambda: requests.replay(db, old, now=datetime.now(UTC)))
+        allowed(new.schedule)  # the rollback undoes the replay
     schedule = new.schedule
     click.echo(
         f"run {new.run_id} planned, due now (replay of {old}, as {schedule.key}'s current "
@@ -165,175 +150,11 @@ def replay(run_id: str) -> None:
     )
 
 
-def _allowed(schedule: history.ScheduleRef) -> None:
+def allowed(schedule: lookups.ScheduleRef) -> None:
     """A run the tenancy policy forbids is not planned (Beat and workers refuse it anyway)."""
     forbidden = tenancy_policy().forbids(namespace=schedule.namespace, task=schedule.task)
     if forbidden is not None:
         raise UserError(f"{schedule.key}: {forbidden}; nothing planned")
-
-
-@click.command("trigger")
-@click.argument("schedule", metavar="NAMESPACE/NAME")
-def trigger(schedule: str) -> None:
-    """Run a schedule now, once, besides its regular runs (origin manual).
-
-    \b
-    Examples:
-      beatkeeper trigger billing/nightly-invoices
-      beatkeeper trigger default/events-complete-ended && beatkeeper runs --since 5m
-    """
-    namespace, name = _split(schedule)
-    with database() as engine, engine.begin() as db:
-        found = _asked(lambda: history.find_schedule(db, namespace, name))
-        _allowed(found)
-        run_id = history.trigger(db, found, now=datetime.now(UTC))
-    click.echo(f"run {run_id} of {found.key} planned, due now")
-
-
-@click.command("backfill")
-@click.argument("schedule", metavar="NAMESPACE/NAME")
-@click.option("--from", "start", required=True, help="RFC 3339, or a local time in the zone.")
-@click.option("--to", "end", required=True, help="RFC 3339, or a local time in the zone.")
-@click.option("--dry-run", is_flag=True, help="List the occurrences; plan nothing.")
-@click.option(
-    "--yes", "-y", is_flag=True, help=f"Plan more than {CONFIRM_ABOVE} runs without asking."
-)
-def backfill(schedule: str, start: str, end: str, dry_run: bool, yes: bool) -> None:
-    """Plan a run for every occurrence between --from and --to (both included).
-
-    Occurrences that already have a run are left alone, so a backfill can be repeated.
-    Local times without an offset are read in the schedule's time zone. A window
-    holds at most 1,000 occurrences. Past occurrences are due at once: their
-    startingDeadline and expires count from the backfill, not from their planned
-    time. More than 10 new runs are planned only after a confirmation (or --yes).
-
-    \b
-    Examples:
-      beatkeeper backfill billing/nightly --from 2026-03-01 --to 2026-03-31T23:59 --dry-run
-      beatkeeper backfill billing/nightly --from 2026-03-01 --to 2026-03-31T23:59 --yes
-    """
-    namespace, name = _split(schedule)
-    with database() as engine:
-        with engine.connect() as db:
-            found = _asked(lambda: history.find_schedule(db, namespace, name))
-            _allowed(found)
-            zone = ZoneInfo(found.spec.time_zone)
-            window = (_instant(start, zone, "--from"), _instant(end, zone, "--to"))
-            limit = history.MAX_BACKFILL
-            planned = _asked(lambda: history.occurrences_between(found, *window, limit=limit))
-            existing = history.already_planned(db, found, planned)
-        if dry_run:
-            _list_occurrences(found, planned, existing, zone)
-            return
-        _confirm(found, [moment for moment in planned if moment not in existing], yes=yes)
-        new = _plan_backfill(engine, found, planned)
-    click.echo(
-        f"{found.key}: {len(planned)} occurrence(s) in the window, {new} run(s) planned, "
-        f"{len(planned) - new} already had one"
-    )
-
-
-def _plan_backfill(engine: Engine, found: history.ScheduleRef, planned: list[datetime]) -> int:
-    new = 0
-    with Progress(console=stderr, transient=True) as progress:
-        bar = progress.add_task(f"planning {found.key}", total=len(planned))
-        for first in range(0, len(planned), _BATCH):
-            batch = planned[first : first + _BATCH]
-            with engine.begin() as db:
-                new += history.backfill(db, found, batch, now=datetime.now(UTC))
-            progress.advance(bar, len(batch))
-    return new
-
-
-def _list_occurrences(
-    found: history.ScheduleRef, planned: list[datetime], existing: set[datetime], zone: ZoneInfo
-) -> None:
-    for moment in planned:
-        local = moment.astimezone(zone).isoformat()
-        click.echo(f"{local}  {'already has a run' if moment in existing else 'would be planned'}")
-    click.echo(
-        f"dry run: {found.key}: {len(planned)} occurrence(s) in the window, "
-        f"{len(planned) - len(existing)} would be planned, {len(existing)} already have one"
-    )
-
-
-def _confirm(found: history.ScheduleRef, new: list[datetime], *, yes: bool) -> None:
-    """Ask before planning many runs: past ones all start at once."""
-    if yes or len(new) <= CONFIRM_ABOVE:
-        return
-    now = datetime.now(UTC)
-    at_once = sum(1 for moment in new if moment <= now)
-    what = f"{len(new)} new run(s) of {found.key}, {at_once} of them due now"
-    if not sys.stdin.isatty():
-        raise UserError(f"{what}: check them with --dry-run, then pass --yes to plan them")
-    if not click.confirm(f"plan {what}?", default=False, err=True):
-        raise UserError("nothing planned")
-
-
-@click.command("smoke")
-@click.option("--timeout", default=180, show_default=True, type=click.IntRange(1), help="Seconds.")
-@click.option(
-    "--namespace", default="default", show_default=True, help="Of the throwaway Schedule."
-)
-def smoke(timeout: int, namespace: str) -> None:
-    """Check Beat, the broker and a worker end to end with a beatkeeper.noop run.
-
-    Applies a throwaway Schedule, waits until a run of it succeeded, deletes it.
-    Exit 0 on success, 1 with what got stuck otherwise.
-
-    \b
-    Examples:
-      beatkeeper smoke
-      beatkeeper smoke --timeout 60 --namespace ops
-    """
-    name = f"beatkeeper-smoke-{secrets.token_hex(4)}"
-    with database() as engine, _throwaway(engine, namespace, name) as schedule_id:
-        run = _succeeded_run(engine, schedule_id, timeout=timeout)
-    lag = _span(run.started_at - run.planned_at) if run.started_at else "?"
-    click.echo(f"smoke test passed: run {run.id} of {namespace}/{name} succeeded, {lag} late")
-
-
-def _succeeded_run(engine: Engine, schedule_id: uuid.UUID, *, timeout: int) -> history.RunView:
-    deadline = time.monotonic() + timeout
-    while True:
-        with engine.connect() as db:
-            run = history.latest_run(db, schedule_id)
-        if run is not None and run.state == RunState.SUCCEEDED:
-            return run
-        if run is not None and run.state in FINAL:
-            raise UserError(f"smoke run {run.id} ended {run.state}: {run.error or 'no error'}")
-        if time.monotonic() > deadline:
-            raise UserError(f"smoke test timed out after {timeout}s: {_stuck(run)}")
-        time.sleep(0.2)  # nothing to subscribe to: a worker writes the run row
-
-
-@contextmanager
-def _throwaway(engine: Engine, namespace: str, name: str) -> Iterator[uuid.UUID]:
-    now = datetime.now(UTC)
-    document = {
-        "apiVersion": "beatkeeper.io/v1alpha1",
-        "kind": "Schedule",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {"task": NOOP_TASK, "at": (now + timedelta(seconds=1)).isoformat()},
-    }
-    manifest = validate_manifest(document, now=now).manifest
-    with engine.begin() as db:
-        applied = apply_schedule(db, manifest, now=now)
-    try:
-        yield applied.id
-    finally:
-        with engine.begin() as db:
-            delete_schedule(db, uid=applied.id, now=datetime.now(UTC))
-
-
-def _stuck(run: history.RunView | None) -> str:
-    if run is None:
-        return "no run was planned: is Beat running against this database?"
-    if run.state == RunState.PLANNED:
-        return f"run {run.id} was never published: is Beat connected to the broker?"
-    if run.state == RunState.ENQUEUED:
-        return f"run {run.id} was published but no worker started it: is one consuming its queue?"
-    return f"run {run.id} is still {run.state}"
 
 
 def _id_prefix(text: str) -> str:
@@ -348,18 +169,12 @@ def _id_prefix(text: str) -> str:
     return cleaned
 
 
-def _asked(action: Callable[[], _T]) -> _T:
+def asked(action: Callable[[], _T]) -> _T:
+    """``action()``, a store's refusal (no such schedule or run, ...) as a ``UserError``."""
     try:
         return action()
-    except (history.NotFoundError, history.RefusedError) as exc:
+    except (lookups.NotFoundError, lookups.RefusedError) as exc:
         raise UserError(str(exc)) from None
-
-
-def _split(text: str) -> tuple[str, str]:
-    namespace, slash, name = text.partition("/")
-    if not slash or not namespace or not name:
-        raise UserError(f"{text!r}: write NAMESPACE/NAME", code=EXIT_USAGE)
-    return namespace, name
 
 
 def _since(text: str, now: datetime) -> datetime:
@@ -377,14 +192,7 @@ def _since(text: str, now: datetime) -> datetime:
     return value
 
 
-def _instant(text: str, zone: ZoneInfo, flag: str) -> datetime:
-    try:
-        return to_instant(parse_time(text), zone)
-    except ValueError as exc:
-        raise UserError(f"{flag}: {exc}", code=EXIT_USAGE) from None
-
-
-def _json(run: history.RunView) -> dict[str, Any]:
+def _json(run: lookups.RunView) -> dict[str, Any]:
     def when(value: datetime | None) -> str | None:
         return None if value is None else value.isoformat()
 
@@ -407,7 +215,7 @@ def _json(run: history.RunView) -> dict[str, Any]:
     }
 
 
-def _table(found: list[history.RunView], *, with_schedule: bool) -> None:
+def _table(found: list[lookups.RunView], *, with_schedule: bool) -> None:
     if not found:
         click.echo("no runs")
         return
@@ -426,7 +234,7 @@ def _table(found: list[history.RunView], *, with_schedule: bool) -> None:
     stdout.print(table, soft_wrap=False)  # fit the width: the console soft-wraps otherwise
 
 
-def _row(run: history.RunView, *, with_schedule: bool) -> list[str]:
+def _row(run: lookups.RunView, *, with_schedule: bool) -> list[str]:
     lag = run.started_at - run.due_at if run.started_at else None
     took = run.finished_at - run.started_at if run.finished_at and run.started_at else None
     return [
@@ -436,15 +244,16 @@ def _row(run: history.RunView, *, with_schedule: bool) -> list[str]:
         run.state,
         run.origin,
         f"{run.attempt}/{run.max_attempts}",
-        _span(lag) if lag is not None else "",
-        _span(took) if took is not None else "",
+        span(lag) if lag is not None else "",
+        span(took) if took is not None else "",
         # A run that succeeded in the end keeps an earlier attempt's error for the record
         # (JSON output), but showing it beside "succeeded" reads as a failure.
         "" if run.state == RunState.SUCCEEDED else _first_line(run.error),
     ]
 
 
-def _span(value: timedelta) -> str:
+def span(value: timedelta) -> str:
+    """A duration as people read it: 850ms, 2.50s, 3m05s, 1h02m."""
     seconds = value.total_seconds()
     if abs(seconds) < 1:
         return f"{seconds * 1000:.0f}ms"

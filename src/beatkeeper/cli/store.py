@@ -15,8 +15,6 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 
 import click
-from sqlalchemy import Engine
-from sqlalchemy.exc import OperationalError
 
 from beatkeeper.cli.output import EXIT_USAGE, UserError, stderr
 from beatkeeper.cli.validate import PATHS, report
@@ -25,7 +23,8 @@ from beatkeeper.manifests import Checked, check_paths
 from beatkeeper.policy import Policy, PolicyError, load_policy
 from beatkeeper.problems import SpecError
 from beatkeeper.settings import Settings, SettingsError, mask_url
-from beatkeeper.store.engine import DatabaseUnavailable, make_engine
+from beatkeeper.spec import split_name
+from beatkeeper.store import DatabaseUnavailable, Engine, make_engine
 from beatkeeper.store.schedules import apply_schedule, delete_schedule
 
 
@@ -52,8 +51,6 @@ def database(*, migrated: bool = True) -> Iterator[Engine]:
         raise UserError(str(exc)) from None
     except DatabaseUnavailable as exc:
         raise UserError(str(exc)) from None
-    except OperationalError as exc:
-        raise UserError(f"database error: {' '.join(str(exc.orig).split())}") from None
 
 
 def _require_current_schema(engine: Engine, settings: Settings) -> None:
@@ -134,7 +131,7 @@ def delete(paths: tuple[str, ...], names: tuple[str, ...]) -> None:
       beatkeeper delete -f schedule.yaml
       beatkeeper delete billing/nightly-invoices
     """
-    targets = [_split(n) for n in names]
+    targets = [schedule_name(n) for n in names]
     if paths:
         checked = check_paths(paths, now=datetime.now(UTC))
         report(checked)
@@ -158,13 +155,12 @@ def delete(paths: tuple[str, ...], names: tuple[str, ...]) -> None:
         raise UserError(f"no live schedule {', '.join(missing)}: nothing to delete")
 
 
-def _split(text: str) -> tuple[str, str]:
-    namespace, slash, name = text.partition("/")
-    if not slash:
-        return "default", text
-    if not namespace or not name:
-        raise UserError(f"{text!r}: write NAMESPACE/NAME", code=EXIT_USAGE)
-    return namespace, name
+def schedule_name(text: str) -> tuple[str, str]:
+    """``(namespace, name)`` of a NAMESPACE/NAME (or NAME) argument; a usage error if not one."""
+    try:
+        return split_name(text)
+    except ValueError as exc:
+        raise UserError(str(exc), code=EXIT_USAGE) from None
 
 
 @click.command("migrate")
@@ -206,6 +202,6 @@ def _revision_or_reason(engine: Engine) -> str:
 
     try:
         current = migrations.current_revision(engine)
-    except (DatabaseUnavailable, OperationalError) as error:
+    except DatabaseUnavailable as error:
         return f"database not reachable yet ({' '.join(str(error).split())[:200]})"
     return current or "not migrated yet"

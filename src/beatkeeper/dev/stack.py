@@ -20,13 +20,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import Engine, text
-
 from beatkeeper.dev import lock, login, servers, sync
 from beatkeeper.dev.processes import Supervisor
 from beatkeeper.policy import Policy, PolicyError, load_policy
 from beatkeeper.settings import Settings, mask_url
-from beatkeeper.store.engine import make_engine
+from beatkeeper.store import Engine, lookups, make_engine
 from beatkeeper.store.schedules import Applied
 
 FLOWER_READY_SECONDS = 60.0
@@ -164,10 +162,9 @@ def _supervise(
 
 def _queues(engine: Engine) -> list[str]:
     """Celery's default queue and every queue a live schedule routes to."""
-    query = text("SELECT DISTINCT queue FROM schedules WHERE deleted_at IS NULL AND queue <> ''")
-    with engine.connect() as conn:
-        named = {str(queue) for queue in conn.execute(query).scalars() if queue}
-    return sorted(named | {DEFAULT_QUEUE})
+    with engine.connect() as db:
+        named = lookups.live_queues(db)
+    return sorted({*named, DEFAULT_QUEUE})
 
 
 def _wait_for_flower(url: str, supervisor: Supervisor, stop: threading.Event) -> bool:

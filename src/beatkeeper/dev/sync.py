@@ -24,13 +24,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import Engine
-
 from beatkeeper.manifests import check_paths
 from beatkeeper.policy import ALLOW_ALL, Policy
 from beatkeeper.problems import Problem, SpecError
 from beatkeeper.spec import ScheduleManifest
-from beatkeeper.store.schedules import Applied, apply_schedule, delete_schedule
+from beatkeeper.store import Engine
+from beatkeeper.store.schedules import Applied, apply_alone, delete_schedule
 
 OWNED_FILE = "owned.json"
 Name = tuple[str, str]
@@ -73,8 +72,8 @@ class Folder:
             for document, validated in checked.valid:
                 try:
                     self._check_policy(validated.manifest)
-                    with db.begin_nested():  # a refused manifest leaves the others applied
-                        applied = apply_schedule(db, validated.manifest, now=now)
+                    # A refused manifest leaves the others applied.
+                    applied = apply_alone(db, validated.manifest, now=now)
                 except SpecError as refused:  # e.g. a uid copied from another Schedule
                     outcome.problems += [(document.source, p) for p in refused.problems]
                     meta = validated.manifest.metadata

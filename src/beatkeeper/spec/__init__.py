@@ -6,7 +6,10 @@
 
 from beatkeeper.spec.model import (
     API_VERSION,
+    GROUP,
     KIND,
+    PLURAL,
+    VERSION,
     Backoff,
     Exclude,
     History,
@@ -15,15 +18,20 @@ from beatkeeper.spec.model import (
     ScheduleManifest,
     ScheduleSpec,
 )
+from beatkeeper.spec.names import DEFAULT_NAMESPACE, split_name
 from beatkeeper.spec.timing import recurrence_of, to_instant
 from beatkeeper.spec.validate import MAX_PAYLOAD_BYTES, Validated, validate_manifest
 from beatkeeper.spec.values import MAX_DEPTH
 
 __all__ = [
     "API_VERSION",
+    "DEFAULT_NAMESPACE",
+    "GROUP",
     "KIND",
     "MAX_DEPTH",
     "MAX_PAYLOAD_BYTES",
+    "PLURAL",
+    "VERSION",
     "Backoff",
     "Exclude",
     "History",
@@ -33,6 +41,7 @@ __all__ = [
     "ScheduleSpec",
     "Validated",
     "recurrence_of",
+    "split_name",
     "to_instant",
     "validate_manifest",
 ]

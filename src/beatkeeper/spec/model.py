@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from beatkeeper.spec.names import DEFAULT_NAMESPACE
 from beatkeeper.spec.types import (
     Duration,
     Instant,
@@ -26,6 +27,10 @@ from beatkeeper.spec.types import (
 )
 
 API_VERSION = "beatkeeper.io/v1alpha1"
+#: The API group and version of ``API_VERSION``, as Kubernetes clients ask for them.
+GROUP, VERSION = API_VERSION.split("/")
+#: The Schedule resource's plural, its name in API paths and RBAC rules.
+PLURAL = "schedules"
 KIND = "Schedule"
 TRIGGER_FIELDS = ("cron", "interval", "rrule", "at")
 #: Celery task names: dotted Python-like names, the colon and dash some projects use.
@@ -239,7 +244,7 @@ class Metadata(BaseModel):
 
     name: str = Field(min_length=1, max_length=253, pattern=NAME_PATTERN)
     namespace: str = Field(
-        default="default", min_length=1, max_length=63, pattern=NAMESPACE_PATTERN
+        default=DEFAULT_NAMESPACE, min_length=1, max_length=63, pattern=NAMESPACE_PATTERN
     )
     uid: str | None = Field(default=None, max_length=64)
     generation: int | None = Field(default=None, ge=0)

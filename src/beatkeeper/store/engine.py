@@ -22,8 +22,14 @@ rejects start-up options unless ``ignore_startup_parameters = options``; behind 
 the database role the settings instead: ``ALTER ROLE … SET search_path = beatkeeper`` and
 ``SET statement_timeout = '60s'``.)
 
-A server that cannot be reached surfaces as ``DatabaseUnavailable``, whose message names the
-URL with its password masked. This module must not hold queries or create tables.
+A database that cannot be reached, or that goes away under a live connection (the server
+restarted, the backend was terminated, the network dropped it), surfaces as
+``DatabaseUnavailable``, whose message names the URL with its password masked: the one
+type every component catches for "the database is down". The pool still discards the
+broken connection, so the next use reconnects; a failed pre-ping stays a disconnect, which
+the pool answers by reconnecting instead of raising. A statement cancelled by
+``statement_timeout``, a deadlock or a query error is not unavailability and keeps its own
+type. This module must not hold queries or create tables.
 """
 
 from __future__ import annotations
@@ -31,16 +37,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, make_url, text
+from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
 from sqlalchemy.engine import ExceptionContext
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 
-from beatkeeper.settings import Settings, mask_url
+from beatkeeper.settings import PREFIX, Settings, SettingsError, mask_url
 
 __all__ = [
     "CONNECT_TIMEOUT_SECONDS",
     "STATEMENT_TIMEOUT_SECONDS",
+    "Connection",
     "DatabaseUnavailable",
+    "Engine",
+    "check_database_url",
     "make_engine",
     "ping",
     "schema_of",
@@ -60,12 +69,28 @@ _SCHEMA_OPTION = "beatkeeper_schema"
 
 
 class DatabaseUnavailable(Exception):  # noqa: N818 (the name says what happened, like TimeoutError)
-    """PostgreSQL could not be connected to; ``url`` is safe to show (password masked)."""
+    """PostgreSQL cannot be reached, or was lost; ``url`` is safe to show (password masked).
 
-    def __init__(self, url: str, reason: str) -> None:
+    ``lost``: a connection that worked went away (the next use reconnects); otherwise no
+    connection could be made.
+    """
+
+    def __init__(self, url: str, reason: str, *, lost: bool = False) -> None:
         self.url = url
         self.reason = reason
-        super().__init__(f"cannot connect to PostgreSQL at {url}: {reason}")
+        self.lost = lost
+        what = "lost the connection to" if lost else "cannot connect to"
+        super().__init__(f"{what} PostgreSQL at {url}: {reason}")
+
+
+def check_database_url(url: str) -> None:
+    """``SettingsError`` unless ``make_engine`` can parse ``url`` (checked before connecting)."""
+    try:
+        make_url(url)
+    except (ArgumentError, ValueError) as exc:
+        raise SettingsError(
+            f"{PREFIX}DATABASE_URL is not a valid database URL: {mask_url(url)} ({exc})"
+        ) from None
 
 
 def make_engine(
@@ -103,7 +128,7 @@ def make_engine(
         execution_options={_SCHEMA_OPTION: settings.db_schema},
         **engine_options,
     )
-    event.listen(engine, "handle_error", _connect_failed(mask_url(str(url))))
+    event.listen(engine, "handle_error", _unavailable(mask_url(str(url))))
     return engine
 
 
@@ -128,18 +153,24 @@ def _join(existing: str | tuple[str, ...] | None, option: str) -> str:
     return " ".join((*parts, option))
 
 
-def _connect_failed(masked_url: str) -> Callable[[ExceptionContext], Exception | None]:
+def _unavailable(masked_url: str) -> Callable[[ExceptionContext], Exception | None]:
     def handle_error(context: ExceptionContext) -> Exception | None:
-        # connection is None only while connecting; errors on a live connection (a query
-        # that fails, a server that goes away mid-statement) keep SQLAlchemy's own types.
         # A failed pre-ping must stay a disconnect so the pool reconnects instead of raising.
-        if (
-            context.connection is None
-            and not context.is_pre_ping
-            and isinstance(context.sqlalchemy_exception, OperationalError)
-        ):
-            reason = " ".join(str(context.original_exception).split())
-            return DatabaseUnavailable(masked_url, reason)
+        if context.is_pre_ping:
+            return None
+        reason = " ".join(str(context.original_exception).split())
+        if context.connection is None:  # connecting
+            if isinstance(context.sqlalchemy_exception, OperationalError):
+                return DatabaseUnavailable(masked_url, reason)
+            return None
+        # SQLAlchemy asked the driver: the connection is closed or broken (the server went
+        # away mid-statement, the backend was terminated, a socket timed out). Returning a
+        # new exception keeps is_disconnect, so the pool still discards the connection.
+        # A cancelled statement (statement_timeout) leaves the connection usable: not this.
+        # Nor is an interrupt (KeyboardInterrupt, a cancelled task), which SQLAlchemy also
+        # counts as a disconnect but never wraps as a driver error.
+        if context.is_disconnect and isinstance(context.sqlalchemy_exception, DBAPIError):
+            return DatabaseUnavailable(masked_url, reason, lost=True)
         return None
 
     return handle_error

@@ -12,7 +12,9 @@ would have run. Re-applying an unchanged spec changes nothing. An edit also lift
 that `pauseAfterFailures` put on the schedule: changing the spec is the user taking
 charge. Deleting cancels runs not yet handed to a worker and keeps every run as history.
 
-Functions take a Connection inside the caller's transaction and never commit.
+Functions take a Connection inside the caller's transaction and never commit. A value
+validation let through but PostgreSQL refuses is a ``SpecError`` too
+(``RefusedByDatabaseError``): retrying the same spec can only fail the same way.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from sqlalchemy import Connection, insert, select, update
+from sqlalchemy.exc import DataError
 
 from beatkeeper.problems import Problem, SpecError
 from beatkeeper.recurrence import Recurrence
@@ -65,6 +68,13 @@ class UidConflictError(SpecError):
         super().__init__([Problem("metadata.uid", message)])
 
 
+class RefusedByDatabaseError(SpecError):
+    """PostgreSQL refused a value of the spec (the transaction must be rolled back)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__([Problem("", f"the database refused the spec: {reason}")])
+
+
 def spec_document(spec: ScheduleSpec) -> dict[str, Any]:
     """The spec as stored: every field, defaults included, in manifest spelling."""
     return spec.model_dump(mode="json", by_alias=True)
@@ -77,6 +87,20 @@ def spec_hash(document: dict[str, Any]) -> str:
 
 def apply_schedule(db: Connection, manifest: ScheduleManifest, *, now: datetime) -> Applied:
     """Create or update the schedule of a validated manifest; idempotent."""
+    try:
+        return _apply(db, manifest, now=now)
+    except DataError as exc:
+        lines = str(exc.orig).strip().splitlines()
+        raise RefusedByDatabaseError(lines[0] if lines else type(exc.orig).__name__) from None
+
+
+def apply_alone(db: Connection, manifest: ScheduleManifest, *, now: datetime) -> Applied:
+    """``apply_schedule`` in a savepoint: a refused manifest leaves the rest applied."""
+    with db.begin_nested():
+        return apply_schedule(db, manifest, now=now)
+
+
+def _apply(db: Connection, manifest: ScheduleManifest, *, now: datetime) -> Applied:
     meta = manifest.metadata
     uid = uuid.UUID(meta.uid) if meta.uid else _id_for_name(db, meta.namespace, meta.name)
     document = spec_document(manifest.spec)
