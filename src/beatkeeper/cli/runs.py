@@ -28,7 +28,8 @@ from rich.text import Text
 from sqlalchemy import Engine
 
 from beatkeeper.cli.output import EXIT_USAGE, OUTPUT, UserError, stderr, stdout
-from beatkeeper.cli.store import database, tenancy_policy
+from beatkeeper.cli.store import database
+from beatkeeper.cli.validate import tenancy_policy
 from beatkeeper.durations import DURATION_PATTERN, parse_duration
 from beatkeeper.spec import to_instant, validate_manifest
 from beatkeeper.spec.types import parse_time
