@@ -1,7 +1,8 @@
-"""Runs as people see and ask for them: list them, trigger, backfill, replay, cancel, resume.
+"""Runs as people see and ask for them: list them, trigger, backfill, replay, resume.
 
 The queries behind `beatkeeper runs`, `trigger`, `backfill`, `runs replay`, `smoke` and the
-operator's request annotations (``kubectl beatkeeper``).
+operator's request annotations (``kubectl beatkeeper``); cancelling a run is
+``beatkeeper.store.cancellations``.
 Runs made here are born ``planned`` and due now (or at their own time, for a backfill),
 with an ``origin`` saying why they exist; Beat publishes them like any other run, and a
 ``NOTIFY`` wakes it so it does not wait for its next scheduled tick. A replay is a new run
@@ -30,10 +31,8 @@ from beatkeeper.spec import ScheduleSpec, recurrence_of
 from beatkeeper.states import RunState
 from beatkeeper.store.models import RunOrigin, runs, schedules
 from beatkeeper.store.planning import notify
-from beatkeeper.store.runs import transition
 
 __all__ = [
-    "CANCELLABLE",
     "MAX_BACKFILL",
     "REPLAYABLE",
     "NotFoundError",
@@ -43,7 +42,6 @@ __all__ = [
     "ScheduleRef",
     "already_planned",
     "backfill",
-    "cancel",
     "find_run_id",
     "find_schedule",
     "latest_run",
@@ -256,33 +254,6 @@ def replay_once(db: Connection, run_id: uuid.UUID, *, token: str, now: datetime)
     if db.execute(select(runs.c.id).where(runs.c.id == new_id)).first() is not None:
         return None
     return replay(db, run_id, now=now, new_id=new_id)
-
-
-#: States a person may cancel from: the run has not started, or waits for a retry. A
-#: running run would need its Celery task revoked, which the store alone cannot do.
-CANCELLABLE = frozenset({RunState.PLANNED, RunState.ENQUEUED, RunState.RETRYING})
-
-
-def cancel(db: Connection, run_id: uuid.UUID, *, now: datetime, reason: str) -> bool:
-    """Cancel a planned, enqueued or retrying run; False if it was cancelled already.
-
-    A worker that receives a cancelled run's message believes the row and does not run it.
-    ``RefusedError`` for a running or finished run.
-    """
-    state = db.execute(select(runs.c.state).where(runs.c.id == run_id)).scalar_one_or_none()
-    if state is None:
-        raise NotFoundError(f"no run {run_id}")
-    if state == RunState.CANCELLED:
-        return False
-    if state == RunState.RUNNING:
-        raise RefusedError(
-            f"run {run_id} is running: cancelling a running run needs its Celery task "
-            "revoked, which is not supported yet; only planned, enqueued or retrying runs "
-            "can be cancelled"
-        )
-    if RunState(state) not in CANCELLABLE:
-        raise RefusedError(f"run {run_id} is {state}: it has finished and cannot be cancelled")
-    return transition(db, run_id, RunState.CANCELLED, now=now, error=reason)
 
 
 def resume(db: Connection, schedule: ScheduleRef, *, now: datetime) -> str | None:

@@ -1,0 +1,131 @@
+"""Beat's part in cancelling a running run: revoke its Celery task, and stop waiting in time.
+
+A person's cancel of a ``running`` run is a row in ``cancel_requests``
+(``beatkeeper.store.cancellations``), as the operator and the CLI have no broker. Beat has
+one, and a tick already wakes on the request's ``NOTIFY``, so ``Canceller.act`` runs at the
+start of a tick whenever a request is due for a look: it broadcasts
+``revoke(terminate=True, signal=SIGTERM)`` for the run's task id (the run id), and the
+worker whose pool process it kills records the run ``cancelled`` (``beatkeeper_worker.
+revoked``). The revoke is sent again every ``RESEND`` (a worker that was disconnected from
+the broker misses a broadcast), and once ``DEADLINE`` has passed since the first one with
+the run still ``running``, Beat records it ``cancelled`` itself: its worker is gone, or its
+pool cannot terminate a task, and a cancel must not stay pending for ever. A run that
+finished meanwhile keeps its outcome; a retry of it waiting in the database is cancelled.
+
+Requests are claimed ``FOR UPDATE SKIP LOCKED`` and every move is conditional, so with
+several Beats each request is acted on by one at a time and a run is cancelled once. This
+module decides nothing about which run to cancel; people do.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from celery import Celery
+from sqlalchemy import Connection
+
+from beatkeeper.states import RunState
+from beatkeeper.store import cancellations
+
+__all__ = ["DEADLINE", "RESEND", "SIGNAL", "Canceller"]
+
+log = logging.getLogger(__name__)
+
+#: What ends the task's pool process: its default action ends it at once, and a task that
+#: must clean up can handle it (as Celery's own default, and as ``Replace`` sends).
+SIGNAL = "SIGTERM"
+RESEND = timedelta(seconds=10)
+DEADLINE = timedelta(seconds=60)
+LIMIT = 100  # requests acted on per look; the rest on the next tick
+_LOOK_NOW = datetime.min.replace(tzinfo=UTC)
+
+
+class Canceller:
+    """Acts on the cancel requests of one Beat replica."""
+
+    def __init__(self, app: Celery, *, deadline: timedelta = DEADLINE) -> None:
+        self._app = app
+        self._deadline = deadline
+        #: When a request is next due for a look (None: none open); Beat's ``next_wake``
+        #: keeps it up to date, so a tick with nothing to do costs no query.
+        self.check_at: datetime | None = _LOOK_NOW
+
+    def due(self, now: datetime) -> bool:
+        return self.check_at is not None and self.check_at <= now
+
+    def act(self, db: Connection, now: datetime) -> int:
+        """Revoke, give up on or settle every request due; the runs it recorded cancelled."""
+        with db.begin():
+            found = cancellations.claim_open(db, now=now, limit=LIMIT)
+            to_revoke = []
+            cancelled = 0
+            for request in found:
+                step = self._step(request, now)
+                if step is None:
+                    to_revoke.append(request)
+                else:
+                    cancelled += step(db)
+            if to_revoke:
+                self._revoke(to_revoke)
+                cancellations.revoked(
+                    db,
+                    [r.run_id for r in to_revoke],
+                    now=now,
+                    resend=RESEND,
+                    deadline=self._deadline,
+                )
+        if len(found) == LIMIT:
+            self.check_at = _LOOK_NOW
+        return cancelled
+
+    def _step(
+        self, request: cancellations.OpenRequest, now: datetime
+    ) -> Callable[[Connection], int] | None:
+        """What to do with a request other than revoking its task; None: revoke it."""
+        run_id = request.run_id
+        if request.state is RunState.RUNNING:
+            if request.revoked_at is None or now < request.revoked_at + self._deadline:
+                return None
+            waited = int(self._deadline.total_seconds())
+            how = (
+                f"no worker reported it stopped within {waited}s of the revoke (its worker "
+                "is gone, or its pool cannot terminate a task); an outcome it still reports "
+                "is not recorded"
+            )
+            return lambda db: _cancel(db, request, how, now=now, warn=True)
+        if request.state in cancellations.WAITING:
+            return lambda db: _cancel(db, request, "not run again", now=now, warn=False)
+        log.info("run %s ended %s before its cancel took effect", run_id, request.state)
+        return lambda db: _settle(db, request, now=now)
+
+    def _revoke(self, requests: list[cancellations.OpenRequest]) -> None:
+        """Broadcast the revoke; a broker error propagates, so Beat backs off and retries."""
+        ids = [str(r.run_id) for r in requests]
+        with self._app.connection_for_write() as connection:
+            connection.ensure_connection(max_retries=1)
+            self._app.control.revoke(ids, terminate=True, signal=SIGNAL, connection=connection)
+        for r in requests:
+            log.info(
+                "asked the workers to stop run %s (running on %s): %s",
+                *(r.run_id, r.worker or "an unknown worker", r.reason),
+            )
+
+
+def _cancel(
+    db: Connection, request: cancellations.OpenRequest, how: str, *, now: datetime, warn: bool
+) -> int:
+    if not cancellations.cancel_requested(db, request.run_id, now=now, how=how):
+        return 0
+    log.log(
+        logging.WARNING if warn else logging.INFO,
+        "run %s cancelled: %s: %s",
+        *(request.run_id, request.reason, how),
+    )
+    return 1
+
+
+def _settle(db: Connection, request: cancellations.OpenRequest, *, now: datetime) -> int:
+    cancellations.settle(db, [request.run_id], now=now)
+    return 0
