@@ -4,7 +4,8 @@
 beatkeeper_worker worker`` (prefork) as a deployment does, the worker importing
 ``slow_tasks`` through ``BEATKEEPER_IMPORTS``. Its one task, ``slow.work``, writes
 ``<run id>.started`` (holding its pid) when its body begins and ``<run id>.finished`` only
-if it runs to the end, so a test sees whether a cancel really stopped the process.
+if it runs to the end, so a test sees whether a cancel really stopped the process; with
+``handle_term`` it turns ``SIGTERM`` into an exception, as a task that cleans up would.
 ``tests/`` is on ``sys.path`` for every suite, so both the integration and the operator
 suites import it.
 """
@@ -31,13 +32,20 @@ __all__ = ["SLOW_TASK", "Stack", "process_gone"]
 SLOW_TASK = "slow.work"
 _SLOW_TASKS = """
 import os
+import signal
 import time
 
 from celery import shared_task
 
 
+def interrupted(signum, frame):
+    raise RuntimeError("interrupted by SIGTERM")
+
+
 @shared_task(bind=True, name="slow.work")
-def work(self, seconds):
+def work(self, seconds, handle_term=False):
+    if handle_term:  # a task that cleans up on SIGTERM, then fails
+        signal.signal(signal.SIGTERM, interrupted)
     marker = os.path.join(os.environ["SLOW_MARKERS"], self.request.id)
     with open(marker + ".started", "w") as out:
         out.write(str(os.getpid()))

@@ -39,13 +39,14 @@ def cli(beatkeeper_cli: Any, settings: Settings, monkeypatch: pytest.MonkeyPatch
     return beatkeeper_cli
 
 
-def slow_run(db: Engine, queue: str, seconds: int) -> uuid.UUID:
-    """A run of a schedule of ``slow.work`` on ``queue``, triggered now."""
+def slow_run(db: Engine, queue: str, seconds: int, *, handle_term: bool = False) -> uuid.UUID:
+    """A run of a schedule of ``slow.work`` on ``queue`` (3 attempts), triggered now."""
+    spec = {"task": SLOW_TASK, "args": [seconds, handle_term], "interval": "1d", "queue": queue}
     document = {
         "apiVersion": "beatkeeper.io/v1alpha1",
         "kind": "Schedule",
         "metadata": {"name": "slow", "namespace": "tests"},
-        "spec": {"task": SLOW_TASK, "args": [seconds], "interval": "1d", "queue": queue},
+        "spec": {**spec, "retry": {"maxAttempts": 3, "backoff": {"initial": "1s"}}},
     }
     now = datetime.now(UTC)
     with db.begin() as connection:
@@ -65,11 +66,12 @@ def cancelled_count(db: Engine) -> int:
         return int(connection.execute(query).scalar() or 0)
 
 
+@pytest.mark.parametrize("handle_term", [False, True], ids=["plain", "handles-sigterm"])
 def test_cancel_stops_the_running_task_and_records_it_once(
-    db: Engine, stack: Stack, cli: Any
+    db: Engine, stack: Stack, cli: Any, handle_term: bool
 ) -> None:
     with stack.worker(), stack.beat("beat-a"), stack.beat("beat-b"):
-        run_id = slow_run(db, stack.queue, seconds=60)
+        run_id = slow_run(db, stack.queue, seconds=60, handle_term=handle_term)
         pid = wait_for(lambda: stack.started_pid(run_id), timeout=30, what="the task started")
         wait_for(lambda: run_row(db, run_id).state == "running", what="the run running")
         owner = run_row(db, run_id).worker
@@ -80,12 +82,18 @@ def test_cancel_stops_the_running_task_and_records_it_once(
             f"cancel requested; run {run_id} is running on {owner}; it will be stopped\n"
         )
         wait_for(lambda: run_row(db, run_id).state == "cancelled", what="the run cancelled")
-        wait_for(lambda: process_gone(pid), what=f"pool process {pid} ended")
+        if handle_term:  # the body turned SIGTERM into an exception; the process lives on
+            interrupted = "raised unexpected: RuntimeError('interrupted by SIGTERM')"
+            wait_for(lambda: interrupted in stack.log("worker"), what="the body interrupted")
+        else:
+            wait_for(lambda: process_gone(pid), what=f"pool process {pid} ended")
 
         assert not stack.finished(run_id)
-        error = run_row(db, run_id).error
-        assert error.startswith("cancelled on request (beatkeeper runs cancel, by ")
-        assert error.endswith(f": stopped on {owner.split(' ')[0]}")
+        cancelled = run_row(db, run_id)
+        assert cancelled.error.startswith("cancelled on request (beatkeeper runs cancel, by ")
+        if not handle_term:  # else the task's own failure may be recorded first, as cancelled
+            assert cancelled.error.endswith(f": stopped on {owner.split(' ')[0]}")
+        assert (cancelled.state, cancelled.attempt) == ("cancelled", 1)  # never retried
         assert cancelled_count(db) == 1
         with db.connect() as connection:
             request = connection.execute(select(cancel_requests)).one()
