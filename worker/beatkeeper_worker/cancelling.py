@@ -20,7 +20,6 @@ module decides nothing about which run to cancel; people do.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from celery import Celery
@@ -45,60 +44,50 @@ _LOOK_NOW = datetime.min.replace(tzinfo=UTC)
 class Canceller:
     """Acts on the cancel requests of one Beat replica."""
 
-    def __init__(self, app: Celery, *, deadline: timedelta = DEADLINE) -> None:
+    def __init__(self, app: Celery) -> None:
         self._app = app
-        self._deadline = deadline
-        #: When a request is next due for a look (None: none open); Beat's ``next_wake``
-        #: keeps it up to date, so a tick with nothing to do costs no query.
+        #: When a request is next due for a look (None: none open). Beat's ``next_wake``
+        #: keeps it up to date, so a tick claims requests only when one is due; the first
+        #: tick looks at once, for requests made while no Beat ran.
         self.check_at: datetime | None = _LOOK_NOW
 
     def due(self, now: datetime) -> bool:
         return self.check_at is not None and self.check_at <= now
 
     def act(self, db: Connection, now: datetime) -> int:
-        """Revoke, give up on or settle every request due; the runs it recorded cancelled."""
+        """Revoke, give up on or close every request due; the runs it recorded cancelled."""
+        cancelled = 0
         with db.begin():
-            found = cancellations.claim_open(db, now=now, limit=LIMIT)
             to_revoke = []
-            cancelled = 0
-            for request in found:
-                step = self._step(request, now)
-                if step is None:
+            for request in cancellations.claim_open(db, now=now, limit=LIMIT):
+                if request.state is RunState.RUNNING and not self._past_deadline(request, now):
                     to_revoke.append(request)
                 else:
-                    cancelled += step(db)
+                    cancelled += self._close(db, request, now=now)
             if to_revoke:
                 self._revoke(to_revoke)
-                cancellations.revoked(
-                    db,
-                    [r.run_id for r in to_revoke],
-                    now=now,
-                    resend=RESEND,
-                    deadline=self._deadline,
-                )
-        if len(found) == LIMIT:
-            self.check_at = _LOOK_NOW
+                ids = [r.run_id for r in to_revoke]
+                cancellations.revoked(db, ids, now=now, resend=RESEND, deadline=DEADLINE)
         return cancelled
 
-    def _step(
-        self, request: cancellations.OpenRequest, now: datetime
-    ) -> Callable[[Connection], int] | None:
-        """What to do with a request other than revoking its task; None: revoke it."""
-        run_id = request.run_id
+    def _past_deadline(self, request: cancellations.OpenRequest, now: datetime) -> bool:
+        return request.revoked_at is not None and now >= request.revoked_at + DEADLINE
+
+    def _close(self, db: Connection, request: cancellations.OpenRequest, *, now: datetime) -> int:
+        """A request whose run is past the deadline, waits for a retry, or has finished."""
         if request.state is RunState.RUNNING:
-            if request.revoked_at is None or now < request.revoked_at + self._deadline:
-                return None
-            waited = int(self._deadline.total_seconds())
+            waited = int(DEADLINE.total_seconds())
             how = (
                 f"no worker reported it stopped within {waited}s of the revoke (its worker "
                 "is gone, or its pool cannot terminate a task); an outcome it still reports "
                 "is not recorded"
             )
-            return lambda db: _cancel(db, request, how, now=now, warn=True)
-        if request.state in cancellations.WAITING:
-            return lambda db: _cancel(db, request, "not run again", now=now, warn=False)
-        log.info("run %s ended %s before its cancel took effect", run_id, request.state)
-        return lambda db: _settle(db, request, now=now)
+            return _cancel(db, request, how, now=now, level=logging.WARNING)
+        if request.state in cancellations.WAITING:  # a retry of it (or its message) waits
+            return _cancel(db, request, "not run again", now=now, level=logging.INFO)
+        log.info("run %s ended %s before its cancel took effect", request.run_id, request.state)
+        cancellations.settle(db, [request.run_id], now=now)
+        return 0
 
     def _revoke(self, requests: list[cancellations.OpenRequest]) -> None:
         """Broadcast the revoke; a broker error propagates, so Beat backs off and retries."""
@@ -114,18 +103,9 @@ class Canceller:
 
 
 def _cancel(
-    db: Connection, request: cancellations.OpenRequest, how: str, *, now: datetime, warn: bool
+    db: Connection, request: cancellations.OpenRequest, how: str, *, now: datetime, level: int
 ) -> int:
     if not cancellations.cancel_requested(db, request.run_id, now=now, how=how):
         return 0
-    log.log(
-        logging.WARNING if warn else logging.INFO,
-        "run %s cancelled: %s: %s",
-        *(request.run_id, request.reason, how),
-    )
+    log.log(level, "run %s cancelled: %s: %s", request.run_id, request.reason, how)
     return 1
-
-
-def _settle(db: Connection, request: cancellations.OpenRequest, *, now: datetime) -> int:
-    cancellations.settle(db, [request.run_id], now=now)
-    return 0

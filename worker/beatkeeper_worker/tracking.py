@@ -38,7 +38,7 @@ its schedule's namespace is never executed, whatever path it came by (a replay, 
 tightened after it was sent, a forged message): its run, when the message is really that
 run's, is recorded ``failed`` with the policy's reason. Messages no pool process runs
 (unknown tasks, refused content, hard time limits): ``unstarted``; messages nobody can
-read: ``poison``.
+read: ``poison``; a run revoked because a person cancelled it: ``revoked``.
 """
 
 from __future__ import annotations
