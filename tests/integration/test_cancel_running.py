@@ -7,6 +7,8 @@ naming who asked, and a second cancel must change nothing.
 
 from __future__ import annotations
 
+import os
+import signal
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -108,6 +110,25 @@ def test_cancel_stops_the_running_task_and_records_it_once(
         assert cancelled_count(db) == 1
     beats = stack.log("beat-a") + stack.log("beat-b")
     assert beats.count(f"asked the workers to stop run {run_id}") == 1
+
+
+def test_a_run_whose_process_died_is_cancelled_when_its_message_returns(
+    db: Engine, stack: Stack, cli: Any
+) -> None:
+    with stack.worker():
+        with stack.beat():
+            run_id = slow_run(db, stack.queue, seconds=60)
+            pid = wait_for(lambda: stack.started_pid(run_id), timeout=30, what="the task started")
+            wait_for(lambda: run_row(db, run_id).state == "running", what="the run running")
+        asked = cli("runs", "cancel", str(run_id))  # no Beat now: nobody revokes it
+        assert asked.out.startswith(f"cancel requested; run {run_id} is running on ")
+        os.kill(pid, signal.SIGKILL)  # the worker-lost path hands its message back
+        wait_for(lambda: run_row(db, run_id).state == "cancelled", what="the run cancelled")
+    cancelled = run_row(db, run_id)
+    assert cancelled.error.endswith("is gone; not run again")
+    assert cancelled.attempt == 1
+    assert stack.started_pid(run_id) == pid  # the body did not start again
+    assert cancelled_count(db) == 1
 
 
 def test_a_run_that_is_not_running_yet_is_cancelled_at_once(
