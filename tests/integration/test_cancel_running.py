@@ -15,14 +15,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, update
 from stopping import SLOW_TASK, Stack, process_gone
 from waiting import wait_for
 
 from beatkeeper.settings import Settings
 from beatkeeper.spec import validate_manifest
+from beatkeeper.states import RunState
 from beatkeeper.store import history
 from beatkeeper.store.models import cancel_requests, run_counts, runs
+from beatkeeper.store.runs import transition
 from beatkeeper.store.schedules import apply_schedule
 
 pytestmark = pytest.mark.slow
@@ -149,3 +151,27 @@ def test_a_finished_run_cannot_be_cancelled(db: Engine, stack: Stack, cli: Any) 
     assert asked.err == (
         f"beatkeeper: error: run {run_id} is succeeded: it has finished and cannot be cancelled\n"
     )
+
+
+def test_asking_again_says_what_became_of_the_first_request(
+    db: Engine, stack: Stack, cli: Any
+) -> None:
+    run_id = slow_run(db, stack.queue, seconds=1)
+    with db.begin() as connection:  # as a worker's claim leaves it; no Beat, no worker here
+        connection.execute(
+            update(runs).where(runs.c.id == run_id).values(state="running", worker="w@h (pid 1)")
+        )
+    first = cli("runs", "cancel", str(run_id))
+    assert (
+        first.out
+        == f"cancel requested; run {run_id} is running on w@h (pid 1); it will be stopped\n"
+    )
+    again = cli("runs", "cancel", str(run_id))
+    assert again.out.startswith(f"run {run_id}: a cancel was requested at ")
+    assert again.out.endswith(" already; it will be stopped\n")
+    with db.begin() as connection:  # it finished before any Beat revoked it
+        assert transition(connection, run_id, RunState.SUCCEEDED, now=datetime.now(UTC))
+    late = cli("runs", "cancel", str(run_id))
+    assert late.code == 0
+    assert late.out.startswith(f"run {run_id} ended succeeded before the cancel asked at ")
+    assert run_row(db, run_id).state == "succeeded"  # it keeps its outcome
