@@ -5,12 +5,12 @@ A person's cancel of a ``running`` run is a row in ``cancel_requests``
 one, and a tick already wakes on the request's ``NOTIFY``, so ``Canceller.act`` runs at the
 start of a tick whenever a request is due for a look: it broadcasts
 ``revoke(terminate=True, signal=SIGTERM)`` for the run's task id (the run id), and the
-worker whose pool process it kills records the run ``cancelled`` (``beatkeeper_worker.
-revoked``). The revoke is sent again every ``RESEND`` (a worker that was disconnected from
-the broker misses a broadcast), and once ``DEADLINE`` has passed since the first one with
-the run still ``running``, Beat records it ``cancelled`` itself: its worker is gone, or its
-pool cannot terminate a task, and a cancel must not stay pending for ever. A run that
-finished meanwhile keeps its outcome; a retry of it waiting in the database is cancelled.
+worker whose pool process it kills records the run ``cancelled`` (``revoked``). The revoke
+is sent again every ``RESEND`` (a worker that was disconnected from the broker misses a
+broadcast), and once ``DEADLINE`` has passed since the first one with the run still
+``running``, Beat records it ``cancelled`` itself: its worker is gone, or its pool cannot
+terminate a task, and a cancel must not stay pending for ever. A run that finished
+meanwhile keeps its outcome; a retry of it waiting in the database is cancelled.
 
 Requests are claimed ``FOR UPDATE SKIP LOCKED`` and every move is conditional, so with
 several Beats each request is acted on by one at a time and a run is cancelled once. This
