@@ -10,7 +10,8 @@ again on the same value does nothing, so it survives updates and operator restar
   last acted on is kept in ``status.lastResume``.
 - ``beatkeeper.io/replay: <token>/<run>`` plans a new run of the schedule's current spec
   for a dead or failed run (its id, or 8 or more of its first characters), once per token.
-- ``beatkeeper.io/cancel: <token>/<run>`` cancels a planned, enqueued or retrying run.
+- ``beatkeeper.io/cancel: <token>/<run>`` cancels a planned, enqueued or retrying run, and
+  asks Beat to stop a running one (``beatkeeper.store.cancellations``).
 
 This module imports nothing, so the kubectl plugin can share the names without loading the
 store.

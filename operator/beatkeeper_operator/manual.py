@@ -2,9 +2,9 @@
 
 Each request is acted on at most once, however often the operator sees it: a trigger or a
 replay token names the run it plans (``requests.trigger_once``, ``requests.replay_once``), a
-backfill plans only occurrences never planned, a cancel of a cancelled run does nothing,
-and the resume token last acted on is kept in the status (``Requests.resumed``). What was
-done, or why it could not be, becomes an Event.
+backfill plans only occurrences never planned, a cancel of a cancelled run (or of one whose
+cancel was requested already) does nothing, and the resume token last acted on is kept in
+the status (``Requests.resumed``). What was done, or why it could not be, becomes an Event.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple
 
-from beatkeeper.store import Connection, backfills, lookups, requests
+from beatkeeper.store import Connection, backfills, cancellations, lookups, requests
 from beatkeeper_operator.annotations import (
     BACKFILL_ANNOTATION,
     CANCEL_ANNOTATION,
@@ -160,6 +160,11 @@ def _cancel(
 ) -> Notice | None:
     run_id = lookups.find_run_id(db, prefix, schedule_id=schedule.id)
     reason = f"cancelled on request ({CANCEL_ANNOTATION}: {token})"
-    if not requests.cancel(db, run_id, now=now, reason=reason):
-        return None
-    return Notice("Normal", "Cancelled", f"cancelled run {run_id}")
+    done = cancellations.request(db, run_id, reason=reason, now=now)
+    if done.asked is cancellations.Asked.CANCELLED:
+        return Notice("Normal", "Cancelled", f"cancelled run {run_id}")
+    if done.asked is cancellations.Asked.REQUESTED:
+        where = done.worker or "a worker"
+        message = f"cancel requested: run {run_id} is running on {where}; it will be stopped"
+        return Notice("Normal", "CancelRequested", message)
+    return None  # asked before: nothing new

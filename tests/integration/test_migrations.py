@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError, ProgrammingError
 from beatkeeper.settings import Settings
 from beatkeeper.store import DatabaseUnavailable, make_engine, metadata, migrate, ping, schema_of
 
-TABLES = {"schedules", "runs", "run_counts", "rate_budgets", "rate_sends"}
+TABLES = {"schedules", "runs", "run_counts", "rate_budgets", "rate_sends", "cancel_requests"}
 
 
 @pytest.fixture
@@ -120,7 +120,7 @@ def test_downgrade_to_base_and_upgrade_again(fresh: Engine) -> None:
 def test_upgrade_twice_changes_nothing(fresh: Engine) -> None:
     migrate.upgrade(fresh)
     migrate.upgrade(fresh)
-    assert migrate.current_revision(fresh) == migrate.head_revision() == "0004"
+    assert migrate.current_revision(fresh) == migrate.head_revision() == "0005"
 
 
 def test_tables_go_to_the_configured_schema_and_nowhere_else(fresh: Engine) -> None:

@@ -1,4 +1,5 @@
-"""The store side of ``kubectl beatkeeper``: cancel, resume and a replay per token."""
+"""The store side of ``kubectl beatkeeper``: resume and a replay per token (cancel:
+``test_cancel_requests``)."""
 
 from __future__ import annotations
 
@@ -50,26 +51,6 @@ def add_run(engine: Engine, schedule: lookups.ScheduleRef, hour: int, state: Run
 def state_of(engine: Engine, run_id: uuid.UUID) -> str:
     with engine.connect() as db:
         return str(db.execute(select(runs.c.state).where(runs.c.id == run_id)).scalar_one())
-
-
-@pytest.mark.parametrize("state", [S.PLANNED, S.ENQUEUED, S.RETRYING])
-def test_cancel_waiting_runs_once(db: Engine, state: RunState) -> None:
-    run_id = add_run(db, nightly(db), 1, state)
-    with db.begin() as connection:
-        assert requests.cancel(connection, run_id, now=NOW, reason="asked") is True
-        assert requests.cancel(connection, run_id, now=NOW, reason="asked") is False
-    assert state_of(db, run_id) == "cancelled"
-
-
-@pytest.mark.parametrize(
-    ("state", "says"),
-    [(S.RUNNING, "is running"), (S.SUCCEEDED, "has finished"), (S.DEAD, "has finished")],
-)
-def test_cancel_refuses_running_and_finished_runs(db: Engine, state: RunState, says: str) -> None:
-    run_id = add_run(db, nightly(db), 1, state)
-    with db.begin() as connection, pytest.raises(lookups.RefusedError, match=says):
-        requests.cancel(connection, run_id, now=NOW, reason="asked")
-    assert state_of(db, run_id) == state
 
 
 def test_resume_lifts_only_a_pause(db: Engine) -> None:

@@ -8,6 +8,7 @@ the operator then does in the store, and each refusal by its one line and exit s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import uuid
 from datetime import UTC, datetime
@@ -19,9 +20,10 @@ import yaml
 from beatkeeper_operator.plugin import commands, main
 from harness import create, current, events, eventually, manifest, merge_patch, ready
 from sqlalchemy import Engine, select, update
+from stopping import SLOW_TASK, Stack, process_gone
 
-from beatkeeper.store import backfills, requests
-from beatkeeper.store.models import runs, schedules
+from beatkeeper.store import backfills, lookups, requests
+from beatkeeper.store.models import cancel_requests, runs, schedules
 
 
 @pytest.fixture
@@ -188,7 +190,7 @@ async def test_replay_a_dead_run_by_prefix(cluster, start_operator, db, kubeconf
     assert len(runs_of(db, uid, "replay")) == 1
 
 
-async def test_cancel_a_planned_run_but_not_a_running_one(
+async def test_cancel_a_planned_run_and_ask_for_a_running_one_to_stop(
     cluster, start_operator, db, kubeconfig, capsys
 ):
     await start_operator()
@@ -203,10 +205,64 @@ async def test_cancel_a_planned_run_but_not_a_running_one(
     assert (await plugin(capsys, "trigger", "nightly"))[0] == 0
     second = await eventually(lambda: [r for r in runs_of(db, uid, "manual") if r.id != run.id])
     set_state(db, second[0].id, "running")
-    assert (await plugin(capsys, "cancel", "nightly", str(second[0].id)))[0] in (0, 2)
-    warning = await eventually(lambda: events(cluster, "InvalidCancel"))
-    assert "is running" in warning[0]["message"]
-    assert runs_of(db, uid, "manual")[1].state == "running"
+    assert (await plugin(capsys, "cancel", "nightly", str(second[0].id)))[0] == 0
+    [asked] = await eventually(lambda: events(cluster, "CancelRequested"))
+    assert f"run {second[0].id} is running" in asked["message"]
+    assert requested(db, second[0].id) is not None
+    assert runs_of(db, uid, "manual")[1].state == "running"  # until a worker stops it
+
+
+def requested(db: Engine, run_id: uuid.UUID) -> Any:
+    with db.connect() as connection:
+        query = select(cancel_requests).where(cancel_requests.c.run_id == run_id)
+        return connection.execute(query).first()
+
+
+async def test_cancel_stops_a_running_task_once(
+    cluster, start_operator, db, kubeconfig, capsys, tmp_path, settings_with_broker
+):
+    """The whole path: annotation, operator, request row, a real Beat's revoke, a real
+    prefork worker killing the task's process before it could finish."""
+    stack = Stack(settings_with_broker, tmp_path)
+    body = manifest("slow", task=SLOW_TASK, args=[60], queue=stack.queue, interval="1d")
+    del body["spec"]["cron"]
+    await start_operator()
+    uid = uuid.UUID((await create(cluster, body))["metadata"]["uid"])
+    with contextlib.ExitStack() as processes:
+        await asyncio.to_thread(processes.enter_context, stack.worker())
+        await asyncio.to_thread(processes.enter_context, stack.beat())
+        assert (await plugin(capsys, "trigger", "slow"))[0] == 0
+        [run] = await eventually(lambda: runs_of(db, uid, "manual"))
+        pid = await eventually(lambda: stack.started_pid(run.id), timeout=30)
+        await eventually(lambda: "running" in recent_states(cluster, "slow"))
+
+        code, out, err = await plugin(capsys, "cancel", "slow", str(run.id)[:8])
+        assert (code, err) == (0, "")
+        assert out == (
+            f"schedule team-a/slow: cancel requested; run {str(run.id)[:8]} is running; it will "
+            "be stopped (kubectl get events shows when)\n"
+        )
+        await eventually(lambda: runs_of(db, uid, "manual")[0].state == "cancelled")
+        await eventually(lambda: process_gone(pid))
+        assert not stack.finished(run.id)
+        [cancelled] = runs_of(db, uid, "manual")
+        assert cancelled.error.startswith("cancelled on request (beatkeeper.io/cancel: ")
+        assert ": stopped on worker@" in cancelled.error
+        assert len(await eventually(lambda: events(cluster, "CancelRequested"))) == 1
+
+        # Asked again, and the old annotation seen again: nothing more happens.
+        assert (await plugin(capsys, "cancel", "slow", str(run.id)))[0] == 0
+        await merge_patch(cluster, "team-a", "slow", {"metadata": {"labels": {"touched": "yes"}}})
+        await eventually(lambda: current(cluster, "team-a", "slow")["metadata"].get("labels"))
+        await eventually(lambda: "cancelled" in recent_states(cluster, "slow"))
+        assert len(events(cluster, "CancelRequested")) == 1
+        assert not events(cluster, "InvalidCancel")
+        assert [r.state for r in runs_of(db, uid, "manual")] == ["cancelled"]
+
+
+def recent_states(cluster: Any, name: str) -> list[str]:
+    status = current(cluster, "team-a", name).get("status") or {}
+    return [run["state"] for run in status.get("recentRuns") or []]
 
 
 async def test_runs_lists_recent_runs(cluster, start_operator, db, kubeconfig, capsys):

@@ -77,6 +77,33 @@ def test_validate_empty_folder_finds_no_schedule(run, tmp_path) -> None:
     assert "no Schedule found" in result.err
 
 
+POLICY = "default: {tasks: ['app.*']}\nnamespaces:\n  ops: {tasks: ['*']}\n"
+
+
+def test_validate_applies_the_tenancy_policy_when_one_is_set(run, tmp_path, monkeypatch) -> None:
+    purge = GOOD.replace("name: nightly", "name: purge").replace("app.tasks.nightly", "ops.purge")
+    path = write(tmp_path, "s.yaml", f"{GOOD}---\n{purge}")
+    monkeypatch.delenv("BEATKEEPER_POLICY_FILE", raising=False)
+    assert run("validate", "-f", str(path)).code == 0  # no policy: every task allowed
+    monkeypatch.setenv("BEATKEEPER_POLICY_FILE", str(write(tmp_path, "policy.yaml", POLICY)))
+    result = run("validate", "-f", str(path))
+    assert result.code == 1
+    # In the words of the admission webhook, which refuses the same Schedule.
+    assert result.out == f"{path}#2: spec.task: 'ops.purge' is not allowed here (allowed: app.*)\n"
+    assert "1 problem(s); 1 Schedule(s) valid" in result.err
+    elsewhere = write(
+        tmp_path, "ops.yaml", purge.replace("{name: purge}", "{name: p, namespace: ops}")
+    )
+    assert run("validate", "-f", str(elsewhere)).code == 0
+
+
+def test_validate_names_an_unreadable_policy_file(run, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("BEATKEEPER_POLICY_FILE", str(tmp_path / "missing.yaml"))
+    result = run("validate", "-f", str(write(tmp_path, "s.yaml", GOOD)))
+    assert (result.code, result.out) == (1, "")
+    assert result.err.startswith(f"beatkeeper: error: cannot read the policy file {tmp_path}")
+
+
 def test_preview_json_lists_instants_with_local_offset(run) -> None:
     result = run(
         "preview",

@@ -7,7 +7,8 @@ when no session with the owner's token exists any more: the owning process died 
 OOM; its socket closed and its backend exited) and the message came back through
 ``acks_late``/``task_reject_on_worker_lost`` or a visibility timeout. A live owner keeps its
 run, so a duplicate delivered while the body runs elsewhere is dropped. A run that has killed
-``MAX_WORKER_LOSSES`` processes is failed instead (its retry policy still applies).
+``MAX_WORKER_LOSSES`` processes is failed instead (its retry policy still applies); one
+someone asked to cancel is recorded ``cancelled`` instead (``beatkeeper.store.cancellations``).
 
 This module decides and writes one take-over; it must not talk to Celery.
 """
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Connection, text, update
 
 from beatkeeper.states import RunState
+from beatkeeper.store import cancellations
 from beatkeeper.store.models import runs
 from beatkeeper.store.runs import transition
 from beatkeeper_worker import matching, retries
@@ -73,6 +75,10 @@ def take_over(db: Connection, delivery: Delivery, me: str, *, now: datetime) -> 
         return False
     if row.worker == me or still_owned(db, row.worker, redelivered=delivery.redelivered):
         logger.info("run %s of %s is running on %s: not run twice", *run, row.worker)
+        return False
+    gone = f"its worker ({row.worker or 'none'}) is gone; not run again"
+    if cancellations.cancel_requested(db, delivery.run_id, now=now, how=gone):
+        logger.warning("run %s of %s cancelled on request: %s", *run, gone)
         return False
     losses = row.worker_losses + (row.worker is not None)  # NULL: handed back, not lost
     if losses >= MAX_WORKER_LOSSES:

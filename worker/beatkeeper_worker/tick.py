@@ -5,7 +5,9 @@ lock due runs, publish them with the run id as task id, mark them ``enqueued``, 
 queries and the reasoning for why replicas never duplicate nor lose an occurrence are in
 ``beatkeeper.store.planning``; what each due schedule gets is ``decisions.planning``; how runs
 become messages is ``beatkeeper_worker.publish``). A tick hands control back after
-``MAX_TICK_SECONDS`` even with more due, so Beat's loop keeps turning.
+``MAX_TICK_SECONDS`` even with more due, so Beat's loop keeps turning. A tick starts by
+acting on people's cancels of running runs when one is due for a look
+(``beatkeeper_worker.cancelling``); ``next_wake`` says when the next one is.
 
 Marking a published batch ``enqueued`` is a database write as long as planning a batch, and
 nothing after it needs its answer but the next use of the publishing connection. So a batch
@@ -42,8 +44,9 @@ from beatkeeper.policy import ALLOW_ALL, Policy
 from beatkeeper.recurrence import Recurrence
 from beatkeeper.spec import ScheduleSpec
 from beatkeeper.states import RunState
-from beatkeeper.store import planning, transition_many
+from beatkeeper.store import cancellations, planning, transition_many
 from beatkeeper_worker.broker import Publisher
+from beatkeeper_worker.cancelling import Canceller
 from beatkeeper_worker.publish import OUTCOMES, Phases, RunPublisher, Templates, timed
 from beatkeeper_worker.specs import Specs
 
@@ -85,6 +88,10 @@ class TickReport:
             self.phases[phase] += seconds
 
 
+def _soonest(*moments: datetime | None) -> datetime | None:
+    return min((m for m in moments if m is not None), default=None)
+
+
 def _count_born_finished(claimed: list[_Claimed]) -> None:
     """``beatkeeper_schedule_runs_total``: runs planned already missed, skipped or expired."""
     for c in claimed:
@@ -122,6 +129,7 @@ class Ticker:
         self._connections: dict[str, Connection] = {}
         self._app = app
         self._runs = RunPublisher(app, publisher, policy=policy)
+        self._cancels = Canceller(app)  # people's cancels of running runs
         self._specs = Specs()  # parsed once per spec version, not once per due tick
         self.batch_size = batch_size
         self._clock = clock
@@ -136,6 +144,8 @@ class Ticker:
         report = TickReport()
         templates: Templates = {}
         started = time.monotonic()
+        if self._cancels.due(now := self._clock()):
+            self._cancels.act(self._connection("plan"), now)
         while True:
             more = self._plan_batch(templates, report)
             self._settle(report.phases)  # the last batch's marking: its connection is next
@@ -181,6 +191,8 @@ class Ticker:
                 db, now=self._clock(), sent=self._marking[1] if self._marking else ()
             )
             oldest = planning.oldest_unstarted(db) if self._redeliver_after else None
+            self._cancels.check_at = cancellations.next_check(db)
+        wake = _soonest(wake, self._cancels.check_at)
         if oldest is None or self._redeliver_after is None:
             return wake
         # Not before the next look is allowed: a queue still busy then means another wait.

@@ -38,7 +38,7 @@ its schedule's namespace is never executed, whatever path it came by (a replay, 
 tightened after it was sent, a forged message): its run, when the message is really that
 run's, is recorded ``failed`` with the policy's reason. Messages no pool process runs
 (unknown tasks, refused content, hard time limits): ``unstarted``; messages nobody can
-read: ``poison``.
+read: ``poison``; a run revoked because a person cancelled it: ``revoked``.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ from beatkeeper.settings import Settings, SettingsError
 from beatkeeper.states import RunState
 from beatkeeper.store.models import runs
 from beatkeeper.store.runs import SUMMARY_MAX_CHARS, transition
-from beatkeeper_worker import health, ledger, poison, retries, unstarted
+from beatkeeper_worker import health, ledger, poison, retries, revoked, unstarted
 from beatkeeper_worker.ledger import (
     FINISH_RETRY_DELAYS,
     START_RETRY_DELAYS,
@@ -130,6 +130,7 @@ def install(app: Celery) -> None:
         (signals.task_unknown, only_for(unstarted.on_unknown_task, lambda c: c.app)),
         (signals.task_rejected, only_for(unstarted.on_invalid_task, lambda c: c.app)),
         (signals.task_failure, only_for(unstarted.on_hard_time_limit, lambda task: task.app)),
+        (signals.task_revoked, only_for(revoked.on_revoked, lambda task: task.app)),
     ]
     for signal, receiver in connections:
         signal.connect(receiver, weak=False)
@@ -311,6 +312,8 @@ def _finish_failed(message: Delivery, error: BaseException) -> None:
 
 
 def _failed(db: Connection, run_id: uuid.UUID, error: str, *, now: datetime) -> None:
+    if revoked.failed_instead(db, run_id, error, now=now):
+        return  # a cancel was pending: cancelled, not retried
     if transition(db, run_id, RunState.FAILED, now=now, error=error):
         retries.settle_failure(db, run_id, error=error, now=now)
 

@@ -117,12 +117,12 @@ def replay(cluster: Cluster, namespace: str, name: str, options: Any) -> str:
 def cancel(cluster: Cluster, namespace: str, name: str, options: Any) -> str:
     run = _run_prefix(options.run)
     state = next((r["state"] for r in _recent(cluster.get(namespace, name)) if _is(r, run)), None)
-    if state == "running":
-        raise UsageError(
-            f"run {run} is running: a running run cannot be cancelled from kubectl yet "
-            "(only planned, enqueued or retrying runs)"
-        )
     _annotate(cluster, namespace, name, CANCEL_ANNOTATION, f"{new_token()}/{run}")
+    if state == "running":
+        return (
+            f"schedule {namespace}/{name}: cancel requested; run {run} is running; it will be "
+            "stopped (kubectl get events shows when)"
+        )
     return f"schedule {namespace}/{name}: asked to cancel run {run}"
 
 
@@ -177,5 +177,5 @@ COMMANDS: dict[str, tuple[Command, str]] = {
     "suspend": (suspend, "stop planning new runs (spec.suspend: true)"),
     "resume": (resume, "plan runs again, also after a pause by pauseAfterFailures"),
     "replay": (replay, "run a dead or failed run again, with the schedule's current spec"),
-    "cancel": (cancel, "cancel a planned, enqueued or retrying run"),
+    "cancel": (cancel, "cancel a run: one not started at once, a running one is stopped"),
 }

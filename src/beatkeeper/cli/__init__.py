@@ -12,7 +12,18 @@ import sys
 import click
 
 from beatkeeper import __version__
-from beatkeeper.cli import crd, dev, operator, preview, runs, smoke, store, trigger, validate
+from beatkeeper.cli import (
+    cancel,
+    crd,
+    dev,
+    operator,
+    preview,
+    runs,
+    smoke,
+    store,
+    trigger,
+    validate,
+)
 from beatkeeper.cli.output import UserError, fail
 
 
@@ -29,6 +40,7 @@ def cli() -> None:
     """
 
 
+runs.runs.add_command(cancel.cancel)
 for command in (
     preview.preview,
     validate.validate,

@@ -19,7 +19,8 @@ from rich.table import Table
 from rich.text import Text
 
 from beatkeeper.cli.output import EXIT_USAGE, OUTPUT, UserError, stderr, stdout
-from beatkeeper.cli.store import database, schedule_name, tenancy_policy
+from beatkeeper.cli.store import database, schedule_name
+from beatkeeper.cli.validate import tenancy_policy
 from beatkeeper.durations import DURATION_PATTERN, parse_duration
 from beatkeeper.spec.types import parse_time
 from beatkeeper.states import RunState
@@ -34,7 +35,8 @@ _T = TypeVar("_T")
 
 
 class _RunsGroup(click.Group):
-    """`runs [SCHEDULE] [OPTIONS]` lists (it means `runs list …`); `runs replay ID` replays."""
+    """`runs [SCHEDULE] [OPTIONS]` lists (it means `runs list …`); `runs replay ID` replays,
+    `runs cancel ID` (``beatkeeper.cli.cancel``) cancels."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         if not args or (args[0] not in self.commands and args[0] not in ("-h", "--help")):
@@ -55,12 +57,13 @@ class _RunsGroup(click.Group):
         super().format_options(ctx, formatter)
 
     def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        formatter.write_usage(ctx.command_path, "[NAMESPACE/NAME] [OPTIONS]  |  replay ID")
+        usage = "[NAMESPACE/NAME] [OPTIONS]  |  replay ID  |  cancel ID"
+        formatter.write_usage(ctx.command_path, usage)
 
 
 @click.group("runs", cls=_RunsGroup)
 def runs() -> None:
-    """List runs, newest first, or replay a dead one.
+    """List runs, newest first, replay a dead one, or cancel one.
 
     \b
     Examples:
@@ -68,6 +71,7 @@ def runs() -> None:
       beatkeeper runs billing/nightly-invoices --state failed --state dead
       beatkeeper runs --since 2h -o json
       beatkeeper runs replay 3f2b9c1e
+      beatkeeper runs cancel 3f2b9c1e
     """
 
 
@@ -138,7 +142,7 @@ def replay(run_id: str) -> None:
       beatkeeper runs replay 3f2b9c1e
       beatkeeper runs replay 3f2b9c1e-0d4a-4c55-9a51-6f0e2c9b7d10
     """
-    prefix = _id_prefix(run_id)
+    prefix = id_prefix(run_id)
     with database() as engine, engine.begin() as db:
         old = asked(lambda: lookups.find_run_id(db, prefix))
         new = asked(lambda: requests.replay(db, old, now=datetime.now(UTC)))
@@ -157,7 +161,7 @@ def allowed(schedule: lookups.ScheduleRef) -> None:
         raise UserError(f"{schedule.key}: {forbidden}; nothing planned")
 
 
-def _id_prefix(text: str) -> str:
+def id_prefix(text: str) -> str:
     """A run id or its first characters (at least ``MIN_ID_PREFIX`` hex digits)."""
     cleaned = text.strip().lower()
     if not _ID_PREFIX.fullmatch(cleaned) or len(cleaned.replace("-", "")) < MIN_ID_PREFIX:

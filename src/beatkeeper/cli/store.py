@@ -17,10 +17,10 @@ from datetime import UTC, datetime
 import click
 
 from beatkeeper.cli.output import EXIT_USAGE, UserError, stderr
-from beatkeeper.cli.validate import PATHS, report
+from beatkeeper.cli.validate import PATHS, report, tenancy_policy
 from beatkeeper.dev.servers import running_stack
 from beatkeeper.manifests import Checked, check_paths
-from beatkeeper.policy import Policy, PolicyError, load_policy
+from beatkeeper.policy import Policy
 from beatkeeper.problems import SpecError
 from beatkeeper.settings import Settings, SettingsError, mask_url
 from beatkeeper.spec import split_name
@@ -99,14 +99,6 @@ def apply(paths: tuple[str, ...]) -> None:
     for result in results:
         when = result.next_run_at.isoformat() if result.next_run_at else "none"
         click.echo(f"{result.namespace}/{result.name} {result.action} (next run {when})")
-
-
-def tenancy_policy() -> Policy:
-    """The policy ``BEATKEEPER_POLICY_FILE`` names; a bad setting or file is a ``UserError``."""
-    try:
-        return load_policy(Settings.from_env().policy_file)
-    except (SettingsError, PolicyError) as exc:
-        raise UserError(str(exc)) from None
 
 
 def _refuse_forbidden(checked: Checked, policy: Policy) -> None:

@@ -2,7 +2,8 @@
 
 Exit 0 when every Schedule is valid, 1 with one line per problem
 (`FILE[#DOC]: field.path: message`), 2 for a usage error. Warnings go to stderr and do not
-fail the run.
+fail the run. With ``BEATKEEPER_POLICY_FILE`` set, a Schedule the tenancy policy forbids is a
+problem too, in the words the admission webhook refuses it with.
 """
 
 from __future__ import annotations
@@ -11,8 +12,11 @@ from datetime import UTC, datetime
 
 import click
 
-from beatkeeper.cli.output import EXIT_INVALID, stderr
+from beatkeeper.cli.output import EXIT_INVALID, UserError, stderr
 from beatkeeper.manifests import Checked, check_paths
+from beatkeeper.policy import Policy, PolicyError, load_policy
+from beatkeeper.problems import Problem
+from beatkeeper.settings import Settings, SettingsError
 
 PATHS = click.option(
     "-f",
@@ -33,6 +37,27 @@ def report(checked: Checked) -> None:
         click.echo(f"{source}: {problem}")
 
 
+def tenancy_policy() -> Policy:
+    """The policy ``BEATKEEPER_POLICY_FILE`` names; a bad setting or file is a ``UserError``."""
+    try:
+        return load_policy(Settings.from_env().policy_file)
+    except (SettingsError, PolicyError) as exc:
+        raise UserError(str(exc)) from None
+
+
+def forbidden(checked: Checked, policy: Policy) -> None:
+    """Move the Schedules ``policy`` forbids from ``checked.valid`` to its problems."""
+    allowed = []
+    for document, validated in checked.valid:
+        meta, spec = validated.manifest.metadata, validated.manifest.spec
+        refused = policy.refusal(namespace=meta.namespace, task=spec.task, queue=spec.queue)
+        if refused is None:
+            allowed.append((document, validated))
+        else:  # the message already starts with its field path, as the webhook sends it
+            checked.problems.append((document.source, Problem("", refused)))
+    checked.valid = allowed
+
+
 @click.command("validate")
 @PATHS
 def validate(paths: tuple[str, ...]) -> None:
@@ -47,6 +72,7 @@ def validate(paths: tuple[str, ...]) -> None:
       beatkeeper validate -f manifests/examples/ -f team-a/
     """
     checked = check_paths(paths, now=datetime.now(UTC))
+    forbidden(checked, tenancy_policy())
     report(checked)
     count = len(checked.valid)
     if checked.problems:

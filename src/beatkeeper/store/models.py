@@ -4,8 +4,9 @@ The main tables: ``schedules`` (one row per Schedule resource, keyed by its
 ``metadata.uid``) and ``runs`` (one row per occurrence, unique on ``(schedule_id,
 planned_at)``). Beside them: ``run_counts`` (lifetime runs per schedule and final state, kept
 by a trigger on ``runs`` in the transaction of each final transition, so pruning history never
-shrinks them), and ``rate_budgets`` with ``rate_sends`` (the runs sent per ``spec.rateLimit``
-key, counted over the limit's window while the budget row is locked). These models are
+shrinks them), ``rate_budgets`` with ``rate_sends`` (the runs sent per ``spec.rateLimit``
+key, counted over the limit's window while the budget row is locked), and ``cancel_requests``
+(who asked to cancel a running run, until a component with Celery has stopped it). These models are
 the reference the migrations are tested against (``tests/integration/test_migrations.py``):
 a change here needs a new migration under ``migrations/versions/`` in the same change.
 
@@ -49,12 +50,14 @@ from beatkeeper.states import ACTIVE, FINAL, RunState
 __all__ = [
     "COUNT_RUNS_DDL",
     "Base",
+    "CancelRequest",
     "RateBudget",
     "RateSend",
     "Run",
     "RunCount",
     "RunOrigin",
     "Schedule",
+    "cancel_requests",
     "metadata",
     "rate_budgets",
     "rate_sends",
@@ -246,6 +249,30 @@ class RateSend(Base):
     __table_args__ = (Index("ix_rate_sends_namespace_key_sent_at", "namespace", "key", "sent_at"),)
 
 
+class CancelRequest(Base):
+    """A person asked to cancel a running run; Beat revokes its Celery task and sees it end.
+
+    Kept once settled (``settled_at``): a request seen again, from the same annotation or a
+    second ``beatkeeper runs cancel``, finds it and does nothing.
+    """
+
+    __tablename__ = "cancel_requests"
+
+    run_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True
+    )
+    requested_at: Mapped[datetime]
+    reason: Mapped[str]  # names who asked; becomes the run's error when it is cancelled
+    check_at: Mapped[datetime]  # when Beat next acts on it: revoke, revoke again, give up
+    revoked_at: Mapped[datetime | None]  # the first revoke sent; the deadline counts from it
+    settled_at: Mapped[datetime | None]  # the run left ``running``: cancelled, or finished
+
+    __table_args__ = (
+        # Beat's look for requests to act on reads the open ones only.
+        Index("ix_cancel_requests_open", "check_at", postgresql_where=text("settled_at IS NULL")),
+    )
+
+
 NOTIFY_PREFIX = "beatkeeper_"
 """Beat listens on this prefix + its schema (``beatkeeper.store.planning.channel_for``)."""
 
@@ -288,3 +315,4 @@ runs: Table = Run.__table__  # type: ignore[assignment]
 run_counts: Table = RunCount.__table__  # type: ignore[assignment]
 rate_budgets: Table = RateBudget.__table__  # type: ignore[assignment]
 rate_sends: Table = RateSend.__table__  # type: ignore[assignment]
+cancel_requests: Table = CancelRequest.__table__  # type: ignore[assignment]

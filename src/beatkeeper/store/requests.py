@@ -30,10 +30,8 @@ from beatkeeper.store.planning import notify
 from beatkeeper.store.runs import transition
 
 __all__ = [
-    "CANCELLABLE",
     "REPLAYABLE",
     "Replay",
-    "cancel",
     "replay",
     "replay_once",
     "resume",
@@ -127,33 +125,6 @@ def replay_once(db: Connection, run_id: uuid.UUID, *, token: str, now: datetime)
     if db.execute(select(runs.c.id).where(runs.c.id == new_id)).first() is not None:
         return None
     return replay(db, run_id, now=now, new_id=new_id)
-
-
-#: States a person may cancel from: the run has not started, or waits for a retry. A
-#: running run would need its Celery task revoked, which the store alone cannot do.
-CANCELLABLE = frozenset({RunState.PLANNED, RunState.ENQUEUED, RunState.RETRYING})
-
-
-def cancel(db: Connection, run_id: uuid.UUID, *, now: datetime, reason: str) -> bool:
-    """Cancel a planned, enqueued or retrying run; False if it was cancelled already.
-
-    A worker that receives a cancelled run's message believes the row and does not run it.
-    ``RefusedError`` for a running or finished run.
-    """
-    state = db.execute(select(runs.c.state).where(runs.c.id == run_id)).scalar_one_or_none()
-    if state is None:
-        raise NotFoundError(f"no run {run_id}")
-    if state == RunState.CANCELLED:
-        return False
-    if state == RunState.RUNNING:
-        raise RefusedError(
-            f"run {run_id} is running: cancelling a running run needs its Celery task "
-            "revoked, which is not supported yet; only planned, enqueued or retrying runs "
-            "can be cancelled"
-        )
-    if RunState(state) not in CANCELLABLE:
-        raise RefusedError(f"run {run_id} is {state}: it has finished and cannot be cancelled")
-    return transition(db, run_id, RunState.CANCELLED, now=now, error=reason)
 
 
 def resume(db: Connection, schedule: ScheduleRef, *, now: datetime) -> str | None:
