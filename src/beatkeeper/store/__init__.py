@@ -6,6 +6,8 @@ The rooms, one per module:
   ``DatabaseUnavailable`` for a server that cannot be reached.
 - ``models``: the ``schedules`` and ``runs`` tables as SQLAlchemy models.
 - ``runs``: ``transition`` and friends, run state changes as conditional UPDATEs.
+- ``recording``: what a worker records about a run, as named operations; ``prepared``,
+  ``held_connection`` and ``sessions`` carry its per-run statements and connections.
 - ``migrate``: ``upgrade(engine_or_settings, schema)``, Alembic driven from Python. Import it
   as ``beatkeeper.store.migrate`` where needed; it is not re-exported here so that processes
   that never migrate do not pay for importing Alembic.

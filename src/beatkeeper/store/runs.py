@@ -48,6 +48,8 @@ _WRITABLE = frozenset(
         "started_at",
         "finished_at",
         "worker",
+        "worker_pid",
+        "worker_session",
         "result",
         "error",
         "worker_losses",
