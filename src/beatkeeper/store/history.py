@@ -23,7 +23,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Row, Text, cast, func, select, update
-from sqlalchemy.dialects.postgresql import insert
 
 from beatkeeper.recurrence import Recurrence
 from beatkeeper.spec import ScheduleSpec, recurrence_of
@@ -31,7 +30,7 @@ from beatkeeper.states import RunState
 from beatkeeper.store.models import RunOrigin, runs, schedules
 from beatkeeper.store.planning import notify
 from beatkeeper.store.recording import owner_display
-from beatkeeper.store.runs import transition
+from beatkeeper.store.runs import insert_runs, transition
 
 __all__ = [
     "CANCELLABLE",
@@ -381,10 +380,7 @@ def backfill(
         }
         for moment in planned
     ]
-    statement = insert(runs).on_conflict_do_nothing(
-        index_elements=[runs.c.schedule_id, runs.c.planned_at]
-    )
-    inserted = len(db.execute(statement.returning(runs.c.id), rows).all())
+    inserted = len(insert_runs(db, rows))
     if inserted:
         notify(db, str(schedule.id))
     return inserted
@@ -433,26 +429,18 @@ def _plan_now(
     planned = now
     # The run key is (schedule, planned instant): a request in the same microsecond as a
     # planned occurrence or another request takes the next free microsecond.
-    while True:
-        inserted = db.execute(
-            insert(runs)
-            .values(
-                id=run_id,
-                schedule_id=schedule.id,
-                planned_at=planned,
-                due_at=now,
-                task=task,
-                max_attempts=schedule.spec.retry.max_attempts,
-                origin=origin.value,
-                replay_of=replay_of,
-                created_at=now,
-                updated_at=now,
-            )
-            .on_conflict_do_nothing(index_elements=[runs.c.schedule_id, runs.c.planned_at])
-            .returning(runs.c.id)
-        ).first()
-        if inserted is not None:
-            break
+    row = {
+        "id": run_id,
+        "schedule_id": schedule.id,
+        "due_at": now,
+        "task": task,
+        "max_attempts": schedule.spec.retry.max_attempts,
+        "origin": origin.value,
+        "replay_of": replay_of,
+        "created_at": now,
+        "updated_at": now,
+    }
+    while not insert_runs(db, [{**row, "planned_at": planned}]):
         planned += _TICK
     notify(db, str(schedule.id))
     return run_id
