@@ -24,8 +24,13 @@ from beatkeeper.decisions.ownership import Message
 from beatkeeper.spec import ScheduleSpec
 
 __all__ = [
+    "ATTEMPT",
     "HEADERS",
     "HEADER_PREFIX",
+    "MAX_ATTEMPTS",
+    "PLANNED_AT",
+    "SCHEDULE",
+    "SCHEDULE_ID",
     "Delivery",
     "Outgoing",
     "Template",
@@ -49,9 +54,13 @@ _REPR_MAX = 1024
 
 
 def run_headers(
-    *, schedule: str, schedule_id: uuid.UUID | str, planned_at: datetime, attempt: int,
+    *,
+    schedule: str,
+    schedule_id: uuid.UUID | str,
+    planned_at: datetime,
+    attempt: int,
     max_attempts: int,
-) -> dict[str, str | int]:  # fmt: skip
+) -> dict[str, str | int]:
     """The headers of one attempt of one run (``schedule`` is ``namespace/name``)."""
     return {
         SCHEDULE: schedule,
