@@ -30,16 +30,12 @@ base classes alike. To refuse, it raises ``celery.exceptions.Ignore``: the trace
 the body, stores no result, and the worker acknowledges the message. When PostgreSQL
 cannot be reached it raises ``Reject(requeue=True)``: the message goes back to the queue.
 
-What the claim and the outcome write and cost: ``ledger`` (one waited-for round trip per
-run; the success is sent before the task returns and confirmed later). Who owns a running
-run and when a redelivered message may take it over: ``ownership``. What a failure becomes:
-``retries``. This module wires Celery to them and records the rarer outcomes (failures,
-releases) through ``beatkeeper.store.recording``. A message whose task the tenancy policy forbids in
-its schedule's namespace is never executed, whatever path it came by (a replay, a policy
-tightened after it was sent, a forged message): its run, when the message is really that
-run's, is recorded ``failed`` with the policy's reason. Messages no pool process runs
-(unknown tasks, refused content, hard time limits): ``unstarted``; messages nobody can
-read: ``poison``.
+This module wires Celery to the rest and must hold no SQL: the claim and the success of
+every run are ``ledger``'s, take-overs ``ownership``'s, what a failure becomes ``retries``'s,
+and the rarer outcomes it records (failures, releases) go through
+``beatkeeper.store.recording``. A message the tenancy policy forbids is never executed; its
+run, when the message is really that run's, is recorded ``failed`` with the policy's
+reason. Messages no pool process runs: ``unstarted``; messages nobody can read: ``poison``.
 """
 
 from __future__ import annotations
