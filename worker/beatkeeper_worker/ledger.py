@@ -91,7 +91,7 @@ def succeeded(process: PoolProcess, delivery: Delivery, me: Owner, summary: str)
             tag=success,
         )
     except DatabaseUnavailable as error:
-        sessions.discard()
+        process.discard()
         logger.warning("database unavailable, recording the success again: %s", line(error))
         _record_again(process, success, FINISH_RETRY_DELAYS)
     metrics.RUNS_FINISHED.labels(RunState.SUCCEEDED.value).inc()
@@ -123,7 +123,7 @@ def _read_answers(
         answers = held.collect(timeout=timeout)
     except DatabaseUnavailable as error:
         lost = held.unanswered()
-        process.sessions.discard(held)
+        process.discard(held)
         logger.warning(
             "database connection lost with %d outcome(s) unconfirmed: %s", len(lost), line(error)
         )

@@ -22,6 +22,7 @@ from typing import ClassVar, TypeVar
 from beatkeeper.decisions.ownership import Owner
 from beatkeeper.settings import Settings
 from beatkeeper.store import DatabaseUnavailable
+from beatkeeper.store.held_connection import HeldConnection
 from beatkeeper.store.sessions import PoolSessions
 
 __all__ = ["FINISH_RETRY_DELAYS", "START_RETRY_DELAYS", "PoolProcess", "line"]
@@ -72,6 +73,11 @@ class PoolProcess:
         """The owner of the runs this process claims for worker ``hostname``."""
         return Owner(hostname or "unknown", self.pid, self.token)
 
+    def discard(self, held: HeldConnection | None = None) -> None:
+        """Drop ``held`` (default: this thread's) after an error, whichever thread held it;
+        the next step opens a fresh one. The one place a pool process gives up a connection."""
+        self.sessions.discard(held)
+
     def retrying(self, delays: tuple[float, ...], step: Callable[[], _T]) -> _T:
         """Run ``step``; while the database is unavailable, drop this thread's held
         connection and retry. Raises the last ``DatabaseUnavailable`` once ``delays`` run out."""
@@ -79,7 +85,7 @@ class PoolProcess:
             try:
                 return step()
             except DatabaseUnavailable as error:
-                self.sessions.discard()
+                self.discard()
                 logger.warning(
                     "database unavailable, trying again in %.1fs: %s", delay, line(error)
                 )
@@ -87,5 +93,5 @@ class PoolProcess:
         try:
             return step()
         except DatabaseUnavailable:
-            self.sessions.discard()
+            self.discard()
             raise
