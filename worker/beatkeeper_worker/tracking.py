@@ -230,9 +230,7 @@ def _execute_in_context(message: Delivery, body: Callable[..., Any], args: Any, 
         result = body(*args, **kwargs)
     except (Retry, Reject) as handed_back:
         if isinstance(handed_back, Retry) or handed_back.requeue:
-            _finish(
-                message, lambda db, now: recording.release(db, message.run_id, owner=me, now=now)
-            )
+            _release(message, me)
         else:
             _finish_failed(message, handed_back)
         raise
@@ -289,9 +287,12 @@ def _on_publish(headers: dict[str, Any] | None = None, **_: Any) -> None:
     if message is None or owner is None or headers is None:
         return
     if headers.get("id") == str(message.run_id):
-        _finish(
-            message, lambda db, now: recording.release(db, message.run_id, owner=owner, now=now)
-        )
+        _release(message, owner)
+
+
+def _release(message: Delivery, owner: Owner) -> None:
+    """The task handed its message back to Celery (retry, requeue): whoever gets it runs it."""
+    _finish(message, lambda db, now: recording.release(db, message.run_id, owner=owner, now=now))
 
 
 def _ignored(db: recording.Connection, run_id: uuid.UUID, *, now: datetime) -> None:
