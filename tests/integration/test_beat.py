@@ -46,6 +46,7 @@ SCHEDULER = "beatkeeper_worker.beat:DatabaseScheduler"
 PROBE_APP = """
 import json, os
 from celery import Celery
+from beatkeeper_worker.messages import HEADERS
 
 app = Celery("probe", broker=os.environ["PROBE_BROKER_URL"])
 app.conf.update(accept_content=["json"], task_acks_late=True, worker_prefetch_multiplier=1,
@@ -55,9 +56,7 @@ app.conf.update(accept_content=["json"], task_acks_late=True, worker_prefetch_mu
 def record(self, *args, **kwargs):
     request = self.request
     seen = {"id": request.id, "args": list(args), "kwargs": kwargs, "retries": request.retries,
-            "headers": {k: getattr(request, k, None) for k in (
-                "beatkeeper_schedule", "beatkeeper_schedule_id", "beatkeeper_planned_at",
-                "beatkeeper_attempt", "beatkeeper_max_attempts")}}
+            "headers": {k: getattr(request, k, None) for k in HEADERS}}
     with open(os.environ["PROBE_OUT"], "a") as out:
         out.write(json.dumps(seen) + "\\n")
 """

@@ -21,7 +21,7 @@ from sqlalchemy import Engine, insert, select
 from beatkeeper.settings import Settings
 from beatkeeper.spec import validate_manifest
 from beatkeeper.states import RunState
-from beatkeeper.store import cancellations, lookups, requests
+from beatkeeper.store import cancellations, lookups
 from beatkeeper.store.models import cancel_requests, run_counts, runs
 from beatkeeper.store.runs import transition
 from beatkeeper.store.schedules import apply_schedule

@@ -120,7 +120,43 @@ def test_downgrade_to_base_and_upgrade_again(fresh: Engine) -> None:
 def test_upgrade_twice_changes_nothing(fresh: Engine) -> None:
     migrate.upgrade(fresh)
     migrate.upgrade(fresh)
-    assert migrate.current_revision(fresh) == migrate.head_revision() == "0005"
+    assert migrate.current_revision(fresh) == migrate.head_revision() == "0006"
+
+
+def test_a_run_owner_written_as_one_string_is_split_into_columns_and_joined_back(
+    fresh: Engine,
+) -> None:
+    migrate.upgrade(fresh, revision="0004")
+    owners = ("celery@h (pid 41, session 0123456789ab)", "celery@h", None)
+    with fresh.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO schedules (id, namespace, name, generation, spec, spec_hash, task,"
+                " zone, trigger) VALUES (gen_random_uuid(), 'ns', 'n', 1, '{}', 'h', 't', 'UTC',"
+                " 'x')"
+            )
+        )
+        for n, owner in enumerate(owners):
+            connection.execute(
+                text(
+                    "INSERT INTO runs (schedule_id, planned_at, due_at, task, worker)"
+                    " SELECT id, now() + :n * interval '1 second', now(), 't', :owner"
+                    " FROM schedules"
+                ),
+                {"n": n, "owner": owner},
+            )
+    read = text("SELECT worker, worker_pid, worker_session FROM runs ORDER BY planned_at")
+    migrate.upgrade(fresh)
+    with fresh.connect() as connection:
+        assert [tuple(row) for row in connection.execute(read)] == [
+            ("celery@h", 41, "0123456789ab"),
+            ("celery@h", None, None),
+            (None, None, None),
+        ]
+    migrate.downgrade(fresh, revision="0004")
+    with fresh.connect() as connection:
+        joined = text("SELECT worker FROM runs ORDER BY planned_at")
+        assert tuple(connection.execute(joined).scalars()) == owners
 
 
 def test_tables_go_to_the_configured_schema_and_nowhere_else(fresh: Engine) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
-from beatkeeper_worker.retries import settle_failure
+from beatkeeper_worker.retries import after_failure
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import update
 from test_planning import MINUTE, T0, Beat, beat
@@ -73,7 +73,7 @@ def test_skipped_and_dead_runs_are_counted(beat: Beat, labelled: str) -> None:
     first = beat.runs()[0]
     with beat.engine.begin() as db:
         db.execute(update(runs).where(runs.c.id == first.id).values(state="failed", attempt=2))
-        settle_failure(db, first.id, error="boom", now=T0 + 2 * MINUTE)
+        after_failure(db, first.id, error="boom", now=T0 + 2 * MINUTE)
     assert added(before) == {("skipped", "team", name): 1, ("dead", "team", name): 1}
 
 

@@ -51,8 +51,9 @@ def test_run_goes_enqueued_running_succeeded_with_its_details(beat: Beat, worker
     assert run.error is None
     assert run.attempt == 1
     assert run.worker.startswith(f"{worker.queue}@")
+    assert len(run.worker_session) == 12
     assert run.enqueued_at <= run.started_at <= run.finished_at
-    assert worker.bodies(run_id) == [int(run.worker.split("pid ")[1].split(",")[0])]
+    assert worker.bodies(run_id) == [run.worker_pid]
 
 
 def test_shared_task_and_custom_base_class_are_tracked(beat: Beat, worker: Worker) -> None:

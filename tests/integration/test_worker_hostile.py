@@ -121,7 +121,9 @@ def test_duplicate_on_a_worker_lacking_the_task_does_not_fail_a_run_running_else
             connection.execute(
                 update(runs)
                 .where(runs.c.id == run_id)
-                .values(state=S.RUNNING.value, worker=f"other@host (pid 1, session {token})")
+                .values(
+                    state=S.RUNNING.value, worker="other@host", worker_pid=1, worker_session=token
+                )
             )
         beat.publish(schedule, run_id, worker)
         worker.wait_for_log(rf"run {run_id} of tests/elsewhere is running on other@host")

@@ -58,7 +58,7 @@ def test_run_published_on_rabbitmq_is_tracked(beat: Beat, worker: Worker) -> Non
     beat.publish(schedule, run_id, worker, 20, 22)
     run = beat.wait_for_state(run_id, RunState.SUCCEEDED)
     assert run.result == "42"
-    assert worker.bodies(run_id) == [int(run.worker.split("pid ")[1].split(",")[0])]
+    assert worker.bodies(run_id) == [run.worker_pid]
 
 
 def test_duplicate_on_rabbitmq_runs_once(beat: Beat, worker: Worker) -> None:

@@ -6,8 +6,8 @@
   Every task body appends ``<task> <task id> <pid> start|end`` to ``body.log``, so a test
   can count how many times a body really ran.
 - ``Beat``: Beat's side of the message contract until the real scheduler drives these
-  tests: it inserts run rows and publishes their messages (``task_id`` = run id and the
-  ``beatkeeper_*`` headers), and republishes retries once they are due.
+  tests: it inserts run rows and publishes their messages, built as Beat builds them
+  (``beatkeeper_worker.messages.message_for``), and republishes retries once they are due.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from beatkeeper_worker.tracking import message_headers
+from beatkeeper_worker.messages import Template, message_for
 from celery import Celery
 from sqlalchemy import Engine, insert, select
 from waiting import wait_for
@@ -300,24 +300,47 @@ class Beat:
         *args: Any,
         task: str | None = None,
         run: Any = None,
-        **options: Any,
+        serializer: str = "json",
+        time_limit: float | None = None,
     ) -> None:
+        """Publish the run's message as Beat would, with ``args`` (and what else is given)."""
         run = run or self.run(run_id)
-        headers = message_headers(
+        template = Template(
             schedule=f"{schedule.namespace}/{schedule.name}",
-            schedule_id=schedule.id,
+            schedule_id=str(schedule.id),
+            args=list(args),
+            kwargs={},
+            argsrepr=repr(list(args)),
+            kwargsrepr="{}",
+            queue=worker.queue,
+            priority=None,
+            expires=None,
+            starting_deadline=None,
+            time_limit=time_limit,
+            soft_time_limit=None,
+        )
+        message = message_for(
+            self.client,
+            run_id=run_id,
+            task=task or run.task,
             planned_at=run.planned_at,
+            due_at=run.due_at,
             attempt=run.attempt,
             max_attempts=run.max_attempts,
+            template=template,
+            now=datetime.now(UTC),
+            origin="tests",
         )
-        self.client.send_task(
-            task or run.task,
-            args=list(args),
-            task_id=str(run_id),
-            headers=headers,
-            queue=worker.queue,
-            **options,
-        )
+        with self.client.producer_or_acquire() as producer:
+            producer.publish(
+                message.body,
+                exchange="",
+                routing_key=message.queue,
+                serializer=serializer,
+                headers=message.headers,
+                declare=[self.client.amqp.queues[message.queue]],
+                **message.properties,
+            )
         self.published.append(run_id)
 
     def republish_when_due(

@@ -22,7 +22,7 @@ from harness import create, current, events, eventually, manifest, merge_patch, 
 from sqlalchemy import Engine, select, update
 from stopping import SLOW_TASK, Stack, process_gone
 
-from beatkeeper.store import backfills, lookups, requests
+from beatkeeper.store import backfills, requests
 from beatkeeper.store.models import cancel_requests, runs, schedules
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import collections
 import copy
 import os
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -128,8 +127,8 @@ class Scenario:
     def owners(self) -> dict[str, int | None]:
         """Each run's id and the pid of the worker process that recorded its outcome."""
         with self.engine.connect() as db:
-            rows = db.execute(text("SELECT id, worker FROM runs"))
-            return {str(row.id): _pid_of(row.worker) for row in rows}
+            rows = db.execute(text("SELECT id, worker_pid FROM runs"))
+            return {str(row.id): row.worker_pid for row in rows}
 
     def bodies(self) -> list[Any]:
         with self.engine.connect() as db:
@@ -198,11 +197,6 @@ def _cut_by_a_kill(mark: Any, of_its_process: Sequence[Any], kills: Sequence[Kil
             if max(before, key=lambda m: m.started_at) is mark:
                 return True
     return False
-
-
-def _pid_of(worker: str | None) -> int | None:
-    found = re.search(r"\(pid (\d+),", worker or "")
-    return int(found.group(1)) if found else None
 
 
 def occurrences_between(start: datetime, end: datetime) -> int:

@@ -23,10 +23,9 @@ import logging
 from datetime import UTC, datetime, timedelta
 
 from celery import Celery
-from sqlalchemy import Connection
 
 from beatkeeper.states import RunState
-from beatkeeper.store import cancellations
+from beatkeeper.store import Connection, cancellations
 
 __all__ = ["DEADLINE", "RESEND", "SIGNAL", "Canceller"]
 

@@ -31,13 +31,11 @@ from typing import Any
 
 import redis
 from celery import signals
-from sqlalchemy import make_url, text
-from sqlalchemy.pool import NullPool
 
 from beatkeeper.observability import metrics
 from beatkeeper.observability.http import CachedCheck, Check, HealthServer, Heartbeat
 from beatkeeper.settings import Settings
-from beatkeeper.store.engine import make_engine
+from beatkeeper.store import sessions
 
 __all__ = ["BeatHealth", "QueueLength", "serve_worker"]
 
@@ -186,17 +184,11 @@ def serve_worker(settings: Settings, *, port: int) -> HealthServer:
 
 
 def _database_check(settings: Settings) -> Check:
-    # A probe has a second or so: fail fast rather than wait out the usual connect timeout.
-    url = make_url(settings.require_database_url()).update_query_dict(
-        {"connect_timeout": str(DATABASE_CHECK_CONNECT_TIMEOUT)}
-    )
-    quick = dataclasses.replace(settings, database_url=url.render_as_string(hide_password=False))
-    engine = make_engine(quick, application_name="beatkeeper-worker-probe", poolclass=NullPool)
+    probe = sessions.probe(settings, connect_timeout=DATABASE_CHECK_CONNECT_TIMEOUT)
 
     def check() -> tuple[bool, str]:
         try:
-            with engine.connect() as db:
-                db.execute(text("SELECT 1"))
+            probe()
         except Exception as error:  # noqa: BLE001 (any failure is the reason)
             original = getattr(error, "orig", None) or error
             reason = " ".join(str(original).split()) or type(error).__name__

@@ -18,20 +18,13 @@ across the fork), as for the other messages the main process records (``unstarte
 
 from __future__ import annotations
 
-import functools
 import logging
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine
-from sqlalchemy.pool import NullPool
-
-from beatkeeper.settings import Settings
-from beatkeeper.store import cancellations
-from beatkeeper.store.engine import make_engine
-from beatkeeper_worker import ledger
-from beatkeeper_worker.ledger import line
+from beatkeeper.store import Connection, DatabaseUnavailable, cancellations, sessions
+from beatkeeper_worker.pool_process import line
 
 __all__ = ["failed_instead", "on_revoked"]
 
@@ -54,9 +47,9 @@ def on_revoked(request: Any = None, *, terminated: bool = False, **_: Any) -> No
             logger.warning("run %s cancelled on request: %s", run_id, how)
 
     try:
-        with _main_engine().begin() as db:
+        with sessions.main_process_transaction() as db:
             record(db)
-    except ledger.DOWN as down:
+    except DatabaseUnavailable as down:
         # Beat records it cancelled at the request's deadline, so nothing is lost for good.
         logger.error("run %s revoked, not recorded cancelled yet: %s", run_id, line(down))  # noqa: TRY400
 
@@ -64,10 +57,3 @@ def on_revoked(request: Any = None, *, terminated: bool = False, **_: Any) -> No
 def failed_instead(db: Connection, run_id: uuid.UUID, error: str, *, now: datetime) -> bool:
     """Record a run that failed while its cancel was pending ``cancelled``; False if none was."""
     return cancellations.cancel_requested(db, run_id, now=now, how=f"the task ended with {error}")
-
-
-@functools.cache
-def _main_engine() -> Engine:
-    return make_engine(
-        Settings.from_env(), application_name="beatkeeper-worker-revoked", poolclass=NullPool
-    )

@@ -2,10 +2,11 @@
 
 Beat publishes a run as an ordinary message for the user's own task name (so Flower and
 routing see that name), with ``task_id = str(run.id)`` and the ``beatkeeper_*`` headers
-built by ``message_headers``. A worker of an app with tracking installed moves the run
-``enqueued → running`` before the task body starts and ``running → succeeded | failed``
-after it (``failed`` then goes on to ``retrying``/``dead``, see ``retries``). A message
-without those headers (the user's own ``.delay()``) is not touched: no database work.
+(``messages``, the one contract between them). A worker of an app with tracking installed
+moves the run ``enqueued → running`` before the task body starts and ``running →
+succeeded | failed`` after it (``failed`` then goes on to ``retrying``/``dead``, see
+``retries``). A message without those headers (the user's own ``.delay()``) is not
+touched: no database work.
 
 How a message is refused without a custom base class. The body must not run when the run is
 already running or finished (invariant 3), and we cannot ask users to derive their tasks
@@ -29,16 +30,13 @@ base classes alike. To refuse, it raises ``celery.exceptions.Ignore``: the trace
 the body, stores no result, and the worker acknowledges the message. When PostgreSQL
 cannot be reached it raises ``Reject(requeue=True)``: the message goes back to the queue.
 
-What the claim and the outcome write and cost: ``ledger`` (one waited-for round trip per
-run; the success is sent before the task returns and confirmed later). Who owns a running
-run and when a redelivered message may take it over: ``ownership``. This module wires Celery
-to them and records the rarer outcomes (failures, releases); ``matching`` makes the claim
-refuse a message that is not its run's. A message whose task the tenancy policy forbids in
-its schedule's namespace is never executed, whatever path it came by (a replay, a policy
-tightened after it was sent, a forged message): its run, when the message is really that
-run's, is recorded ``failed`` with the policy's reason. Messages no pool process runs
-(unknown tasks, refused content, hard time limits): ``unstarted``; messages nobody can
-read: ``poison``; a run revoked because a person cancelled it: ``revoked``.
+This module wires Celery to the rest and must hold no SQL: the claim and the success of
+every run are ``ledger``'s, take-overs ``ownership``'s, what a failure becomes ``retries``'s,
+and the rarer outcomes it records (failures, releases) go through
+``beatkeeper.store.recording``. A message the tenancy policy forbids is never executed; its
+run, when the message is really that run's, is recorded ``failed`` with the policy's
+reason. Messages no pool process runs: ``unstarted``; messages nobody can read:
+``poison``; a run revoked because a person cancelled it: ``revoked``.
 """
 
 from __future__ import annotations
@@ -55,23 +53,23 @@ from typing import Any
 from celery import Celery, Task, signals
 from celery.exceptions import Ignore, Reject, Retry
 from celery.utils.saferepr import saferepr
-from sqlalchemy import Connection, update
 
 from beatkeeper import logging as beatkeeper_logging
+from beatkeeper.decisions.ownership import Owner
 from beatkeeper.observability import metrics
 from beatkeeper.policy import Policy, PolicyError, load_policy
 from beatkeeper.settings import Settings, SettingsError
 from beatkeeper.states import RunState
-from beatkeeper.store.models import runs
-from beatkeeper.store.runs import SUMMARY_MAX_CHARS, transition
-from beatkeeper_worker import health, ledger, poison, retries, revoked, unstarted
-from beatkeeper_worker.ledger import (
+from beatkeeper.store import DatabaseUnavailable, recording
+from beatkeeper.store.runs import SUMMARY_MAX_CHARS
+from beatkeeper_worker import health, ledger, messages, poison, retries, revoked, unstarted
+from beatkeeper_worker.messages import HEADERS, Delivery
+from beatkeeper_worker.messages import run_headers as message_headers
+from beatkeeper_worker.pool_process import (
     FINISH_RETRY_DELAYS,
     START_RETRY_DELAYS,
-    DatabaseDown,
-    Delivery,
-    Process,
-    at,
+    PoolProcess,
+    line,
 )
 from beatkeeper_worker.unstarted import describe_error
 
@@ -79,25 +77,7 @@ __all__ = ["HEADERS", "describe_error", "install", "message_headers"]
 
 logger = logging.getLogger("beatkeeper.worker")
 
-HEADERS = (
-    "beatkeeper_schedule",
-    "beatkeeper_schedule_id",
-    "beatkeeper_planned_at",
-    "beatkeeper_attempt",
-    "beatkeeper_max_attempts",
-)
-"""The headers that mark a message as a run (Beat's side of the contract)."""
-
-
 _INSTALLED = "_beatkeeper_tracking"
-
-
-def message_headers(
-    *, schedule: str, schedule_id: uuid.UUID, planned_at: datetime, attempt: int, max_attempts: int
-) -> dict[str, str | int]:
-    """The headers Beat publishes a run with (``schedule`` is ``namespace/name``)."""
-    values = (schedule, str(schedule_id), planned_at.isoformat(), attempt, max_attempts)
-    return dict(zip(HEADERS, values, strict=True))
 
 
 def install(app: Celery) -> None:
@@ -171,8 +151,8 @@ def _on_worker_init(sender: Any, **_: Any) -> None:
     # A prefork process runs one task at a time; thread pools run `concurrency` at once
     # (still "auto" here when so configured: then the pool's overflow makes up for it).
     concurrency = sender.concurrency if isinstance(sender.concurrency, int) else 0
-    Process.threads = 1 if "prefork" in pool_name else max(4, concurrency)
-    Process.wanted = True
+    PoolProcess.threads = 1 if "prefork" in pool_name else max(4, concurrency)
+    PoolProcess.tracking = True
     for name, task in sender.app.tasks.items():
         if not name.startswith("celery.") and not getattr(task.run, "_beatkeeper", False):
             task.run = _tracked(task, task.run)
@@ -181,14 +161,14 @@ def _on_worker_init(sender: Any, **_: Any) -> None:
 
 
 def _on_process_init(**_: Any) -> None:
-    if Process.wanted:  # not in a worker of some other app that merely imported us
-        Process.current()  # build the engine now rather than on the first run
+    if PoolProcess.tracking:  # not in a worker of some other app that merely imported us
+        PoolProcess.current()  # build the engine now rather than on the first run
 
 
 def _on_process_exit(**_: Any) -> None:
     """Read the answers to the outcomes this process sent last (see ``ledger``)."""
-    if Process.wanted:
-        Process.current().settle_all()
+    if PoolProcess.tracking:
+        ledger.read_answers_at_exit(PoolProcess.current())
 
 
 # -- the wrapper around each task's body --------------------------------------------------
@@ -198,7 +178,7 @@ class _Running(threading.local):
     """The run this thread is executing, if any, and the owner name it runs under."""
 
     message: Delivery | None = None
-    owner: str = ""
+    owner: Owner | None = None
 
 
 _running = _Running()
@@ -208,27 +188,14 @@ def _tracked(task: Task, body: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(body)
     def run(*args: Any, **kwargs: Any) -> Any:
         request = task.request
-        if getattr(request, "beatkeeper_schedule_id", None) is None:
+        if not messages.is_run(request):
             return body(*args, **kwargs)
         if _running.message is not None and str(_running.message.run_id) == request.id:
             return body(*args, **kwargs)  # the task calling itself inside its own run
-        return _execute(_message(request, task.name), body, args, kwargs)
+        return _execute(messages.delivery_of(request, task.name), body, args, kwargs)
 
     run._beatkeeper = True  # type: ignore[attr-defined]
     return run
-
-
-def _message(request: Any, task: str) -> Delivery:
-    return Delivery(
-        run_id=uuid.UUID(request.id),
-        schedule=request.beatkeeper_schedule,
-        schedule_id=uuid.UUID(request.beatkeeper_schedule_id),
-        hostname=request.hostname,
-        redelivered=bool((request.delivery_info or {}).get("redelivered")),
-        planned_at=getattr(request, "beatkeeper_planned_at", None),
-        attempt=getattr(request, "beatkeeper_attempt", None),
-        task=task,
-    )
 
 
 def _execute(message: Delivery, body: Callable[..., Any], args: Any, kwargs: Any) -> Any:
@@ -249,14 +216,14 @@ def _execute_in_context(message: Delivery, body: Callable[..., Any], args: Any, 
     if forbidden is not None:
         _refuse_forbidden(message, forbidden)
         raise Ignore
-    process = Process.current()
+    process = PoolProcess.current()
     me = process.owner(message.hostname)
     try:
         started = process.retrying(START_RETRY_DELAYS, lambda: ledger.claim(process, message, me))
-    except DatabaseDown as down:
+    except DatabaseUnavailable as down:
         # One line, no traceback: an outage is not a bug.
-        logger.error("run %s of %s not started, message requeued: %s", *at(message), down)  # noqa: TRY400
-        raise Reject(str(down), requeue=True) from None
+        logger.error("run %s of %s not started, message requeued: %s", *message.at(), line(down))  # noqa: TRY400
+        raise Reject(line(down), requeue=True) from None
     if not started:
         raise Ignore
     _running.message, _running.owner = message, me
@@ -265,7 +232,7 @@ def _execute_in_context(message: Delivery, body: Callable[..., Any], args: Any, 
         result = body(*args, **kwargs)
     except (Retry, Reject) as handed_back:
         if isinstance(handed_back, Retry) or handed_back.requeue:
-            _finish(message, lambda db, now: _release(db, message.run_id, me, now=now))
+            _release(message, me)
         else:
             _finish_failed(message, handed_back)
         raise
@@ -311,43 +278,40 @@ def _finish_failed(message: Delivery, error: BaseException) -> None:
     _finish(message, lambda db, now: _failed(db, message.run_id, described, now=now))
 
 
-def _failed(db: Connection, run_id: uuid.UUID, error: str, *, now: datetime) -> None:
+def _failed(db: recording.Connection, run_id: uuid.UUID, error: str, *, now: datetime) -> None:
     if revoked.failed_instead(db, run_id, error, now=now):
         return  # a cancel was pending: cancelled, not retried
-    if transition(db, run_id, RunState.FAILED, now=now, error=error):
-        retries.settle_failure(db, run_id, error=error, now=now)
+    if recording.fail(db, run_id, error=error, now=now):
+        retries.after_failure(db, run_id, error=error, now=now)
 
 
 def _on_publish(headers: dict[str, Any] | None = None, **_: Any) -> None:
     """``self.retry()`` republishes the running run: release it before the copy is sent."""
-    message = _running.message
-    if message is not None and headers is not None and headers.get("id") == str(message.run_id):
-        owner = _running.owner
-        _finish(message, lambda db, now: _release(db, message.run_id, owner, now=now))
+    message, owner = _running.message, _running.owner
+    if message is None or owner is None or headers is None:
+        return
+    if headers.get("id") == str(message.run_id):
+        _release(message, owner)
 
 
-def _release(db: Connection, run_id: uuid.UUID, me: str, *, now: datetime) -> None:
+def _release(message: Delivery, owner: Owner) -> None:
     """The task handed its message back to Celery (retry, requeue): whoever gets it runs it."""
-    db.execute(
-        update(runs)
-        .where(runs.c.id == run_id, runs.c.state == RunState.RUNNING.value, runs.c.worker == me)
-        .values(worker=None, updated_at=now)
-    )
+    _finish(message, lambda db, now: recording.release(db, message.run_id, owner=owner, now=now))
 
 
-def _ignored(db: Connection, run_id: uuid.UUID, *, now: datetime) -> None:
-    transition(db, run_id, RunState.CANCELLED, now=now, error="the task raised Ignore")
+def _ignored(db: recording.Connection, run_id: uuid.UUID, *, now: datetime) -> None:
+    recording.cancel(db, run_id, error="the task raised Ignore", now=now)
 
 
-def _finish(message: Delivery, step: Callable[[Connection, datetime], None]) -> None:
+def _finish(message: Delivery, step: Callable[[recording.Connection, datetime], None]) -> None:
     """A rarer outcome (failure, release): one transaction on a pooled connection."""
-    process = Process.current()
+    process = PoolProcess.current()
 
     def attempt() -> None:
-        with process.engine.begin() as db:
+        with process.sessions.transaction() as db:
             step(db, datetime.now(UTC))
 
     try:
         process.retrying(FINISH_RETRY_DELAYS, attempt)
-    except DatabaseDown as down:
-        logger.error("run %s of %s finished but not recorded: %s", *at(message), down)  # noqa: TRY400
+    except DatabaseUnavailable as down:
+        logger.error("run %s of %s finished but not recorded: %s", *message.at(), line(down))  # noqa: TRY400

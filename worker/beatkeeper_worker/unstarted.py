@@ -4,16 +4,17 @@ Celery refuses some messages in the main process before any pool process sees th
 unknown task name (``task_unknown``), a message it will not decode, such as pickle
 (``task_rejected``); and a hard time limit kills the pool process before the body's wrapper
 can record anything (``task_failure``). Such a message fails its run only when the message
-is one of that run's (``matching``) and nobody else is running it: a duplicate that reaches a
-worker lacking the task must not fail a run that a live process elsewhere is running. Every
-refusal is one truthful line: "failed" only when the run was failed.
+is one of that run's (``beatkeeper.decisions.ownership.mismatch``) and nobody else is
+running it: a duplicate that reaches a worker lacking the task must not fail a run that a
+live process elsewhere is running. Every refusal is one truthful line: "failed" only when
+the run was failed.
 
-Each write is one transaction on a short-lived connection (none kept across the fork).
+Each write is one transaction on a short-lived connection (none kept across the fork). This
+module must not run a task's body.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
 import uuid
@@ -22,15 +23,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from celery.exceptions import TimeLimitExceeded
-from sqlalchemy import Connection, Engine
-from sqlalchemy.pool import NullPool
 
-from beatkeeper.settings import Settings
+from beatkeeper.decisions.ownership import Message, mismatch
 from beatkeeper.states import RunState
-from beatkeeper.store.engine import make_engine
-from beatkeeper.store.runs import transition
-from beatkeeper_worker import ledger, matching, ownership, retries
-from beatkeeper_worker.ledger import START_RETRY_DELAYS, line
+from beatkeeper.store import DatabaseUnavailable, recording
+from beatkeeper.store.sessions import main_process_transaction
+from beatkeeper_worker import ownership, retries
+from beatkeeper_worker.messages import message_of_headers
+from beatkeeper_worker.pool_process import START_RETRY_DELAYS, line
 
 __all__ = [
     "describe_error",
@@ -68,17 +68,12 @@ def on_hard_time_limit(task_id: str, exception: BaseException, **_: Any) -> None
 def _fail_unstarted(headers: dict[str, Any], error: str, *, worker: str) -> None:
     """A message this worker cannot run at all: fail its run, if that run is the message's
     and nobody else is running it (a duplicate may reach a worker lacking the task)."""
-    if headers.get("beatkeeper_schedule_id") is None:
-        return
     try:
-        message = matching.Message(
-            run_id=uuid.UUID(str(headers["id"])),
-            task=str(headers.get("task")),
-            schedule_id=uuid.UUID(str(headers["beatkeeper_schedule_id"])),
-            schedule=str(headers.get("beatkeeper_schedule")),
-        )
+        message = message_of_headers(headers)
     except (KeyError, ValueError):
         logger.error("message refused (%s); its run headers are malformed: %r", error, headers)  # noqa: TRY400
+        return
+    if message is None:
         return
     _on_main_connection(
         lambda db: fail_if_ours(db, message, error, worker=worker),
@@ -86,58 +81,53 @@ def _fail_unstarted(headers: dict[str, Any], error: str, *, worker: str) -> None
     )
 
 
-def fail_if_ours(db: Connection, message: matching.Message, error: str, *, worker: str) -> None:
+def fail_if_ours(db: recording.Connection, message: Message, error: str, *, worker: str) -> None:
     """Fail ``message``'s run with ``error``, if the run is the message's and nobody else is
     running it; otherwise log why and leave the run as it is."""
     refused = f"{message.described()} refused ({error})"
-    row = matching.read_run(db, message.run_id, for_update=True)
+    row = recording.read_run(db, message.run_id, for_update=True)
     if row is None:
         logger.error("%s: no such run", refused)
         return
-    wrong = matching.mismatch(message, row)
+    wrong = mismatch(message, row)
     if wrong is not None:
         logger.error("%s: %s; the run is left as it is", refused, wrong)
         return
-    if row.state == RunState.RUNNING and ownership.still_owned(db, row.worker, redelivered=False):
-        logger.error("%s: run %s of %s is running on %s", refused, *_of(message), row.worker)
+    if row.state == RunState.RUNNING and ownership.still_owned(db, row.owner, redelivered=False):
+        running_on = row.owner_described()
+        logger.error("%s: run %s of %s is running on %s", refused, *_of(message), running_on)
         return
     now = datetime.now(UTC)
-    if not transition(db, message.run_id, RunState.FAILED, now=now, error=error, worker=worker):
+    nobody = recording.owner_columns(None) | {"worker": worker}
+    if not recording.fail(db, message.run_id, error=error, now=now, **nobody):
         logger.error("%s: the run is %s, left as it is", refused, row.state)
         return
     logger.error("run %s of %s failed: %s", *_of(message), error)
-    retries.settle_failure(db, message.run_id, error=error, now=now)
+    retries.after_failure(db, message.run_id, error=error, now=now)
 
 
-def _of(message: matching.Message) -> tuple[uuid.UUID, str]:
+def _of(message: Message) -> tuple[uuid.UUID, str]:
     return message.run_id, message.schedule
 
 
 def _fail_main(run_id: uuid.UUID, error: str) -> None:
-    def fail(db: Connection) -> None:
+    def fail(db: recording.Connection) -> None:
         now = datetime.now(UTC)
-        if transition(db, run_id, RunState.FAILED, now=now, error=error):
-            retries.settle_failure(db, run_id, error=error, now=now)
+        if recording.fail(db, run_id, error=error, now=now):
+            retries.after_failure(db, run_id, error=error, now=now)
 
     _on_main_connection(fail, lost=f"run {run_id} failed ({error}), not recorded")
 
 
-def _on_main_connection(step: Callable[[Connection], None], *, lost: str) -> None:
+def _on_main_connection(step: Callable[[recording.Connection], None], *, lost: str) -> None:
     """One transaction from the main process: a short-lived connection, none kept to fork."""
     for delay in (*START_RETRY_DELAYS, None):
         try:
-            with _main_engine().begin() as db:
+            with main_process_transaction() as db:
                 step(db)
             return
-        except ledger.DOWN as down:
+        except DatabaseUnavailable as down:
             if delay is None:
                 logger.error("%s: %s", lost, line(down))  # noqa: TRY400
                 return
             time.sleep(delay)
-
-
-@functools.cache
-def _main_engine() -> Engine:
-    return make_engine(
-        Settings.from_env(), application_name="beatkeeper-worker-main", poolclass=NullPool
-    )

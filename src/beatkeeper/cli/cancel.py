@@ -18,7 +18,7 @@ from beatkeeper.cli.output import UserError
 from beatkeeper.cli.runs import id_prefix
 from beatkeeper.cli.store import database
 from beatkeeper.states import RunState
-from beatkeeper.store import cancellations, lookups, requests
+from beatkeeper.store import cancellations, lookups
 
 __all__ = ["cancel"]
 

@@ -11,9 +11,12 @@ or psycopg themselves. The rooms, one per module:
 - ``schedules``: ``apply_schedule`` and ``delete_schedule``, the one reconcile.
 - ``planning``: the named queries of a Beat tick.
 - ``lookups``: schedules and runs found by name or id prefix, runs as listed.
-- ``requests``: runs people ask for (trigger, replay, cancel) and lifting a pause;
+- ``requests``: runs people ask for (trigger, replay) and lifting a pause;
+  ``cancellations``: cancels, a running run's as a request Beat acts on;
   ``backfills``: runs planned for a past or future window.
 - ``status``: what a Schedule's status is read from, and what changed since a poll.
+- ``recording``: what a worker records about a run, as named operations; ``prepared``,
+  ``held_connection`` and ``sessions`` carry its per-run statements and connections.
 - ``migrate``: ``upgrade(engine_or_settings, schema)``, Alembic driven from Python. Import it
   as ``beatkeeper.store.migrate`` where needed; it is not re-exported here so that processes
   that never migrate do not pay for importing Alembic.

@@ -15,11 +15,11 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, select
-from sqlalchemy.dialects.postgresql import insert
 
 from beatkeeper.store.lookups import RefusedError, ScheduleRef
 from beatkeeper.store.models import RunOrigin, runs
 from beatkeeper.store.planning import notify
+from beatkeeper.store.runs import insert_runs
 
 __all__ = ["MAX_BACKFILL", "already_planned", "backfill", "occurrences_between"]
 
@@ -77,10 +77,7 @@ def backfill(
         }
         for moment in planned
     ]
-    statement = insert(runs).on_conflict_do_nothing(
-        index_elements=[runs.c.schedule_id, runs.c.planned_at]
-    )
-    inserted = len(db.execute(statement.returning(runs.c.id), rows).all())
+    inserted = len(insert_runs(db, rows))
     if inserted:
         notify(db, str(schedule.id))
     return inserted

@@ -23,6 +23,7 @@ from beatkeeper.recurrence import Recurrence
 from beatkeeper.spec import ScheduleSpec, recurrence_of
 from beatkeeper.states import RunState
 from beatkeeper.store.models import runs, schedules
+from beatkeeper.store.recording import owner_display
 
 __all__ = [
     "NotFoundError",
@@ -66,7 +67,7 @@ class RunView:
     enqueued_at: datetime | None
     started_at: datetime | None
     finished_at: datetime | None
-    worker: str | None
+    worker: str | None  # who runs or ran it: worker name (pid N, session T)
     result: str | None
     error: str | None
     replay_of: uuid.UUID | None
@@ -212,5 +213,7 @@ def schedule_ref(row: Row[Any]) -> ScheduleRef:
 
 
 def _view(row: Row[Any]) -> RunView:
-    fields = row._mapping
+    fields = dict(row._mapping)
+    owner = (fields["worker"], fields["worker_pid"], fields["worker_session"])
+    fields["worker"] = owner_display(*owner)
     return RunView(**{name: fields[name] for name in RunView.__dataclass_fields__})

@@ -183,7 +183,11 @@ class Run(Base):
     enqueued_at: Mapped[datetime | None]
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+    # The owner (``beatkeeper.decisions.ownership.Owner``): the worker's name, and the pid and
+    # session token of its pool process running the run (NULL when no process holds it).
     worker: Mapped[str | None]
+    worker_pid: Mapped[int | None]
+    worker_session: Mapped[str | None]
     result: Mapped[str | None]  # a bounded summary, never the full return value
     error: Mapped[str | None]
     replay_of: Mapped[uuid.UUID | None]  # no FK: pruning history must not touch replays

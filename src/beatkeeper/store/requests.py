@@ -21,13 +21,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, select, update
-from sqlalchemy.dialects.postgresql import insert
 
 from beatkeeper.states import RunState
 from beatkeeper.store.lookups import NotFoundError, RefusedError, ScheduleRef, schedule_ref
 from beatkeeper.store.models import RunOrigin, runs, schedules
 from beatkeeper.store.planning import notify
-from beatkeeper.store.runs import transition
+from beatkeeper.store.runs import insert_runs
 
 __all__ = [
     "REPLAYABLE",
@@ -164,26 +163,18 @@ def _plan_now(
     planned = now
     # The run key is (schedule, planned instant): a request in the same microsecond as a
     # planned occurrence or another request takes the next free microsecond.
-    while True:
-        inserted = db.execute(
-            insert(runs)
-            .values(
-                id=run_id,
-                schedule_id=schedule.id,
-                planned_at=planned,
-                due_at=now,
-                task=task,
-                max_attempts=schedule.spec.retry.max_attempts,
-                origin=origin.value,
-                replay_of=replay_of,
-                created_at=now,
-                updated_at=now,
-            )
-            .on_conflict_do_nothing(index_elements=[runs.c.schedule_id, runs.c.planned_at])
-            .returning(runs.c.id)
-        ).first()
-        if inserted is not None:
-            break
+    row = {
+        "id": run_id,
+        "schedule_id": schedule.id,
+        "due_at": now,
+        "task": task,
+        "max_attempts": schedule.spec.retry.max_attempts,
+        "origin": origin.value,
+        "replay_of": replay_of,
+        "created_at": now,
+        "updated_at": now,
+    }
+    while not insert_runs(db, [{**row, "planned_at": planned}]):
         planned += _TICK
     notify(db, str(schedule.id))
     return run_id

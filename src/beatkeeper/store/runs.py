@@ -18,19 +18,25 @@ make (that is the scheduler's and the worker's job) nor publish anything.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Update, any_, bindparam, select, update
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.orm import Session
 from sqlalchemy.types import Uuid
 
 from beatkeeper.states import FINAL, RunState, describe_transition, sources_for
 from beatkeeper.store.models import runs
 
-__all__ = ["SUMMARY_MAX_CHARS", "explain_transition", "transition", "transition_many"]
+__all__ = [
+    "SUMMARY_MAX_CHARS",
+    "explain_transition",
+    "insert_runs",
+    "transition",
+    "transition_many",
+]
 
 SUMMARY_MAX_CHARS = 2000
 """Longest ``result``/``error`` text kept; the runs table is a ledger, not a result backend."""
@@ -48,11 +54,32 @@ _WRITABLE = frozenset(
         "started_at",
         "finished_at",
         "worker",
+        "worker_pid",
+        "worker_session",
         "result",
         "error",
         "worker_losses",
     }
 )
+
+
+def insert_runs(db: Database, rows: Sequence[Mapping[str, Any]]) -> list[uuid.UUID]:
+    """Insert the runs of ``rows`` (``runs`` columns, the same in every row) whose occurrence
+    has none yet; the ids of those inserted, in no particular order.
+
+    ``ON CONFLICT DO NOTHING`` on the run key ``(schedule_id, planned_at)`` is what plans an
+    occurrence at most once (invariant 1), whoever inserts it. (Beat's planning inserts its
+    runs with the same key and clause, in one statement with the schedules it advances:
+    ``beatkeeper.store.planning.record_plans``.)
+    """
+    if not rows:
+        return []
+    statement = (
+        insert(runs)
+        .on_conflict_do_nothing(index_elements=[runs.c.schedule_id, runs.c.planned_at])
+        .returning(runs.c.id)
+    )
+    return list(db.execute(statement, list(rows)).scalars())
 
 
 def transition(

@@ -7,7 +7,7 @@ Create Date: 2026-12-01
 A message whose body kills its process (a segfault, the OOM killer) comes back through
 ``task_reject_on_worker_lost`` and is taken over by the next process, which dies in turn:
 without a count it would loop for ever. The worker fails the run once the count reaches its
-limit (``beatkeeper_worker.ownership.MAX_WORKER_LOSSES``).
+limit (``beatkeeper.decisions.ownership.MAX_WORKER_LOSSES``).
 
 Beat looks for runs ``enqueued`` long ago and never started (a message lost between a Redis
 broker and a worker) to publish them again; ``ix_runs_enqueued`` keeps that query's cost to

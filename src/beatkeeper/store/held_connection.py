@@ -12,9 +12,12 @@ transaction and ``Pipeline.sync()`` waits for every result. libpq's asynchronous
 layer, do exactly this on the connection psycopg opened, so SQLAlchemy's engine still builds
 it (schema, time-outs, application name) and reports a refused connection as usual.
 
-A ``Wire`` holds one connection for one thread; it is not thread-safe. Statements are
-prepared once per connection from SQLAlchemy-compiled SQL (``Statement.of``), so the SQL text
-is still built by the store's functions. It must not decide what to write: ``ledger`` does.
+A ``HeldConnection`` belongs to one thread; it is not thread-safe. Statements are prepared
+once per connection from SQLAlchemy-compiled SQL (``Statement.of``, built by ``prepared``).
+Any failure raises ``DatabaseUnavailable`` and leaves the connection unusable: the caller
+drops it and tries again on a fresh one (the two statements it runs fail only for reasons a
+retry can outlive: a lost server, a statement timeout, a deadlock). It must not decide what
+to write.
 """
 
 from __future__ import annotations
@@ -32,14 +35,17 @@ from typing import Any
 from psycopg import OperationalError, pq
 from sqlalchemy import Connection
 
-__all__ = ["Statement", "Wire", "WireError"]
+from beatkeeper.settings import mask_url
+from beatkeeper.store.engine import DatabaseUnavailable
+
+__all__ = ["HeldConnection", "Statement"]
 
 _PYFORMAT = re.compile(r"%\((\w+)\)s|%%")
 _ROWS = (pq.ExecStatus.TUPLES_OK, pq.ExecStatus.COMMAND_OK)
 
 
-class WireError(OperationalError):
-    """The statement failed or the connection broke; the connection is unusable now."""
+class _FailedError(Exception):
+    """Raised inside this module; reported to callers as ``DatabaseUnavailable``."""
 
 
 @dataclass(frozen=True)
@@ -78,12 +84,13 @@ class _Pending:
     tag: Any  # the caller's note for this statement, handed back with its row count
 
 
-class Wire:
+class HeldConnection:
     """One connection: ``send`` returns once the statement is on its way; ``execute`` waits."""
 
     def __init__(self, connection: Connection) -> None:
         """Hold ``connection`` (in autocommit) for good; ``close`` gives it back broken."""
         self._connection = connection.execution_options(isolation_level="AUTOCOMMIT")
+        self._url = mask_url(connection.engine.url.render_as_string(hide_password=False))
         driver = connection.connection.driver_connection
         self._pg: pq.abc.PGconn = driver.pgconn  # type: ignore[union-attr]
         self._prepared: set[bytes] = set()
@@ -105,10 +112,8 @@ class Wire:
             self._prepare(statement)
             self._pg.send_query_prepared(statement.name, statement.values(values))
             self._flush()
-        except WireError:
-            raise
-        except OperationalError as error:  # raised by libpq: the connection is gone
-            raise WireError(_line(error)) from None
+        except (_FailedError, OperationalError) as error:  # OperationalError: libpq lost the server
+            raise self._unavailable(error) from None
         self._pending.append(_Pending(statement, tag))
 
     def collect(self, *, timeout: float | None = None) -> list[tuple[Any, int]]:
@@ -117,10 +122,8 @@ class Wire:
         while self._pending:
             try:
                 rows = self._read(timeout)
-            except WireError:
-                raise
-            except OperationalError as error:
-                raise WireError(_line(error)) from None
+            except (_FailedError, OperationalError) as error:
+                raise self._unavailable(error) from None
             answers.append((self._pending.popleft().tag, rows))
         return answers
 
@@ -130,7 +133,7 @@ class Wire:
         return self.collect()[0][1]
 
     def unanswered(self) -> list[Any]:
-        """The tag of the statement sent but not answered (after a ``WireError``)."""
+        """The tag of the statement sent but not answered (after ``DatabaseUnavailable``)."""
         tags = [pending.tag for pending in self._pending]
         self._pending.clear()
         return tags
@@ -140,6 +143,9 @@ class Wire:
         self._pending.clear()
         self._connection.invalidate()
         self._connection.close()
+
+    def _unavailable(self, error: Exception) -> DatabaseUnavailable:
+        return DatabaseUnavailable(self._url, _line(error))
 
     def _prepare(self, statement: Statement) -> None:
         if statement.name in self._prepared:
@@ -158,7 +164,7 @@ class Wire:
             while self._pg.is_busy():
                 left = None if deadline is None else max(0.0, deadline - time.monotonic())
                 if not select.select([self._pg.socket], [], [], left)[0]:
-                    raise WireError(f"no answer from PostgreSQL within {timeout}s")
+                    raise _FailedError(f"no answer from PostgreSQL within {timeout}s")
                 self._pg.consume_input()
             result = self._pg.get_result()
             if result is None:
@@ -168,7 +174,7 @@ class Wire:
     def _check(self, result: pq.abc.PGresult) -> int:
         if result.status not in _ROWS:
             message = (result.error_message or self._pg.error_message).decode(errors="replace")
-            raise WireError(_line(message) or f"PostgreSQL answered {result.status}")
+            raise _FailedError(_line(message) or f"PostgreSQL answered {result.status}")
         if result.status == pq.ExecStatus.TUPLES_OK:
             return result.ntuples
         status = (result.command_status or b"").split()

@@ -1,9 +1,11 @@
-"""The claim and the success as prepared statements, compiled once per process.
+"""The claim and the success, a pool process's two writes per run, as prepared statements.
 
 ``beatkeeper.store.runs.transition`` stays the one definition of a move (its source states,
 the timestamps it stamps): ``_Compiled.of_transition`` records the statement it builds for a
 placeholder run and time, with the named fields left as parameters, which gives the exact
-same UPDATE as a ``wire.Statement`` for tens of microseconds per run instead of hundreds.
+same UPDATE as a ``held_connection.Statement`` for tens of microseconds per run instead of
+hundreds. The claim also checks that the message is its run's (``MESSAGE_MATCHES_ROW``, the
+SQL twin of ``beatkeeper.decisions.ownership.mismatch``).
 
 This module builds SQL; it must not execute any.
 """
@@ -15,30 +17,81 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Connection, Dialect, Update, bindparam, exists, func, select
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    DateTime,
+    Dialect,
+    Update,
+    bindparam,
+    exists,
+    func,
+    literal_column,
+    select,
+    update,
+)
 
 from beatkeeper.states import RunState
+from beatkeeper.store.held_connection import Statement
+from beatkeeper.store.models import runs, schedules
 from beatkeeper.store.runs import transition
-from beatkeeper_worker import retries
-from beatkeeper_worker.matching import MESSAGE_MATCH_FIELDS, MESSAGE_MATCHES_ROW
-from beatkeeper_worker.wire import Statement
 
-__all__ = ["Statements", "statements_for"]
+__all__ = [
+    "DUE_BY",
+    "MESSAGE_MATCHES_ROW",
+    "MESSAGE_MATCH_FIELDS",
+    "OWNER_FIELDS",
+    "RESET_FAILURES",
+    "WAITING",
+    "Statements",
+    "statements_for",
+]
+
+#: Before this, a run that waits to be published cannot have a genuine message (Beat
+#: publishes nothing earlier; a minute of slack covers clocks that disagree).
+DUE_BY = literal_column(
+    "statement_timestamp() + interval '1 minute'", type_=DateTime(timezone=True)
+)
+WAITING = (RunState.PLANNED.value, RunState.RETRYING.value)
+
+MESSAGE_MATCHES_ROW: ColumnElement[bool] = (
+    (runs.c.task == bindparam("task", None))
+    & (runs.c.schedule_id == bindparam("schedule_id", None))
+    & exists().where(
+        schedules.c.id == runs.c.schedule_id,
+        schedules.c.namespace == bindparam("namespace", None),
+        schedules.c.name == bindparam("name", None),
+    )
+    & (runs.c.state.not_in(WAITING) | (runs.c.due_at <= DUE_BY))
+)
+"""The claim's condition that the message is its run's; parameters ``MESSAGE_MATCH_FIELDS``."""
+MESSAGE_MATCH_FIELDS = ("task", "schedule_id", "namespace", "name")
+#: The columns naming a run's owner (``beatkeeper.decisions.ownership.Owner``).
+OWNER_FIELDS = ("worker", "worker_pid", "worker_session")
+
+#: After a success (parameter ``schedule_id``): the count restarts from zero. It updates
+#: only a schedule that has a count, so it usually writes nothing.
+RESET_FAILURES: Update = (
+    update(schedules)
+    .where(schedules.c.id == bindparam("schedule_id"), schedules.c.consecutive_failures != 0)
+    .values(consecutive_failures=0)
+)
 
 
 @dataclass(frozen=True)
 class Statements:
-    claim: Statement  # parameters id, now, worker, task, schedule_id, namespace, name
+    #: parameters id, now, worker, worker_pid, worker_session, task, schedule_id, namespace, name
+    claim: Statement
     success: Statement  # parameters id, now, result, schedule_id
 
 
 def statements_for(dialect: Dialect) -> Statements:
-    """The claim and the success, as each pool process prepares them on its wires."""
+    """The claim and the success, as each pool process prepares them on its connections."""
     claim = _Compiled.of_transition(
-        dialect, RunState.RUNNING, "worker", durable=False, match_message=True
+        dialect, RunState.RUNNING, *OWNER_FIELDS, durable=False, match_message=True
     )
     success = _Compiled.of_transition(dialect, RunState.SUCCEEDED, "result").then(
-        _Compiled.of(retries.RESET_FAILURES, dialect, "schedule_id")
+        _Compiled.of(RESET_FAILURES, dialect, "schedule_id")
     )
     return Statements(claim.statement("beatkeeper_claim"), success.statement("beatkeeper_success"))
 
