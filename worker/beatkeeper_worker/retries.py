@@ -32,7 +32,7 @@ from beatkeeper.retry import next_delay
 from beatkeeper.spec.model import Retry
 from beatkeeper.states import RunState
 from beatkeeper.store.models import runs, schedules
-from beatkeeper.store.planning import notify
+from beatkeeper.store.notifications import notify
 from beatkeeper.store.runs import transition
 
 __all__ = ["RESET_FAILURES", "Settled", "settle_failure"]

@@ -29,7 +29,7 @@ from beatkeeper.recurrence import Recurrence
 from beatkeeper.spec import ScheduleSpec, recurrence_of
 from beatkeeper.states import RunState
 from beatkeeper.store.models import RunOrigin, runs, schedules
-from beatkeeper.store.planning import notify
+from beatkeeper.store.notifications import notify
 from beatkeeper.store.runs import transition
 
 __all__ = [
