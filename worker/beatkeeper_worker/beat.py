@@ -89,7 +89,6 @@ class DatabaseScheduler(Scheduler):  # type: ignore[misc]
         self._stats_level = stats_level(asked)
         self._stats_at = time.monotonic() + self._stats_every
         self._totals, self._ticks = TickReport(), 0
-        self._frozen = False
         self._queue = QueueLength(settings.require_broker_url(), self.app.conf.task_default_queue)
         self._measure_at = 0.0
         self._health = BeatHealth(longest_sleep=max(self._longest_wait(), Backoff().longest))
@@ -101,6 +100,7 @@ class DatabaseScheduler(Scheduler):  # type: ignore[misc]
             self._server = self._health.serve(settings.metrics_port)
         if self.app.conf.beat_schedule:
             log.warning("beat: beat_schedule entries are ignored; schedules come from the database")
+        _freeze_what_exists()
 
     def tick(self, *_args: Any, **_kwargs: Any) -> float:
         """Plan and publish what is due, then wait; returns 0 as the wait is done here."""
@@ -135,22 +135,7 @@ class DatabaseScheduler(Scheduler):  # type: ignore[misc]
         metrics.TICK_SECONDS.observe(time.perf_counter() - started)
         self._backoff.succeeded()
         self._account(report)
-        self._freeze_once_warm(report)
         self._waiter.wait(self._seconds_until(wake, idle=not (report.claimed or report.published)))
-
-    def _freeze_once_warm(self, report: TickReport) -> None:
-        """After the first tick that published, keep what exists from the cyclic GC's scans.
-
-        Celery, kombu, SQLAlchemy and pydantic leave a few hundred thousand long-lived objects
-        (compiled statements, schemas, connections: most made by the first tick); every full
-        collection walked them all, 100-700 ms on a busy 2-CPU host at 100k schedules, which
-        was the tail of the lag. Frozen, a full collection walks only what came later.
-        """
-        if self._frozen or not report.published:
-            return
-        gc.collect()
-        gc.freeze()
-        self._frozen = True
 
     def _measure(self) -> None:
         """Count the due backlog and the broker queue, at most every ``MEASURE_EVERY`` seconds."""
@@ -221,3 +206,16 @@ class DatabaseScheduler(Scheduler):  # type: ignore[misc]
         settings = settings_of(self.app)  # the banner asks a scheduler that was never set up
         database = mask_url(settings.database_url) if settings.database_url else "(not set)"
         return f"    . database -> {database} (schema {settings.db_schema})"
+
+
+def _freeze_what_exists() -> None:
+    """Keep what exists at start-up out of the cyclic garbage collector's scans, for good.
+
+    Celery, kombu, SQLAlchemy and pydantic leave a few hundred thousand long-lived objects
+    (modules, schemas, compiled statements); every full collection walked them all, 100-700
+    ms on a busy 2-CPU host at 100k schedules, which was the tail of Beat's lag. Frozen, a
+    full collection walks only what came later. Collected first so no garbage is frozen;
+    done before the first tick, as a pause then delays nothing that is due.
+    """
+    gc.collect()
+    gc.freeze()
