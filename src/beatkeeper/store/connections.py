@@ -59,7 +59,7 @@ def translated_errors(engine: Engine) -> Iterator[None]:
         yield
     except (OperationalError, InterfaceError) as error:
         reason = " ".join(str(getattr(error, "orig", error)).split()) or type(error).__name__
-        url = mask_url(engine.url.render_as_string(hide_password=False))
+        url = mask_url(str(engine.url))  # as engine.py words it: password shown as ***
         raise DatabaseUnavailable(url, reason.split(" [SQL:")[0]) from error
     except ProgrammingError as error:
         if getattr(error.orig, "sqlstate", None) != _UNDEFINED_TABLE:
