@@ -186,11 +186,12 @@ class Ticker:
     def next_wake(self) -> datetime | None:
         """When something is next due, or when a run enqueued long ago may need sending again."""
         db = self._connections.get("watch")
+        sent = self._marking[1] if self._marking else ()
         with translated_errors(self._engine):
-            wake = planning.next_wake(
-                db, now=self._clock(), sent=self._marking[1] if self._marking else ()
-            )
-            oldest = planning.oldest_unstarted(db) if self._redeliver_after else None
+            if self._redeliver_after is None:
+                wake, oldest = planning.next_wake(db, now=self._clock(), sent=sent), None
+            else:
+                wake, oldest = planning.wake_times(db, now=self._clock(), sent=sent)
         if oldest is None or self._redeliver_after is None:
             return wake
         # Not before the next look is allowed: a queue still busy then means another wait.

@@ -37,9 +37,9 @@ __all__ = [
     "count_due_runs",
     "held_runs",
     "next_wake",
-    "oldest_unstarted",
     "prune_history",
     "record_plans",
+    "wake_times",
 ]
 
 
@@ -203,8 +203,8 @@ def held_runs(
 # A run held by its rate limit is due again when the oldest send in its window leaves it; a
 # run waiting behind another run of its Queue schedule is woken by that run's end (the
 # ``count_runs`` trigger notifies), so it has no time of its own here.
-_NEXT_WAKE = text(f"""
-    SELECT least(
+_NEXT_DUE = f"""
+    least(
         (SELECT min(next_due_at) FROM schedules
          WHERE deleted_at IS NULL AND NOT suspended AND next_due_at IS NOT NULL),
         (SELECT r.due_at FROM runs AS r JOIN schedules AS s ON s.id = r.schedule_id
@@ -219,16 +219,11 @@ _NEXT_WAKE = text(f"""
          WHERE (s.queued OR s.rate_key IS NOT NULL)
            AND r.state IN ('planned', 'retrying') AND r.id <> ALL(CAST(:sent AS uuid[]))
            AND NOT {WAITS_ITS_TURN}))
-""")  # noqa: S608 (constant SQL fragments, no input)
-
-
-_OLDEST_UNSTARTED = text("SELECT min(enqueued_at) FROM runs WHERE state = 'enqueued'")
-
-
-def oldest_unstarted(db: Connection) -> datetime | None:
-    """When the run longest ``enqueued`` (and not started yet) was sent, if any is."""
-    found: datetime | None = db.execute(_OLDEST_UNSTARTED).scalar()
-    return found
+"""  # noqa: S608 (constant SQL fragments, no input)
+_NEXT_WAKE = text(f"SELECT {_NEXT_DUE}")
+_OLDEST = "SELECT min(enqueued_at) FROM runs WHERE state = 'enqueued'"
+# Both in one round trip: Beat asks after every tick, and a tick is a few milliseconds.
+_WAKE_TIMES = text(f"SELECT {_NEXT_DUE} AS next_due, ({_OLDEST}) AS oldest_unstarted")
 
 
 def next_wake(db: Connection, *, now: datetime, sent: Sequence[uuid.UUID] = ()) -> datetime | None:
@@ -239,6 +234,14 @@ def next_wake(db: Connection, *, now: datetime, sent: Sequence[uuid.UUID] = ()) 
     """
     found: datetime | None = db.execute(_NEXT_WAKE, {"now": now, "sent": list(sent)}).scalar()
     return found
+
+
+def wake_times(
+    db: Connection, *, now: datetime, sent: Sequence[uuid.UUID] = ()
+) -> tuple[datetime | None, datetime | None]:
+    """``next_wake``, and when the run longest ``enqueued`` (and not started yet) was sent."""
+    row = db.execute(_WAKE_TIMES, {"now": now, "sent": list(sent)}).one()
+    return row.next_due, row.oldest_unstarted
 
 
 # --- history -------------------------------------------------------------------------------
