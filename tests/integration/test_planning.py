@@ -25,7 +25,7 @@ from beatkeeper_worker.tick import OVERLAP_FROM, Ticker, TickReport
 from celery import Celery
 from sqlalchemy import Engine, insert, select, text, update
 
-from beatkeeper.decisions.planning import CATCH_UP_PER_TICK
+from beatkeeper.decisions.planning import CATCH_UP_PER_TICK, DueSchedule
 from beatkeeper.policy import load_policy
 from beatkeeper.settings import Settings
 from beatkeeper.spec import validate_manifest
@@ -470,6 +470,19 @@ def test_claiming_reads_the_due_index_not_the_table(beat: Beat) -> None:
         ).scalar_one()
     assert "ix_schedules_due" in json.dumps(plan)
     assert beat.tick_at(T0 + MINUTE).claimed == 0
+
+
+def test_the_claims_select_their_columns_in_the_order_of_the_fields(beat: Beat) -> None:
+    """Claimed rows become DueSchedule and PublishableRun by position."""
+    claims = {
+        planning._CLAIM: DueSchedule,
+        publishing._PUBLISHABLE: publishing.PublishableRun,
+        publishing._LOST: publishing.PublishableRun,
+    }
+    with beat.engine.connect() as db:
+        for query, made in claims.items():
+            columns = list(db.execute(query, {"now": T0, "before": T0, "limit": 0}).keys())
+            assert columns == [f.name for f in dataclasses.fields(made)][: len(columns)]
 
 
 def test_a_schedule_change_notifies_the_schema_channel(beat: Beat, settings: Settings) -> None:

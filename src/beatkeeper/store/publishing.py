@@ -97,7 +97,7 @@ _PUBLISHABLE = text(f"""
 def claim_publishable_runs(db: Connection, *, now: datetime, limit: int) -> list[PublishableRun]:
     """Lock up to ``limit`` due planned or retrying runs no other replica holds."""
     rows = db.execute(_PUBLISHABLE, {"now": now, "limit": limit})
-    return [PublishableRun(**row._mapping) for row in rows]
+    return [PublishableRun(*row) for row in rows]  # by position, as planning's claim
 
 
 def mark_enqueued(
@@ -199,7 +199,7 @@ def claim_unstarted_runs(
 ) -> list[PublishableRun]:
     """Lock up to ``limit`` runs ``enqueued`` before then and never started, oldest first."""
     rows = db.execute(_LOST, {"before": enqueued_before, "limit": limit})
-    return [PublishableRun(**row._mapping) for row in rows]
+    return [PublishableRun(*row) for row in rows]  # by position, as planning's claim
 
 
 _REPUBLISHED = text("""
