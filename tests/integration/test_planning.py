@@ -19,19 +19,18 @@ from typing import Any
 import psycopg
 import pytest
 import redis
-from beatkeeper_worker import publish
 from beatkeeper_worker.app import make_app
 from beatkeeper_worker.broker import Publisher
 from beatkeeper_worker.tick import OVERLAP_FROM, Ticker, TickReport
 from celery import Celery
 from sqlalchemy import Engine, insert, select, text, update
 
-from beatkeeper.decisions import planning as plans
+from beatkeeper.decisions.planning import CATCH_UP_PER_TICK, DueSchedule
 from beatkeeper.policy import load_policy
 from beatkeeper.settings import Settings
 from beatkeeper.spec import validate_manifest
 from beatkeeper.states import RunState
-from beatkeeper.store import planning, requests, transition
+from beatkeeper.store import notifications, planning, publishing, requests, transition
 from beatkeeper.store.models import runs, schedules
 from beatkeeper.store.schedules import apply_schedule, delete_schedule
 
@@ -204,13 +203,13 @@ def test_a_batch_still_being_marked_stays_locked_until_its_commit(
         beat.apply(f"s{n}", T0)
     beat.clock.now = T0 + MINUTE
     release = threading.Event()
-    marking = publish.transition_many
+    marking = publishing.mark_enqueued
 
     def held_mark(*args: Any, **kwargs: Any) -> Any:
         assert release.wait(timeout=30)
         return marking(*args, **kwargs)
 
-    monkeypatch.setattr(publish, "transition_many", held_mark)
+    monkeypatch.setattr(publishing, "mark_enqueued", held_mark)
     first = beat.ticker()
     assert first.tick().published == OVERLAP_FROM
     assert {run.state for run in beat.runs()} == {S.PLANNED}  # not committed yet
@@ -270,7 +269,7 @@ def test_a_long_downtime_is_jumped_over_in_bounded_work(beat: Beat) -> None:
     beat.tick_at(T0 + timedelta(days=2))  # 172,800 occurrences late
     states = beat.states(schedule_id)
     assert states[-1] == S.ENQUEUED
-    assert len(states) == plans.CATCH_UP_PER_TICK + 1
+    assert len(states) == CATCH_UP_PER_TICK + 1
     assert beat.runs(schedule_id)[-1].planned_at == T0 + timedelta(days=2)
 
 
@@ -473,10 +472,23 @@ def test_claiming_reads_the_due_index_not_the_table(beat: Beat) -> None:
     assert beat.tick_at(T0 + MINUTE).claimed == 0
 
 
+def test_the_claims_select_their_columns_in_the_order_of_the_fields(beat: Beat) -> None:
+    """Claimed rows become DueSchedule and PublishableRun by position."""
+    claims = {
+        planning._CLAIM: DueSchedule,
+        publishing._PUBLISHABLE: publishing.PublishableRun,
+        publishing._LOST: publishing.PublishableRun,
+    }
+    with beat.engine.connect() as db:
+        for query, made in claims.items():
+            columns = list(db.execute(query, {"now": T0, "before": T0, "limit": 0}).keys())
+            assert columns == [f.name for f in dataclasses.fields(made)][: len(columns)]
+
+
 def test_a_schedule_change_notifies_the_schema_channel(beat: Beat, settings: Settings) -> None:
     url = str(beat.engine.url.set(drivername="postgresql").render_as_string(hide_password=False))
     with psycopg.connect(url, autocommit=True) as listener:
-        listener.execute(f'LISTEN "{planning.channel_for(settings.db_schema)}"')
+        listener.execute(f'LISTEN "{notifications.channel_for(settings.db_schema)}"')
         schedule_id = beat.apply("report", T0)
         received = [n.payload for n in listener.notifies(timeout=5, stop_after=1)]
     assert received == [str(schedule_id)]

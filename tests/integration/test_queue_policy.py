@@ -18,7 +18,7 @@ from test_planning import MINUTE, T0, Beat, beat, settled
 
 from beatkeeper.spec import validate_manifest
 from beatkeeper.states import RunState
-from beatkeeper.store import planning, transition
+from beatkeeper.store import notifications, planning, transition
 from beatkeeper.store.models import runs
 from beatkeeper.store.schedules import apply_schedule
 
@@ -115,7 +115,7 @@ def test_the_end_of_a_queued_run_wakes_beat(beat: Beat) -> None:
     beat.tick_at(T0 + MINUTE)
     [run] = beat.runs(schedule_id)
     with beat.engine.connect() as listener:
-        channel = planning.channel_for(_schema(beat))
+        channel = notifications.channel_for(_schema(beat))
         listener.exec_driver_sql(f'LISTEN "{channel}"')
         listener.commit()
         finish(beat, run.id)

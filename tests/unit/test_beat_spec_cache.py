@@ -78,7 +78,16 @@ def test_due_tick_cost_does_not_depend_on_count(ticker: Ticker, generated_walls:
     assert large <= small + 5
 
 
-def test_an_edited_spec_is_read_again(ticker: Ticker) -> None:
+def test_a_spec_quick_to_read_is_read_again_rather_than_kept(ticker: Ticker) -> None:
+    """Keeping cheap specs only churned the cache (and the garbage collector) at 100k."""
+    schedule = due(cron="0 2 * * *")
+    read = ticker._read(schedule)
+    assert read is not None
+    assert ticker._read(schedule) is not read
+
+
+def test_an_edited_spec_is_read_again(ticker: Ticker, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ticker._specs._recurrences, "_keep_from", 0.0)  # keep every spec
     first = due(cron="0 2 * * *")
     read = ticker._read(first)
     assert read is not None

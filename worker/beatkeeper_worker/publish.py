@@ -13,7 +13,8 @@ recorded ``cancelled`` with the policy's reason (one cached lookup per run).
 ``beatkeeper_worker.messages`` builds each message; ``beatkeeper_worker.broker`` sends them
 in one batch.
 
-This module plans nothing: which runs exist is ``beatkeeper.store.planning``'s business.
+This module plans nothing: which runs exist is ``beatkeeper.store.planning``'s business,
+and the queries are ``beatkeeper.store.publishing``'s.
 """
 
 from __future__ import annotations
@@ -26,17 +27,17 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from typing import Any
 
 from celery import Celery
-from sqlalchemy import Connection
 
-from beatkeeper.decisions import planning as plans
+from beatkeeper.decisions.planning import too_late
 from beatkeeper.observability import metrics
 from beatkeeper.policy import ALLOW_ALL, Policy
 from beatkeeper.spec import ScheduleSpec
 from beatkeeper.states import RunState
-from beatkeeper.store import planning, transition_many
+from beatkeeper.store import publishing, transition_many
+from beatkeeper.store.connections import Connection
+from beatkeeper.store.publishing import PublishableRun
 from beatkeeper_worker.broker import Publisher
 from beatkeeper_worker.messages import Outgoing, Template, message_for, template_for
 
@@ -99,7 +100,7 @@ class RunPublisher:
         transaction = db.begin()
         try:
             with timed(phases, "publish_claim"):
-                runs = planning.claim_publishable_runs(db, now=now, limit=limit)
+                runs = publishing.claim_publishable_runs(db, now=now, limit=limit)
                 if not runs:
                     transaction.commit()
                     return Published([], 0, 0), None
@@ -113,19 +114,18 @@ class RunPublisher:
                     outgoing, sent, held = _within_budget(db, runs, outgoing, sent, now=now)
             with timed(phases, "broker"):
                 self._publisher.publish(outgoing)
+                sent_at = datetime.now(UTC)  # the broker has them: they are enqueued from now
         except BaseException:
             transaction.rollback()
             raise
         _log_batch(sent, dropped)
         _count_outcomes(runs, dropped, held=held)
-        _observe_lag(runs, set(sent), published_at=datetime.now(UTC))
+        _observe_lag(runs, set(sent), published_at=sent_at)
 
         def mark() -> float:
             started = time.perf_counter()
             try:
-                transition_many(db, sent, RunState.ENQUEUED, now=datetime.now(UTC))
-                for (state, reason), ids in dropped.items():
-                    transition_many(db, ids, state, now=now, error=reason)
+                publishing.mark_enqueued(db, sent, dropped, sent_at=sent_at, now=now)
                 transaction.commit()
             except BaseException:
                 with contextlib.suppress(Exception):  # the connection may be the broken part
@@ -148,7 +148,7 @@ class RunPublisher:
         """Send again runs ``enqueued`` before ``before`` and never started, whose queue is
         empty now (so their message is not merely waiting behind others); the number sent."""
         with db.begin():
-            runs = planning.claim_unstarted_runs(db, enqueued_before=before, limit=limit)
+            runs = publishing.claim_unstarted_runs(db, enqueued_before=before, limit=limit)
             if not runs:
                 return 0
             self._fill(db, runs, templates)
@@ -166,14 +166,14 @@ class RunPublisher:
                 return 0
             self._publisher.publish([message for message, _ in chosen])
             ids = [run_id for _, run_id in chosen]
-            planning.mark_republished(db, ids, now=datetime.now(UTC))
+            publishing.mark_republished(db, ids, now=datetime.now(UTC))
             db.commit()
         for run_id in ids:
             log.warning("run %s was enqueued long ago and never started: published again", run_id)
         return len(ids)
 
     def _messages(
-        self, runs: list[planning.PublishableRun], templates: Templates, *, now: datetime
+        self, runs: list[PublishableRun], templates: Templates, *, now: datetime
     ) -> tuple[list[Outgoing], list[uuid.UUID], dict[tuple[RunState, str], list[uuid.UUID]]]:
         outgoing: list[Outgoing] = []
         sent: list[uuid.UUID] = []
@@ -190,7 +190,7 @@ class RunPublisher:
             if template is None:
                 dropped.setdefault(_UNREADABLE, []).append(run.id)
                 continue
-            late = plans.too_late(
+            late = too_late(
                 run.due_at,
                 starting_deadline=template.starting_deadline,
                 expires=template.expires,
@@ -204,10 +204,10 @@ class RunPublisher:
             sent.append(run.id)
         return outgoing, sent, dropped
 
-    def _fill(self, db: Any, runs: list[planning.PublishableRun], templates: Templates) -> None:
+    def _fill(self, db: Connection, runs: list[PublishableRun], templates: Templates) -> None:
         """Templates for runs planned by another tick (a retry, another replica's orphan)."""
         missing = {r.schedule_id: r for r in runs if (r.schedule_id, r.spec_hash) not in templates}
-        for schedule_id, spec_json in planning.schedule_specs(db, list(missing)).items():
+        for schedule_id, spec_json in publishing.schedule_specs(db, list(missing)).items():
             run = missing[schedule_id]
             try:
                 spec = ScheduleSpec.model_validate_json(spec_json)
@@ -219,9 +219,7 @@ class RunPublisher:
                 schedule_id, run.namespace, run.name, spec
             )
 
-    def _message(
-        self, run: planning.PublishableRun, template: Template, *, now: datetime
-    ) -> Outgoing:
+    def _message(self, run: PublishableRun, template: Template, *, now: datetime) -> Outgoing:
         return message_for(
             self._app,
             run_id=run.id,
@@ -249,7 +247,7 @@ def _log_batch(sent: list[uuid.UUID], dropped: dict[tuple[RunState, str], list[u
 
 
 def _count_outcomes(
-    runs: list[planning.PublishableRun],
+    runs: list[PublishableRun],
     dropped: dict[tuple[RunState, str], list[uuid.UUID]],
     *,
     held: set[uuid.UUID],
@@ -269,7 +267,7 @@ OUTCOMES = frozenset({RunState.MISSED, RunState.SKIPPED, RunState.EXPIRED})
 
 
 def _observe_lag(
-    runs: list[planning.PublishableRun], sent: set[uuid.UUID], *, published_at: datetime
+    runs: list[PublishableRun], sent: set[uuid.UUID], *, published_at: datetime
 ) -> None:
     """How late each sent run left, after its due time (``beatkeeper_scheduling_lag_seconds``)."""
     for run in runs:
@@ -279,7 +277,7 @@ def _observe_lag(
 
 def _within_budget(
     db: Connection,
-    runs: list[planning.PublishableRun],
+    runs: list[PublishableRun],
     outgoing: list[Outgoing],
     sent: list[uuid.UUID],
     *,
@@ -288,7 +286,7 @@ def _within_budget(
     """The messages their rate limits let through now, and the runs held back: those stay
     ``planned``."""
     going = set(sent)
-    held = planning.spend_budgets(db, [run for run in runs if run.id in going], now=now)
+    held = publishing.spend_budgets(db, [run for run in runs if run.id in going], now=now)
     if not held:
         return outgoing, sent, set()
     kept = [(m, run_id) for m, run_id in zip(outgoing, sent, strict=True) if run_id not in held]
@@ -297,7 +295,7 @@ def _within_budget(
 
 def _say_when_the_limit_held_it(
     db: Connection,
-    runs: list[planning.PublishableRun],
+    runs: list[PublishableRun],
     dropped: dict[tuple[RunState, str], list[uuid.UUID]],
 ) -> dict[tuple[RunState, str], list[uuid.UUID]]:
     """A run found too late after its rate limit's budget was spent since it came due: say so."""
@@ -306,7 +304,9 @@ def _say_when_the_limit_held_it(
     for (state, reason), ids in dropped.items():
         for run_id in ids:
             run = by_id[run_id]
-            if state is RunState.MISSED and planning.budget_spent_since(db, run, since=run.due_at):
+            if state is RunState.MISSED and publishing.budget_spent_since(
+                db, run, since=run.due_at
+            ):
                 why = f"{reason}: it waited for rateLimit {run.rate_key!r}"
                 said.setdefault((state, why), []).append(run_id)
             else:

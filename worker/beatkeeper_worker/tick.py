@@ -3,11 +3,12 @@
 ``Ticker.tick`` repeats: claim due schedules, plan their runs and advance them, commit; then
 lock due runs, publish them with the run id as task id, mark them ``enqueued``, commit (the
 queries and the reasoning for why replicas never duplicate nor lose an occurrence are in
-``beatkeeper.store.planning``; what each due schedule gets is ``decisions.planning``; how runs
-become messages is ``beatkeeper_worker.publish``). A tick hands control back after
-``MAX_TICK_SECONDS`` even with more due, so Beat's loop keeps turning. A tick starts by
-acting on people's cancels of running runs when one is due for a look
-(``beatkeeper_worker.cancelling``); ``next_wake`` says when the next one is.
+``beatkeeper.store.planning`` and ``beatkeeper.store.publishing``; what each due schedule
+gets is ``beatkeeper.decisions.planning``; how runs become messages is
+``beatkeeper_worker.publish``). A tick hands control back after ``MAX_TICK_SECONDS`` even
+with more due, so Beat's loop keeps turning. A tick starts by acting on people's cancels
+of running runs when one is due for a look (``beatkeeper_worker.cancelling``); ``next_wake``
+says when the next one is.
 
 Marking a published batch ``enqueued`` is a database write as long as planning a batch, and
 nothing after it needs its answer but the next use of the publishing connection. So a batch
@@ -20,7 +21,8 @@ do so first. The runs stay locked until the marking commits, so the exactly-once
 does not change.
 
 The ticker knows nothing of Celery's Beat loop: it never waits, and it leaves database and
-broker errors to ``beatkeeper_worker.beat``, which waits between ticks and backs off.
+broker errors to ``beatkeeper_worker.beat``, which waits between ticks and backs off;
+it raises the database's as the store's ``DatabaseUnavailable`` or ``SchemaMissing``.
 """
 
 from __future__ import annotations
@@ -33,18 +35,17 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from celery import Celery
-from sqlalchemy import Connection, Engine
 
-from beatkeeper.decisions import planning as plans
+from beatkeeper.decisions.planning import CATCH_UP_PER_TICK, Advance, DueSchedule, Plan, decide
 from beatkeeper.observability import metrics
 from beatkeeper.policy import ALLOW_ALL, Policy
 from beatkeeper.recurrence import Recurrence
 from beatkeeper.spec import ScheduleSpec
 from beatkeeper.states import RunState
 from beatkeeper.store import cancellations, planning, transition_many
+from beatkeeper.store.connections import Connection, Engine, HeldConnections, translated_errors
 from beatkeeper_worker.broker import Publisher
 from beatkeeper_worker.cancelling import Canceller
 from beatkeeper_worker.publish import OUTCOMES, Phases, RunPublisher, Templates, timed
@@ -102,9 +103,9 @@ def _count_born_finished(claimed: list[_Claimed]) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class _Claimed:
-    due: plans.DueSchedule
+    due: DueSchedule
     spec: ScheduleSpec
-    plan: plans.Plan
+    plan: Plan
 
 
 class Ticker:
@@ -126,7 +127,7 @@ class Ticker:
         enqueued that long ago, never started, whose queue is empty (a lost message).
         ``policy``: runs it forbids are recorded cancelled, never published."""
         self._engine = engine
-        self._connections: dict[str, Connection] = {}
+        self._connections = HeldConnections(engine)
         self._app = app
         self._runs = RunPublisher(app, publisher, policy=policy)
         self._cancels = Canceller(app)  # people's cancels of running runs
@@ -141,15 +142,24 @@ class Ticker:
         self._marking: tuple[Future[float], list[uuid.UUID]] | None = None  # and its runs
 
     def tick(self) -> TickReport:
+        """Plan and publish until nothing is due (or ``MAX_TICK_SECONDS`` passed).
+
+        Raises ``DatabaseUnavailable`` or ``SchemaMissing`` for the database, the
+        publisher's ``connection_errors`` for the broker.
+        """
+        with translated_errors(self._engine):
+            return self._tick()
+
+    def _tick(self) -> TickReport:
         report = TickReport()
         templates: Templates = {}
         started = time.monotonic()
         if self._cancels.due(now := self._clock()):
-            self._cancels.act(self._connection("plan"), now)
+            self._cancels.act(self._connections.get("plan"), now)
         while True:
             more = self._plan_batch(templates, report)
             self._settle(report.phases)  # the last batch's marking: its connection is next
-            db, now = self._connection("publish"), self._clock()
+            db, now = self._connections.get("publish"), self._clock()
             published, mark = self._runs.publish_due(
                 db, templates, report.phases, now=now, limit=self.batch_size
             )
@@ -175,7 +185,7 @@ class Ticker:
         now = self._clock()
         with timed(report.phases, "republish"):
             report.republished += self._runs.republish_unstarted(
-                self._connection("publish"),
+                self._connections.get("publish"),
                 templates,
                 now=now,
                 before=now - after,
@@ -185,12 +195,13 @@ class Ticker:
 
     def next_wake(self) -> datetime | None:
         """When something is next due, or when a run enqueued long ago may need sending again."""
-        db = self._connection("plan")
-        with db.begin():
-            wake = planning.next_wake(
-                db, now=self._clock(), sent=self._marking[1] if self._marking else ()
-            )
-            oldest = planning.oldest_unstarted(db) if self._redeliver_after else None
+        db = self._connections.get("watch")
+        sent = self._marking[1] if self._marking else ()
+        with translated_errors(self._engine):
+            if self._redeliver_after is None:
+                wake, oldest = planning.next_wake(db, now=self._clock(), sent=sent), None
+            else:
+                wake, oldest = planning.wake_times(db, now=self._clock(), sent=sent)
             self._cancels.check_at = cancellations.next_check(db)
         wake = _soonest(wake, self._cancels.check_at)
         if oldest is None or self._redeliver_after is None:
@@ -207,14 +218,15 @@ class Ticker:
     def due_backlog(self) -> planning.DueRuns:
         """Due runs waiting to be published (after a tick: those it had no time for), and
         those held back by ``concurrencyPolicy: Queue`` or a ``rateLimit``."""
-        db = self._connection("plan")
-        with db.begin():
+        db = self._connections.get("watch")
+        with translated_errors(self._engine):
             return planning.count_due_runs(db, now=self._clock())
 
     def settle(self) -> None:
         """Wait until the last batch's runs are marked ``enqueued`` and committed (a tick
         returns with that still under way); raise what it raised."""
-        self._settle(Phases(float))
+        with translated_errors(self._engine):
+            self._settle(Phases(float))
 
     def _settle(self, phases: Phases) -> None:
         if self._marking is None:
@@ -238,34 +250,14 @@ class Ticker:
         """
         with contextlib.suppress(Exception):
             self.settle()
-        connections, self._connections = self._connections, {}
-        for connection in connections.values():
-            with contextlib.suppress(Exception):  # it may be the broken one
-                connection.invalidate()
-                connection.close()
-
-    def _connection(self, role: str) -> Connection:
-        """One connection per role held across ticks: no pool checkout or ping per transaction.
-
-        The publishing connection commits asynchronously: losing its last commits in a
-        PostgreSQL crash only sends a run again under the same id, which workers drop
-        (invariant 3), while planning commits are durable before anything is published.
-        """
-        connection = self._connections.get(role)
-        if connection is None or connection.closed:
-            connection = self._engine.connect()
-            if role == "publish":
-                connection.exec_driver_sql("SET synchronous_commit = off")
-                connection.commit()
-            self._connections[role] = connection
-        return connection
+        self._connections.close()
 
     # --- planning ---------------------------------------------------------------------------
 
     def _plan_batch(self, templates: Templates, report: TickReport) -> bool:
         """Plan one batch; True if more may be due (a full batch, or a catch-up to go on)."""
         phases = report.phases
-        db = self._connection("plan")
+        db = self._connections.get("plan")
         with db.begin():
             now = self._clock()
             with timed(phases, "plan_claim"):
@@ -291,8 +283,8 @@ class Ticker:
         return len(due) == self.batch_size or behind
 
     def _decide(
-        self, db: Any, due: list[plans.DueSchedule], templates: Templates, *, now: datetime
-    ) -> tuple[list[_Claimed], list[plans.Advance]]:
+        self, db: Connection, due: list[DueSchedule], templates: Templates, *, now: datetime
+    ) -> tuple[list[_Claimed], list[Advance]]:
         """Plans of the readable schedules, and a stop for each unreadable one."""
         parsed = [(d, self._read(d)) for d in due]
         forbid = [d.id for d, r in parsed if r and r[0].concurrency_policy == "Forbid"]
@@ -300,21 +292,21 @@ class Ticker:
         claimed, stopped = [], []
         for d, read in parsed:
             if read is None:  # stop planning it rather than claim it again every tick
-                stopped.append(plans.Advance(d.id, None, None, d.planned_count, None))
+                stopped.append(Advance(d.id, None, None, d.planned_count, None))
                 continue
             spec, recurrence = read
-            plan = plans.decide(d, spec, recurrence, now=now, busy=d.id in busy)
+            plan = decide(d, spec, recurrence, now=now, busy=d.id in busy)
             if plan.jumped:
                 log.warning(
                     "schedule %s/%s was down for more than %d occurrences; "
                     "the ones in between were not recorded (missedRuns: %s)",
-                    *(d.namespace, d.name, plans.CATCH_UP_PER_TICK, spec.missed_runs),
+                    *(d.namespace, d.name, CATCH_UP_PER_TICK, spec.missed_runs),
                 )
             templates[d.id, d.spec_hash] = self._runs.template(d.id, d.namespace, d.name, spec)
             claimed.append(_Claimed(d, spec, plan))
         return claimed, stopped
 
-    def _read(self, due: plans.DueSchedule) -> tuple[ScheduleSpec, Recurrence] | None:
+    def _read(self, due: DueSchedule) -> tuple[ScheduleSpec, Recurrence] | None:
         try:
             return self._specs.read(due)
         except ValueError as error:
@@ -325,7 +317,9 @@ class Ticker:
             )
             return None
 
-    def _replace(self, db: Any, claimed: list[_Claimed], *, now: datetime) -> list[uuid.UUID]:
+    def _replace(
+        self, db: Connection, claimed: list[_Claimed], *, now: datetime
+    ) -> list[uuid.UUID]:
         """Cancel the unfinished runs of Replace schedules that get a new run now."""
         replacing = [
             c.due.id
@@ -354,6 +348,6 @@ class Ticker:
         ]
         if not keep:
             return 0
-        db = self._connection("plan")
+        db = self._connections.get("plan")
         with db.begin():
             return planning.prune_history(db, keep)

@@ -1,79 +1,18 @@
-"""How Beat waits: for the next due instant or a schema change, and after an outage.
+"""How long Beat waits after a failed tick: exponential backoff, one log line per failure.
 
-``Waiter`` sleeps between ticks until a deadline or a ``NOTIFY`` on the schema's channel
-(sent when a schedule changes), whichever comes first; Beat never polls on a fixed period.
-``Backoff`` says how long to wait after a failed tick, with one log line per failure.
+(Between good ticks Beat waits on the store's ``notifications.Listener`` instead: until
+the next due instant or a change, whichever comes first.)
 
-This module only waits: it reads no schedule and plans or publishes nothing.
+This module only counts: it sleeps, reads and publishes nothing.
 """
 
 from __future__ import annotations
 
 import logging
-import time
-from typing import Any
 
-import psycopg
-from sqlalchemy import Engine
-
-__all__ = ["Backoff", "Waiter"]
+__all__ = ["Backoff"]
 
 log = logging.getLogger(__name__)
-
-
-class Waiter:
-    """Sleeps until a deadline or a NOTIFY on the schema's channel, whichever comes first.
-
-    A dedicated autocommit connection holds the ``LISTEN``. While it cannot connect, waits
-    are plain sleeps capped at a second, so a schedule change is at worst that late.
-    """
-
-    def __init__(self, engine: Engine, channel: str) -> None:
-        self._conninfo = engine.url.set(drivername="postgresql").render_as_string(
-            hide_password=False
-        )
-        self._channel = channel
-        self._connection: psycopg.Connection[Any] | None = None
-        self._retry_at = 0.0
-
-    def wait(self, seconds: float) -> None:
-        if seconds <= 0:
-            return
-        connection = self._listening()
-        if connection is None:
-            time.sleep(min(seconds, 1.0))
-            return
-        try:
-            for _ in connection.notifies(timeout=seconds, stop_after=1):
-                pass
-            for _ in connection.notifies(timeout=0):  # a burst of changes wakes us once
-                pass
-        except psycopg.Error:
-            self.close()
-
-    def close(self) -> None:
-        connection, self._connection = self._connection, None
-        if connection is not None and not connection.closed:
-            connection.close()
-
-    def _listening(self) -> psycopg.Connection[Any] | None:
-        if self._connection is not None and not self._connection.closed:
-            return self._connection
-        if time.monotonic() < self._retry_at:
-            return None
-        try:
-            connection = psycopg.connect(
-                self._conninfo,
-                autocommit=True,
-                connect_timeout=5,
-                application_name="beatkeeper-beat-listen",
-            )
-            connection.execute(f'LISTEN "{self._channel}"')
-        except psycopg.Error:
-            self._retry_at = time.monotonic() + 2.0
-            return None
-        self._connection = connection
-        return connection
 
 
 class Backoff:

@@ -18,7 +18,7 @@ from sqlalchemy import Connection, select
 
 from beatkeeper.store.lookups import RefusedError, ScheduleRef
 from beatkeeper.store.models import RunOrigin, runs
-from beatkeeper.store.planning import notify
+from beatkeeper.store.notifications import notify
 from beatkeeper.store.runs import insert_runs
 
 __all__ = ["MAX_BACKFILL", "already_planned", "backfill", "occurrences_between"]

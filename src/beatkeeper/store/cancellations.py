@@ -31,7 +31,7 @@ from sqlalchemy.types import Uuid
 from beatkeeper.states import RunState
 from beatkeeper.store.lookups import NotFoundError, RefusedError
 from beatkeeper.store.models import cancel_requests, runs
-from beatkeeper.store.planning import notify
+from beatkeeper.store.notifications import notify
 from beatkeeper.store.runs import transition
 
 __all__ = [

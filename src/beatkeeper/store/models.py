@@ -278,7 +278,7 @@ class CancelRequest(Base):
 
 
 NOTIFY_PREFIX = "beatkeeper_"
-"""Beat listens on this prefix + its schema (``beatkeeper.store.planning.channel_for``)."""
+"""Beat listens on this prefix + its schema (``beatkeeper.store.notifications.channel_for``)."""
 
 _FINAL_STATES = ", ".join(f"'{state.value}'" for state in sorted(FINAL))
 

@@ -22,7 +22,7 @@ from beatkeeper.spec.model import Backoff, Retry
 from beatkeeper.states import RunState
 from beatkeeper.store.held_connection import HeldConnection
 from beatkeeper.store.models import runs, schedules
-from beatkeeper.store.planning import notify
+from beatkeeper.store.notifications import notify
 from beatkeeper.store.prepared import DUE_BY, RESET_FAILURES, WAITING, Statements
 from beatkeeper.store.runs import transition
 

@@ -25,7 +25,7 @@ from sqlalchemy import Connection, select, update
 from beatkeeper.states import RunState
 from beatkeeper.store.lookups import NotFoundError, RefusedError, ScheduleRef, schedule_ref
 from beatkeeper.store.models import RunOrigin, runs, schedules
-from beatkeeper.store.planning import notify
+from beatkeeper.store.notifications import notify
 from beatkeeper.store.runs import insert_runs
 
 __all__ = [

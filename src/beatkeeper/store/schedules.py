@@ -35,7 +35,7 @@ from beatkeeper.recurrence import Recurrence
 from beatkeeper.spec import ScheduleManifest, ScheduleSpec, recurrence_of
 from beatkeeper.states import RunState
 from beatkeeper.store.models import runs, schedules
-from beatkeeper.store.planning import notify
+from beatkeeper.store.notifications import notify
 from beatkeeper.store.runs import transition_many
 
 #: Before ids were random, a manifest without a uid got uuid5(this, "namespace/name").

@@ -1,0 +1,48 @@
+"""What Beat's held connections say about the database: the store's errors, never the driver's."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy.exc import InterfaceError, OperationalError, ProgrammingError
+
+from beatkeeper.settings import Settings
+from beatkeeper.store import DatabaseUnavailable, make_engine
+from beatkeeper.store.connections import SchemaMissing, translated_errors
+
+ENGINE = make_engine(  # never connected
+    Settings(database_url="postgresql://bk:secret@127.0.0.1:1/bk", db_schema="team")
+)
+
+
+class _UndefinedTableError(Exception):
+    sqlstate = "42P01"
+
+
+def test_a_lost_server_is_database_unavailable_with_the_password_masked() -> None:
+    lost = OperationalError("SELECT 1", {}, Exception("server closed the connection\n"))
+    with pytest.raises(DatabaseUnavailable) as raised, translated_errors(ENGINE):
+        raise lost
+    assert str(raised.value) == (
+        "cannot connect to PostgreSQL at postgresql+psycopg://bk:***@127.0.0.1:1/bk: "
+        "server closed the connection"
+    )
+
+
+def test_a_closed_connection_is_database_unavailable() -> None:
+    with pytest.raises(DatabaseUnavailable), translated_errors(ENGINE):
+        raise InterfaceError("SELECT 1", {}, Exception("the connection is closed"))
+
+
+def test_missing_tables_say_to_migrate() -> None:
+    with (
+        pytest.raises(
+            SchemaMissing, match=r"schema 'team' has no beatkeeper tables: run `beatkeeper migrate`"
+        ),
+        translated_errors(ENGINE),
+    ):
+        raise ProgrammingError("SELECT 1", {}, _UndefinedTableError())
+
+
+def test_other_sql_errors_are_programming_errors_still() -> None:
+    with pytest.raises(ProgrammingError), translated_errors(ENGINE):
+        raise ProgrammingError("SELECT 1", {}, Exception("syntax error"))
