@@ -26,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from beatkeeper_worker import brokers
 from beatkeeper_worker.tracking import message_headers
 from celery import Celery
 from sqlalchemy import Engine, insert, select
@@ -246,7 +247,12 @@ class Beat:
     @classmethod
     def connect(cls, engine: Engine, broker_url: str) -> Beat:
         client = Celery("beat-under-test", broker=broker_url, set_as_current=False)
-        client.conf.update(task_serializer="json", accept_content=["json"])
+        # Queues declared as Beat and tracked workers declare them (RabbitMQ refuses others).
+        client.conf.update(
+            task_serializer="json",
+            accept_content=["json"],
+            task_queue_max_priority=brokers.MAX_PRIORITY,
+        )
         return cls(engine, client)
 
     def schedule(self, name: str, task: str, **spec: Any) -> Applied:

@@ -10,7 +10,7 @@ instead of being sent. A run whose task the tenancy policy forbids in its namesp
 written before the policy tightened, or straight into the store) is never sent: it is
 recorded ``cancelled`` with the policy's reason (one cached lookup per run).
 
-``beatkeeper_worker.messages`` builds each message; ``beatkeeper_worker.broker`` sends them
+``beatkeeper_worker.messages`` builds each message; ``beatkeeper_worker.brokers`` sends them
 in one batch.
 
 This module plans nothing: which runs exist is ``beatkeeper.store.planning``'s business.
@@ -37,7 +37,7 @@ from beatkeeper.policy import ALLOW_ALL, Policy
 from beatkeeper.spec import ScheduleSpec
 from beatkeeper.states import RunState
 from beatkeeper.store import planning, transition_many
-from beatkeeper_worker.broker import Publisher
+from beatkeeper_worker.brokers import Broker
 from beatkeeper_worker.messages import Outgoing, Template, message_for, template_for
 
 __all__ = ["OUTCOMES", "Phases", "Published", "RunPublisher", "Templates", "timed"]
@@ -76,7 +76,7 @@ class Published:
 class RunPublisher:
     """Publishes due runs batch by batch for one Beat replica."""
 
-    def __init__(self, app: Celery, publisher: Publisher, *, policy: Policy = ALLOW_ALL) -> None:
+    def __init__(self, app: Celery, publisher: Broker, *, policy: Policy = ALLOW_ALL) -> None:
         self._app = app
         self._publisher = publisher
         self._policy = policy

@@ -43,7 +43,7 @@ from beatkeeper.recurrence import Recurrence
 from beatkeeper.spec import ScheduleSpec
 from beatkeeper.states import RunState
 from beatkeeper.store import planning, transition_many
-from beatkeeper_worker.broker import Publisher
+from beatkeeper_worker.brokers import Broker
 from beatkeeper_worker.publish import OUTCOMES, Phases, RunPublisher, Templates, timed
 from beatkeeper_worker.specs import Specs
 
@@ -107,7 +107,7 @@ class Ticker:
         self,
         engine: Engine,
         app: Celery,
-        publisher: Publisher,
+        publisher: Broker,
         *,
         batch_size: int = BATCH_SIZE,
         clock: Callable[[], datetime] = utcnow,
