@@ -119,14 +119,16 @@ def rabbitmq_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if configured:
         yield configured
         return
-    if os.environ.get(OWN_RABBITMQ_ENV) != "1" and rabbitmq_server.answers(LOCAL_RABBITMQ_URL):
+    own = os.environ.get(OWN_RABBITMQ_ENV) == "1"
+    if not own and rabbitmq_server.answers(LOCAL_RABBITMQ_URL):
         yield LOCAL_RABBITMQ_URL
         return
     binary = rabbitmq_server.find_binary()
     if binary is None:
+        local = f"{OWN_RABBITMQ_ENV}=1" if own else "none answers at 127.0.0.1:5672"
         reason = (
-            f"no RabbitMQ: none answers at 127.0.0.1:5672, {RABBITMQ_ENV} is not set and "
-            "no rabbitmq-server is installed (apt-get install rabbitmq-server)"
+            f"no RabbitMQ: {local}, {RABBITMQ_ENV} is not set and no rabbitmq-server is "
+            "installed (apt-get install rabbitmq-server)"
         )
         if os.environ.get("CI") == "true":
             pytest.fail(reason)

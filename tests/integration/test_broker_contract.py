@@ -30,8 +30,9 @@ from beatkeeper_worker.tick import Ticker
 from celery import Celery
 from sqlalchemy import Engine, select
 from test_beat import Stack, closed_port, log_of
+from test_observability import answers, get, sample
 from test_planning import settled
-from test_worker_support import Beat, Worker, running_worker
+from test_worker_support import Beat, Worker, free_port, running_worker
 from waiting import wait_for
 
 from beatkeeper.settings import Settings
@@ -178,8 +179,13 @@ def test_celery_beat_and_a_worker_run_every_occurrence(contract: Contract) -> No
     def succeeded() -> int:
         return sum(r.state == S.SUCCEEDED for r in contract.runs() if r.schedule_id == schedule_id)
 
-    with contract.worker(), stack.beat() as beat:
+    port = free_port()
+    with contract.worker(), stack.beat(BEATKEEPER_METRICS_PORT=str(port)) as beat:
         wait_for(lambda: succeeded() >= 3, timeout=45, what="3 runs to succeed")
+        # Beat counts its default queue on either broker, and is ready while it can.
+        wait_for(lambda: answers(port, "/readyz", 200), timeout=30, what="Beat to be ready")
+        _, metrics = get(port, "/metrics")
+    assert sample(metrics, "beatkeeper_queue_length", 'queue="celery"') is not None
     assert "Traceback" not in log_of(beat)
     assert "PRECONDITION_FAILED" not in log_of(beat)
 

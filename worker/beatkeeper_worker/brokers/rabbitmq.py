@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import amqp.exceptions  # type: ignore[import-untyped]  # py-amqp, kombu's AMQP client
+
 from beatkeeper_worker.brokers.base import KombuBroker
 from beatkeeper_worker.brokers.port import HIGHEST_PRIORITY, LOWEST_PRIORITY
 
@@ -27,6 +29,7 @@ MAX_PRIORITY = LOWEST_PRIORITY - HIGHEST_PRIORITY
 class RabbitMQBroker(KombuBroker):
     name: ClassVar[str] = "RabbitMQ"
     loses_messages: ClassVar[bool] = False
+    missing_queue: ClassVar[tuple[type[BaseException], ...]] = (amqp.exceptions.NotFound,)
 
     def properties(self, properties: dict[str, Any]) -> dict[str, Any]:
         priority = properties.get("priority")

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from kombu import exceptions
+
 from beatkeeper_worker.brokers.base import KombuBroker
 
 __all__ = ["SOCKET_TIMEOUT_SECONDS", "RedisBroker"]
@@ -28,6 +30,7 @@ SOCKET_TIMEOUT_SECONDS = 10.0
 class RedisBroker(KombuBroker):
     name: ClassVar[str] = "Redis"
     loses_messages: ClassVar[bool] = True
+    missing_queue: ClassVar[tuple[type[BaseException], ...]] = (exceptions.ChannelError,)
 
     def transport_options(self) -> dict[str, Any]:
         options = super().transport_options()
