@@ -42,8 +42,9 @@ import json, os
 from celery import Celery
 
 app = Celery("probe", broker=os.environ["PROBE_BROKER_URL"])
+# task_queue_max_priority: declared as Beat declares queues (RabbitMQ refuses it otherwise).
 app.conf.update(accept_content=["json"], task_acks_late=True, worker_prefetch_multiplier=1,
-                worker_hijack_root_logger=False)
+                worker_hijack_root_logger=False, task_queue_max_priority=9)
 
 @app.task(name="probe.record", bind=True)
 def record(self, *args, **kwargs):
