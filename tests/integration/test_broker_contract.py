@@ -10,113 +10,29 @@ outage raises) is asserted here as the same behaviour on both.
 
 from __future__ import annotations
 
-import contextlib
-import copy
 import dataclasses
-import os
 import secrets
-import signal
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
-import psutil
 import pytest
 from beatkeeper_worker import brokers
 from beatkeeper_worker.app import make_app
-from beatkeeper_worker.tick import Ticker
-from celery import Celery
-from sqlalchemy import Engine, select
-from test_beat import Stack, closed_port, log_of
+from broker_contract_support import Contract, kill_outright, unreachable
+from sqlalchemy import Engine
+from test_beat import Stack, log_of
 from test_observability import answers, get, sample
 from test_planning import settled
-from test_worker_support import Beat, Worker, free_port, running_worker
+from test_worker_support import Beat, free_port
 from waiting import wait_for
 
 from beatkeeper.settings import Settings
-from beatkeeper.spec import validate_manifest
 from beatkeeper.states import RunState
-from beatkeeper.store.models import runs
-from beatkeeper.store.schedules import apply_schedule
 
 S = RunState
 #: A message a killed worker held comes back from Redis after this (RabbitMQ: at once).
 VISIBILITY = {"USERAPP_VISIBILITY_TIMEOUT": "5"}
-
-
-@dataclasses.dataclass
-class Contract:
-    """One broker under test, a queue of this test's own, and Beat's side of the contract."""
-
-    url: str
-    settings: Settings
-    engine: Engine
-    app: Celery
-    broker: brokers.Broker
-    queue: str
-    workdir: Path
-
-    def apply(self, name: str, *, task: str = "userapp.echo", **spec: Any) -> uuid.UUID:
-        now = datetime.now(UTC)
-        document = {
-            "apiVersion": "beatkeeper.io/v1alpha1",
-            "kind": "Schedule",
-            "metadata": {"name": name, "namespace": "tests"},
-            "spec": {"task": task, "args": [name], "interval": "1h", "queue": self.queue, **spec},
-        }
-        manifest = validate_manifest(copy.deepcopy(document), now=now).manifest
-        with self.engine.begin() as db:
-            return apply_schedule(db, manifest, now=now).id
-
-    def ticker(self, broker: brokers.Broker | None = None, **options: Any) -> Ticker:
-        """A Beat replica an hour and a second ahead: every ``interval: 1h`` schedule is due."""
-        due = datetime.now(UTC) + timedelta(hours=1, seconds=1)
-        options.setdefault("clock", lambda: due)
-        return Ticker(self.engine, self.app, broker or self.broker, **options)
-
-    def publish_due(self) -> int:
-        ticker = self.ticker()
-        try:
-            return settled(ticker).published
-        finally:
-            ticker.close()
-
-    def runs(self) -> list[Any]:
-        with self.engine.connect() as db:
-            return list(db.execute(select(runs).order_by(runs.c.planned_at)))
-
-    def run_of(self, schedule_id: uuid.UUID) -> Any:
-        [run] = [run for run in self.runs() if run.schedule_id == schedule_id]
-        return run
-
-    def wait_for_state(self, schedule_id: uuid.UUID, *states: RunState, timeout: float = 30) -> Any:
-        wanted = {state.value for state in states}
-        return wait_for(
-            lambda: (run := self.run_of(schedule_id)).state in wanted and run,
-            timeout=timeout,
-            what=f"the run of {schedule_id} to be {' or '.join(sorted(wanted))}",
-        )
-
-    def worker(self, **options: Any) -> contextlib.AbstractContextManager[Worker]:
-        return running_worker(
-            self.workdir, self.settings, broker_url=self.url, queue=self.queue, **options
-        )
-
-    def purge(self) -> None:
-        """Drop every waiting message, as a broker losing them would."""
-        with self.app.connection_for_write() as connection:
-            channel = connection.default_channel
-            with contextlib.suppress(*connection.channel_errors):
-                channel.queue_purge(self.queue)
-
-    def delete_queue(self) -> None:
-        with self.app.connection_for_write() as connection:
-            for delete in ("queue_delete", "exchange_delete"):
-                # A channel each: an AMQP broker closes a channel whose delete it refused.
-                with contextlib.suppress(*connection.channel_errors, *connection.connection_errors):
-                    getattr(connection.channel(), delete)(self.queue)
 
 
 @pytest.fixture
@@ -133,13 +49,6 @@ def contract(
     finally:
         broker.close()
         contract.delete_queue()
-
-
-def unreachable(url: str) -> str:
-    """A URL of the same broker kind where nothing listens, with a password to keep out of logs."""
-    if url.startswith("amqp"):
-        return f"amqp://guest:secret@127.0.0.1:{closed_port()}//"
-    return f"redis://:secret@127.0.0.1:{closed_port()}/0"
 
 
 # -- publishing and running ---------------------------------------------------------------------
@@ -240,22 +149,13 @@ def test_a_run_on_a_worker_killed_outright_is_redelivered_and_finishes_once(
     run_id = contract.run_of(schedule_id).id
     with contract.worker(concurrency=1, environment=VISIBILITY) as doomed:
         [victim] = wait_for(lambda: doomed.bodies(run_id), what="the body to start")
-        _kill_outright(doomed)
+        kill_outright(doomed)
     with contract.worker(environment=VISIBILITY) as heir:
         run = contract.wait_for_state(schedule_id, S.SUCCEEDED, timeout=60)
         heir.wait_for_log(rf"run {run_id} of tests/long taken over from .*pid {victim},")
     assert run.result == "2"
     assert heir.bodies(run_id) == [victim, int(run.worker.split("pid ")[1].split(",")[0])]
     assert len(heir.bodies(run_id, "end")) == 1
-
-
-def _kill_outright(worker: Worker) -> None:
-    """SIGKILL the worker and its pool at once: no process gets to say goodbye."""
-    main = psutil.Process(worker.process.pid)
-    for process in [*main.children(recursive=True), main]:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            os.kill(process.pid, signal.SIGKILL)
-    worker.process.wait(timeout=10)
 
 
 def test_beat_sends_a_lost_message_again_only_where_the_broker_can_lose_one(

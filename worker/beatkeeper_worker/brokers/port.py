@@ -3,13 +3,13 @@
 Beat publishes runs in batches, counts a queue (the ``beatkeeper_queue_length`` gauge) and,
 where the broker can lose a message it already took, asks whether a queue is empty before it
 sends a run again (``Broker.loses_messages``). Everything a broker does differently lives in
-one adapter per broker (``brokers.redis``, ``brokers.rabbitmq``); nothing outside this package
-asks which broker it talks to.
+one adapter per broker (``brokers.redis``, ``brokers.rabbitmq``); Beat never asks which
+broker it talks to, only what the broker can do.
 
 Priorities mean the same on every broker: a run's ``priority`` 0 (or none) is served first
 and 9 last, the order Celery's Redis transport has always used, so existing Redis
-deployments keep theirs. RabbitMQ orders the other way round: its adapter sends 9 minus the
-priority from queues declared with ``x-max-priority``. A worker serves priorities only
+deployments keep theirs. RabbitMQ orders the other way round: its adapter sends it 9 minus
+the priority, to queues declared with ``x-max-priority``. A worker serves priorities only
 among the messages waiting in its queue, on either broker.
 
 An unreachable or lost broker is always ``BrokerUnavailable``, one line naming the broker and
