@@ -104,10 +104,11 @@ class Contract:
 
     def delete_queue(self) -> None:
         with self.app.connection_for_write() as connection:
-            for delete in ("queue_delete", "exchange_delete"):
-                # A channel each: an AMQP broker closes a channel whose delete it refused.
+            # Purged first: kombu's Redis transport deletes only what this connection bound.
+            for step in ("queue_purge", "queue_delete", "exchange_delete"):
+                # A channel each: an AMQP broker closes a channel after a refused step.
                 with contextlib.suppress(*connection.channel_errors, *connection.connection_errors):
-                    getattr(connection.channel(), delete)(self.queue)
+                    getattr(connection.channel(), step)(self.queue)
 
 
 def unreachable(url: str) -> str:
