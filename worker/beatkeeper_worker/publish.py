@@ -155,11 +155,12 @@ class RunPublisher:
             outgoing, sent, dropped = self._messages(runs, templates, now=now)
             for (state, reason), dropped_ids in dropped.items():
                 transition_many(db, dropped_ids, state, now=now, error=reason)
-            empty: dict[str, bool] = {}
+            # Once per queue, not per run: each answer is a broker round trip.
+            empty = {queue: queue_is_empty(queue) for queue in {m.queue for m in outgoing}}
             chosen = [
                 (message, run_id)
                 for message, run_id in zip(outgoing, sent, strict=True)
-                if empty.setdefault(message.queue, queue_is_empty(message.queue))
+                if empty[message.queue]
             ]
             if not chosen:
                 db.commit()

@@ -41,11 +41,14 @@ class KombuBroker(Broker):
 
     #: What a passive declaration of a queue that does not exist raises.
     missing_queue: ClassVar[tuple[type[BaseException], ...]]
+    #: Whether the broker closes the channel that asked for a missing queue (AMQP does).
+    missing_queue_closes_channel: ClassVar[bool]
 
     def __init__(self, app: Celery) -> None:
         self._app = app
         self._connection: Any = None  # kombu.Connection (kombu is partly typed)
         self._producer: Any = None
+        self._counter: Any = None  # the channel queues are counted on (opening one costs ms)
         self.origin = anon_nodename()
         self.url = mask_url(str(app.conf.broker_url))
 
@@ -74,18 +77,19 @@ class KombuBroker(Broker):
 
     def queue_length(self, queue: str) -> int:
         with self._reporting(f"count queue {queue!r} on"):
-            self._ready_producer()
-            channel = self._connection.channel()
+            channel = self._counting_channel()
             try:
                 declared = channel.queue_declare(queue=queue, passive=True)
-            except self.missing_queue:  # an AMQP broker also closes the channel
+            except self.missing_queue:
+                if self.missing_queue_closes_channel:
+                    self._counter = None
+                    _quietly_close(channel)
                 return 0
-            finally:
-                _quietly_close(channel)
             return int(declared.message_count)
 
     def close(self) -> None:
         connection, self._connection, self._producer = self._connection, None, None
+        self._counter = None  # closed with its connection
         if connection is not None:
             try:
                 connection.collect()
@@ -105,6 +109,12 @@ class KombuBroker(Broker):
                 connection.default_channel, auto_declare=False
             )
         return self._producer
+
+    def _counting_channel(self) -> Any:
+        if self._counter is None:
+            self._ready_producer()
+            self._counter = self._connection.channel()
+        return self._counter
 
     @contextlib.contextmanager
     def _reporting(self, doing: str) -> Iterator[None]:
@@ -135,5 +145,5 @@ class KombuBroker(Broker):
 def _quietly_close(channel: Any) -> None:
     try:
         channel.close()
-    except Exception:  # an AMQP channel closed by the broker's 404 is already gone
+    except Exception:  # a channel the broker closed (its 404) is already gone
         log.debug("closing a counting channel failed", exc_info=True)

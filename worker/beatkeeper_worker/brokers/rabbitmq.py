@@ -30,6 +30,7 @@ class RabbitMQBroker(KombuBroker):
     name: ClassVar[str] = "RabbitMQ"
     loses_messages: ClassVar[bool] = False
     missing_queue: ClassVar[tuple[type[BaseException], ...]] = (amqp.exceptions.NotFound,)
+    missing_queue_closes_channel: ClassVar[bool] = True
 
     def properties(self, properties: dict[str, Any]) -> dict[str, Any]:
         priority = properties.get("priority")

@@ -31,6 +31,7 @@ class RedisBroker(KombuBroker):
     name: ClassVar[str] = "Redis"
     loses_messages: ClassVar[bool] = True
     missing_queue: ClassVar[tuple[type[BaseException], ...]] = (exceptions.ChannelError,)
+    missing_queue_closes_channel: ClassVar[bool] = False
 
     def transport_options(self) -> dict[str, Any]:
         options = super().transport_options()
