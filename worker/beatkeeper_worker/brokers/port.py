@@ -60,7 +60,8 @@ class Broker(abc.ABC):
     @abc.abstractmethod
     def queue_length(self, queue: str) -> int:
         """Messages waiting in ``queue`` (every priority), not those a worker holds; 0 for a
-        queue that does not exist."""
+        queue that does not exist. A snapshot: RabbitMQ may count a message published a
+        moment ago only a moment later."""
 
     def is_empty(self, queue: str) -> bool:
         """Whether no message waits in ``queue`` now."""
