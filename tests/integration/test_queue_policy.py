@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import yaml
-from beatkeeper_worker.broker import Publisher
+from beatkeeper_worker import brokers
 from beatkeeper_worker.tick import Ticker
 from test_planning import MINUTE, T0, Beat, beat, settled
 
@@ -139,7 +139,7 @@ def test_two_replicas_ticking_at_once_never_send_two_runs_of_a_queue(beat: Beat)
     def replica() -> None:
         try:
             for _ in range(5):
-                settled(Ticker(beat.engine, beat.app, Publisher(beat.app), clock=lambda: now))
+                settled(Ticker(beat.engine, beat.app, brokers.for_app(beat.app), clock=lambda: now))
         except BaseException as error:
             errors.append(error)
 

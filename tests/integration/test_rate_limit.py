@@ -11,7 +11,7 @@ import threading
 from datetime import datetime, timedelta
 
 from beatkeeper_operator.status import load_observations, run_fields
-from beatkeeper_worker.broker import Publisher
+from beatkeeper_worker import brokers
 from beatkeeper_worker.tick import Ticker
 from sqlalchemy import select
 from test_planning import MINUTE, T0, Beat, beat, settled
@@ -120,7 +120,7 @@ def test_two_replicas_never_overspend_a_budget(beat: Beat) -> None:
 
     def replica() -> None:
         try:
-            ticker = Ticker(beat.engine, beat.app, Publisher(beat.app), clock=lambda: now)
+            ticker = Ticker(beat.engine, beat.app, brokers.for_app(beat.app), clock=lambda: now)
             for _ in range(3):
                 settled(ticker)
         except BaseException as error:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from beatkeeper_worker.messages import Template, message_for
+from beatkeeper_worker import brokers
 from celery import Celery
 from sqlalchemy import Engine, insert, select
 from waiting import wait_for
@@ -246,7 +247,12 @@ class Beat:
     @classmethod
     def connect(cls, engine: Engine, broker_url: str) -> Beat:
         client = Celery("beat-under-test", broker=broker_url, set_as_current=False)
-        client.conf.update(task_serializer="json", accept_content=["json"])
+        # Queues declared as Beat and tracked workers declare them (RabbitMQ refuses others).
+        client.conf.update(
+            task_serializer="json",
+            accept_content=["json"],
+            task_queue_max_priority=brokers.MAX_PRIORITY,
+        )
         return cls(engine, client)
 
     def schedule(self, name: str, task: str, **spec: Any) -> Applied:

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
+from beatkeeper_worker import brokers
 from beatkeeper_worker.app import make_app
-from beatkeeper_worker.broker import Publisher
 from beatkeeper_worker.tick import Ticker
 from sqlalchemy import create_engine
 
@@ -36,7 +36,7 @@ def ticker() -> Iterator[Ticker]:
         )
     )
     engine = create_engine("postgresql+psycopg://nobody@127.0.0.1:1/none")  # never connected
-    made = Ticker(engine, app, Publisher(app))
+    made = Ticker(engine, app, brokers.for_app(app))
     yield made
     made.close()
 

@@ -9,7 +9,8 @@ a ``Settings`` call ``make_app(settings)``.
 
 What the configuration pins, and why: JSON only (invariant 5: pickle is refused); no result
 backend (runs are recorded in PostgreSQL); late acknowledgement and one prefetched message
-so a worker killed mid-run leaves its message to be redelivered (invariant 2).
+so a worker killed mid-run leaves its message to be redelivered (invariant 2); queues
+declared with ``x-max-priority`` so RabbitMQ orders runs by priority as Redis does.
 
 Logging: the app's ``log`` is ``Logging``, which hands Celery's logging set-up (in Beat, in
 the worker's main process and again in each pool process) to ``beatkeeper.logging.configure``
@@ -30,6 +31,7 @@ from celery.app import log as celery_log
 
 from beatkeeper import logging as beatkeeper_logging
 from beatkeeper.settings import Settings, SettingsError
+from beatkeeper_worker import brokers
 
 __all__ = ["SETTINGS_KEY", "Logging", "app", "configuration", "make_app", "settings_of"]
 
@@ -47,6 +49,8 @@ def configuration(settings: Settings) -> dict[str, Any]:
         "result_backend": None,
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
+        # Queues ordered by priority on RabbitMQ too (``beatkeeper_worker.brokers``).
+        "task_queue_max_priority": brokers.MAX_PRIORITY,
         "worker_prefetch_multiplier": 1,
         "broker_connection_retry_on_startup": True,
         # Flower shows workers and tasks from these events; without them it shows none.

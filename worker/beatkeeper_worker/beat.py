@@ -26,7 +26,6 @@ import time
 from datetime import datetime
 from typing import Any
 
-import redis
 from celery.beat import Scheduler
 
 from beatkeeper.observability import metrics
@@ -36,9 +35,9 @@ from beatkeeper.settings import SettingsError, mask_url
 from beatkeeper.store import DatabaseUnavailable, make_engine
 from beatkeeper.store.connections import SchemaMissing
 from beatkeeper.store.notifications import Listener, channel_for
+from beatkeeper_worker import brokers
 from beatkeeper_worker.app import settings_of
-from beatkeeper_worker.broker import Publisher
-from beatkeeper_worker.health import BeatHealth, QueueLength, WaitingMessages
+from beatkeeper_worker.health import BeatHealth
 from beatkeeper_worker.tick import BATCH_SIZE, Ticker, TickReport, utcnow
 from beatkeeper_worker.waiting import Backoff
 
@@ -66,20 +65,19 @@ class DatabaseScheduler(Scheduler):  # type: ignore[misc]
         try:
             settings.require_database_url()
             policy = load_policy(settings.policy_file)
+            self._broker = brokers.for_app(self.app)
         except (SettingsError, PolicyError) as error:
             # SystemExit: Celery prints the one line and stops, no traceback.
             raise SystemExit(f"beatkeeper beat cannot start: {error}") from None
         self._engine = make_engine(settings, application_name="beatkeeper-beat", pool_size=2)
-        self._publisher = Publisher(self.app)
         batch = int(self.app.conf.get("beatkeeper_beat_batch_size") or BATCH_SIZE)
-        self._queues = WaitingMessages(settings.require_broker_url())
         self._ticker = Ticker(
             self._engine,
             self.app,
-            self._publisher,
+            self._broker,
             batch_size=batch,
             redeliver_after=settings.redeliver_after,
-            queue_is_empty=self._queues.empty if self._queues.enabled else None,
+            queue_is_empty=self._broker.is_empty if self._broker.loses_messages else None,
             policy=policy,
         )
         self._waiter = Listener(self._engine, channel_for(settings.db_schema))
@@ -89,7 +87,7 @@ class DatabaseScheduler(Scheduler):  # type: ignore[misc]
         self._stats_level = stats_level(asked)
         self._stats_at = time.monotonic() + self._stats_every
         self._totals, self._ticks = TickReport(), 0
-        self._queue = QueueLength(settings.require_broker_url(), self.app.conf.task_default_queue)
+        self._queue: str = self.app.conf.task_default_queue
         self._measure_at = 0.0
         self._health = BeatHealth(longest_sleep=max(self._longest_wait(), Backoff().longest))
         self._server: HealthServer | None = None
@@ -126,8 +124,8 @@ class DatabaseScheduler(Scheduler):  # type: ignore[misc]
             self._health.unreachable("database", str(error))
             time.sleep(self._backoff.failed(str(error)))
             return
-        except self._publisher.connection_errors as error:
-            problem = f"cannot publish to the broker: {error}"
+        except brokers.BrokerUnavailable as error:
+            problem = str(error)
             self._health.unreachable("broker", problem)
             time.sleep(self._backoff.failed(problem))
             return
@@ -147,13 +145,12 @@ class DatabaseScheduler(Scheduler):  # type: ignore[misc]
         metrics.DUE_BACKLOG.set(due.ready)
         metrics.HELD_RUNS.labels("queue").set(due.queued)
         metrics.HELD_RUNS.labels("rateLimit").set(due.rate_limited)
-        if not self._queue.enabled:
-            return
         try:
-            self._queue.measure()
-        except redis.RedisError as error:
-            self._health.unreachable("broker", f"cannot count queue {self._queue.queue}: {error}")
+            length = self._broker.queue_length(self._queue)
+        except brokers.BrokerUnavailable as error:
+            self._health.unreachable("broker", str(error))
         else:
+            metrics.QUEUE_LENGTH.labels(self._queue).set(length)
             self._health.reached("broker")
 
     def _account(self, report: TickReport) -> None:
@@ -194,10 +191,8 @@ class DatabaseScheduler(Scheduler):  # type: ignore[misc]
     def close(self) -> None:
         if self._server is not None:
             self._server.stop()
-        self._queue.close()
-        self._queues.close()
         self._ticker.close()
-        self._publisher.close()
+        self._broker.close()
         self._waiter.close()
         self._engine.dispose()
 

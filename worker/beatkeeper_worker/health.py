@@ -6,7 +6,7 @@ Beat (``BeatHealth``, fed by ``DatabaseScheduler`` once per turn of its loop):
   backoff) at least every ``max(60 s, 3 * the longest sleep)``; a wedged Beat is restarted.
 - ready while the database and the broker were reachable the last time Beat used them (the
   database every tick; the broker whenever it published, and every few seconds when it
-  counts the Redis queue). An outage makes Beat unready, not dead: restarting would not help.
+  counts its default queue). An outage makes Beat unready, not dead: restarting would not help.
 
 A worker (``serve_worker``, called from ``worker_init`` in the main process, before the pool
 forks):
@@ -29,7 +29,6 @@ import os
 import shutil
 from typing import Any
 
-import redis
 from celery import signals
 
 from beatkeeper.observability import metrics
@@ -37,7 +36,7 @@ from beatkeeper.observability.http import CachedCheck, Check, HealthServer, Hear
 from beatkeeper.settings import Settings
 from beatkeeper.store import sessions
 
-__all__ = ["BeatHealth", "QueueLength", "serve_worker"]
+__all__ = ["BeatHealth", "serve_worker"]
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +44,6 @@ HEARTBEAT_EVERY = 5.0
 WORKER_LOOP_MAX_AGE = 60.0
 DATABASE_CHECK_EVERY = 10.0
 DATABASE_CHECK_CONNECT_TIMEOUT = 2
-#: kombu's Redis transport keeps priorities 3, 6 and 9 of a queue in lists of their own.
-_REDIS_PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
 
 
 class BeatHealth:
@@ -71,64 +68,6 @@ class BeatHealth:
     def serve(self, port: int) -> HealthServer:
         liveness = {"loop": self.heartbeat}
         return HealthServer(port=port, liveness=liveness, readiness={"beat": self.ready}).start()
-
-
-class QueueLength:
-    """``LLEN`` of one queue on a Redis broker (every priority list); nothing on other brokers."""
-
-    def __init__(self, broker_url: str, queue: str) -> None:
-        self.queue = queue
-        self._client: redis.Redis | None = None
-        if broker_url.partition("://")[0] in {"redis", "rediss"}:
-            self._client = redis.Redis.from_url(
-                broker_url, socket_timeout=1.0, socket_connect_timeout=1.0
-            )
-
-    @property
-    def enabled(self) -> bool:
-        return self._client is not None
-
-    def measure(self) -> int:
-        """The number of waiting messages, also set as ``beatkeeper_queue_length``."""
-        if self._client is None:
-            return 0
-        pipeline = self._client.pipeline(transaction=False)
-        for suffix in _REDIS_PRIORITY_SUFFIXES:
-            pipeline.llen(self.queue + suffix)
-        length = sum(int(n) for n in pipeline.execute())
-        metrics.QUEUE_LENGTH.labels(self.queue).set(length)
-        return length
-
-    def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-
-
-class WaitingMessages:
-    """Whether a queue on a Redis broker holds no message now; nothing on other brokers.
-
-    Only Redis loses a message between broker and worker (an AMQP broker keeps an
-    unacknowledged delivery), so only there does Beat look for lost ones.
-    """
-
-    def __init__(self, broker_url: str) -> None:
-        self._url = broker_url
-        self._lengths: dict[str, QueueLength] = {}
-        self.enabled = broker_url.partition("://")[0] in {"redis", "rediss"}
-
-    def empty(self, queue: str) -> bool:
-        """``False`` also when Redis cannot say: then nothing is sent twice."""
-        length = self._lengths.get(queue)
-        if length is None:
-            length = self._lengths[queue] = QueueLength(self._url, queue)
-        try:
-            return length.measure() == 0
-        except redis.RedisError:
-            return False
-
-    def close(self) -> None:
-        for length in self._lengths.values():
-            length.close()
 
 
 # -- workers --------------------------------------------------------------------------------

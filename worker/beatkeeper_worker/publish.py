@@ -10,7 +10,7 @@ instead of being sent. A run whose task the tenancy policy forbids in its namesp
 written before the policy tightened, or straight into the store) is never sent: it is
 recorded ``cancelled`` with the policy's reason (one cached lookup per run).
 
-``beatkeeper_worker.messages`` builds each message; ``beatkeeper_worker.broker`` sends them
+``beatkeeper_worker.messages`` builds each message; ``beatkeeper_worker.brokers`` sends them
 in one batch.
 
 This module plans nothing: which runs exist is ``beatkeeper.store.planning``'s business,
@@ -38,7 +38,7 @@ from beatkeeper.states import RunState
 from beatkeeper.store import publishing, transition_many
 from beatkeeper.store.connections import Connection
 from beatkeeper.store.publishing import PublishableRun
-from beatkeeper_worker.broker import Publisher
+from beatkeeper_worker.brokers import Broker
 from beatkeeper_worker.messages import Outgoing, Template, message_for, template_for
 
 __all__ = ["OUTCOMES", "Phases", "Published", "RunPublisher", "Templates", "timed"]
@@ -77,7 +77,7 @@ class Published:
 class RunPublisher:
     """Publishes due runs batch by batch for one Beat replica."""
 
-    def __init__(self, app: Celery, publisher: Publisher, *, policy: Policy = ALLOW_ALL) -> None:
+    def __init__(self, app: Celery, publisher: Broker, *, policy: Policy = ALLOW_ALL) -> None:
         self._app = app
         self._publisher = publisher
         self._policy = policy
@@ -155,11 +155,12 @@ class RunPublisher:
             outgoing, sent, dropped = self._messages(runs, templates, now=now)
             for (state, reason), dropped_ids in dropped.items():
                 transition_many(db, dropped_ids, state, now=now, error=reason)
-            empty: dict[str, bool] = {}
+            # Once per queue, not per run: each answer is a broker round trip.
+            empty = {queue: queue_is_empty(queue) for queue in {m.queue for m in outgoing}}
             chosen = [
                 (message, run_id)
                 for message, run_id in zip(outgoing, sent, strict=True)
-                if empty.setdefault(message.queue, queue_is_empty(message.queue))
+                if empty[message.queue]
             ]
             if not chosen:
                 db.commit()

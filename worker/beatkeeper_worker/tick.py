@@ -46,7 +46,7 @@ from beatkeeper.spec import ScheduleSpec
 from beatkeeper.states import RunState
 from beatkeeper.store import cancellations, planning, transition_many
 from beatkeeper.store.connections import Connection, Engine, HeldConnections, translated_errors
-from beatkeeper_worker.broker import Publisher
+from beatkeeper_worker.brokers import Broker
 from beatkeeper_worker.cancelling import Canceller
 from beatkeeper_worker.publish import OUTCOMES, Phases, RunPublisher, Templates, timed
 from beatkeeper_worker.specs import Specs
@@ -115,7 +115,7 @@ class Ticker:
         self,
         engine: Engine,
         app: Celery,
-        publisher: Publisher,
+        publisher: Broker,
         *,
         batch_size: int = BATCH_SIZE,
         clock: Callable[[], datetime] = utcnow,

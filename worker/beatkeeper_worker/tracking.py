@@ -62,7 +62,7 @@ from beatkeeper.settings import Settings, SettingsError
 from beatkeeper.states import RunState
 from beatkeeper.store import DatabaseUnavailable, recording
 from beatkeeper.store.runs import SUMMARY_MAX_CHARS
-from beatkeeper_worker import health, ledger, messages, poison, retries, revoked, unstarted
+from beatkeeper_worker import brokers, health, ledger, messages, poison, retries, revoked, unstarted
 from beatkeeper_worker.messages import HEADERS, Delivery
 from beatkeeper_worker.messages import run_headers as message_headers
 from beatkeeper_worker.pool_process import (
@@ -84,16 +84,17 @@ def install(app: Celery) -> None:
     """Track every run of ``app``'s tasks in beatkeeper's database; idempotent.
 
     Turns on ``task_acks_late`` and ``task_reject_on_worker_lost`` unless the app's
-    configuration sets them: without them a run on a killed worker is lost.
+    configuration sets them: without them a run on a killed worker is lost. Sets
+    ``task_queue_max_priority`` unless configured, to declare queues as Beat does.
     """
     if getattr(app, _INSTALLED, False):
         return
     setattr(app, _INSTALLED, True)
     app.steps["consumer"].add(poison.DropUnreadable)
     if app.configured:
-        _redeliver_lost_runs(app.conf)
+        _configure(app.conf)
     else:
-        app.on_after_configure.connect(_redeliver_lost_runs, weak=False)
+        app.on_after_configure.connect(_configure, weak=False)
 
     def only_for(handler: Callable[..., None], app_of: Callable[[Any], Any]) -> Callable[..., None]:
         def receiver(sender: Any = None, **kwargs: Any) -> None:
@@ -116,7 +117,15 @@ def install(app: Celery) -> None:
         signal.connect(receiver, weak=False)
 
 
-def _redeliver_lost_runs(source: Any, **_: Any) -> None:
+def _configure(source: Any, **_: Any) -> None:
+    _redeliver_lost_runs(source)
+    # Beat declares every queue with it: a worker declaring the same queue without it
+    # would be refused by RabbitMQ (ignored on Redis).
+    if not source.value_set_for("task_queue_max_priority"):
+        source["task_queue_max_priority"] = brokers.MAX_PRIORITY
+
+
+def _redeliver_lost_runs(source: Any) -> None:
     for key in ("task_acks_late", "task_reject_on_worker_lost"):
         if not source.value_set_for(key):
             source[key] = True

@@ -108,7 +108,7 @@ HELD_RUNS = Gauge(
 )
 QUEUE_LENGTH = Gauge(
     "beatkeeper_queue_length",
-    "Messages waiting in a Redis broker queue, as Beat last counted (Redis brokers only).",
+    "Messages waiting in a broker queue (Redis or RabbitMQ), as Beat last counted.",
     ["queue"],
     multiprocess_mode="livemax",
 )
