@@ -1,23 +1,29 @@
-"""What run tracking costs a worker: no-op tasks per second, tracked vs bare Celery (JSON).
+"""What recording runs costs a worker: no-op tasks per second, four ways, side by side (JSON).
 
-Both sides use the same user app, broker, pool and concurrency in the same run; only the
-one line differs (``tracking.install(app)``, and the messages carry the ``beatkeeper_*``
-headers with a run row behind each). Each round pre-publishes ``--messages`` no-op tasks on
-a fresh queue, then starts a ``celery worker`` on it and measures from the first "received"
-to the last "succeeded" line of its log (written by Celery on both sides alike), so worker
-start-up and publishing are not counted. Rounds alternate bare/tracked; the medians are
-compared. The goal: tracking costs at most 15% of bare throughput.
+The rows (``_rows``): bare Celery; beatkeeper's tracking (``tracking.install(app)``, the
+messages carrying the ``beatkeeper_*`` headers with a run row behind each); and Celery's own
+result backends with ``task_track_started``: the SQLAlchemy database backend (a throwaway
+database in the same PostgreSQL) and the Redis backend (another database of the same Redis).
+Same app, broker, prefork pool and concurrency; only the row's configuration differs. Each
+round runs every row once (the order rotating per round): ``--messages`` no-op tasks are
+pre-published on a fresh queue, then a ``celery worker`` is started on it and measured from
+the first "received" to the last "succeeded" line of its log (Celery's own, alike for every
+row), so start-up and publishing are not counted. Medians of the rounds are compared. The
+goal: tracking keeps at least 85% of bare throughput and beats both backends.
 
 Throughput on a shared machine moves with whatever else runs there, so each round also
-reports the CPU time the round itself used per task (``cpu_ms_per_task``): the worker's
-processes and, when tracked, the PostgreSQL backends serving them (found by their client
-ports). Those figures do not depend on neighbours.
+reports the CPU the row used per task (``cpu_ms_per_task``): ``worker`` (the worker's
+processes), ``database`` (the PostgreSQL backends serving them, found by their client
+ports; tracked and database rows) and ``redis`` (the whole Redis server over the round: it
+serves the broker for every row and the results for one, and anything else using that
+server adds to it, so compare it between rows of one run only).
 
     python benchmarks/overhead.py [--messages 5000] [--rounds 3] [--concurrency 2]
 
-Servers: as every benchmark finds them (``_servers``: ``BEATKEEPER_BENCH_*`` or
-``BEATKEEPER_*`` URLs, else PostgreSQL and Redis on 127.0.0.1, else embedded ones). The
-database schema is a throwaway ``bk_bench_<random>``, migrated and dropped.
+Servers: as every benchmark finds them (``_servers``). beatkeeper's tables live in a
+throwaway schema ``bk_bench_<random>``, Celery's result tables in a throwaway database
+``bk_bench_celery_<random>``; both are dropped at the end, and the Redis result keys after
+each round.
 """
 
 from __future__ import annotations
@@ -27,16 +33,17 @@ import json
 import os
 import re
 import secrets
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import _rows
 import _servers
 import celery
 import psutil
@@ -47,7 +54,6 @@ from sqlalchemy import Engine, text
 from beatkeeper.settings import Settings, mask_url
 from beatkeeper.store import make_engine, migrate
 
-GOAL = 0.15
 TASK = "bench.noop"
 
 APP = f'''
@@ -60,9 +66,12 @@ app.conf.update(
     task_acks_late=True, task_reject_on_worker_lost=True,
     broker_connection_retry_on_startup=True,
 )
-if os.environ["BENCH_TRACKING"] == "1":
+row = os.environ["BENCH_ROW"]
+if row == "tracked":
     from beatkeeper_worker import tracking
     tracking.install(app)
+elif row != "bare":
+    app.conf.update(result_backend=os.environ["BENCH_RESULT_BACKEND"], task_track_started=True)
 
 
 @app.task(name="{TASK}")
@@ -75,54 +84,59 @@ _LINE = re.compile(
 )
 
 
+@dataclass(frozen=True)
+class Bench:
+    """What every round needs: the servers, the client publishing, the options."""
+
+    folder: Path
+    settings: Settings
+    engine: Engine
+    client: Celery
+    backends: dict[str, str]  # row -> its result backend URL
+    redis: psutil.Process | None
+    options: argparse.Namespace
+
+
 def main() -> None:
     options = _arguments()
     database, broker = _servers.servers(Path(tempfile.mkdtemp(prefix="bk-bench-")))
-    schema = f"bk_bench_{secrets.token_hex(3)}"
-    settings = Settings(database_url=database, broker_url=broker, db_schema=schema)
+    token = secrets.token_hex(3)
+    settings = Settings(database_url=database, broker_url=broker, db_schema=f"bk_bench_{token}")
     engine = make_engine(settings, application_name="beatkeeper-bench")
     migrate.upgrade(engine)
-    client = Celery("bench-client", broker=settings.require_broker_url(), set_as_current=False)
+    client = Celery("bench-client", broker=broker, set_as_current=False)
     client.conf.update(task_serializer="json", accept_content=["json"])
+    redis_results = _rows.redis_backend_url(broker, options.redis_result_db)
     rounds: list[dict[str, Any]] = []
     try:
-        with tempfile.TemporaryDirectory() as folder:
+        with (
+            _rows.celery_database(database, f"bk_bench_celery_{token}") as database_results,
+            tempfile.TemporaryDirectory() as folder,
+        ):
             (Path(folder) / "benchapp.py").write_text(APP)
+            backends = {"database_backend": database_results, "redis_backend": redis_results}
+            redis_server = _rows.redis_server(broker)
+            bench = Bench(Path(folder), settings, engine, client, backends, redis_server, options)
             for index in range(options.rounds):
-                for tracking in (False, True):
-                    measured = _round(folder, settings, engine, client, options, tracking=tracking)
-                    rounds.append({"round": index + 1, "tracking": tracking, **measured})
-                    print(f"round {index + 1} {'tracked' if tracking else 'bare'}: {measured}",
-                          file=sys.stderr)  # fmt: skip
+                order = _rows.ROWS[index % 4 :] + _rows.ROWS[: index % 4]
+                for row in order:
+                    measured = _round(bench, row)
+                    rounds.append({"round": index + 1, "row": row, **measured})
+                    print(f"round {index + 1} {row}: {measured}", file=sys.stderr)
     finally:
         engine.dispose()
         with engine.begin() as db:
-            db.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+            db.execute(text(f'DROP SCHEMA IF EXISTS "{settings.db_schema}" CASCADE'))
         engine.dispose()
-    bare = statistics.median(r["per_second"] for r in rounds if not r["tracking"])
-    tracked = statistics.median(r["per_second"] for r in rounds if r["tracking"])
-    overhead = 1 - tracked / bare
-    bare_cpu = statistics.median(
-        sum(r["cpu_ms_per_task"].values()) for r in rounds if not r["tracking"]
-    )
-    tracked_cpu = statistics.median(
-        sum(r["cpu_ms_per_task"].values()) for r in rounds if r["tracking"]
-    )
     print(json.dumps({
-        "benchmark": "tracking overhead",
+        "benchmark": "run recording: bare, tracked, Celery's database and Redis result backends",
         "messages_per_round": options.messages,
         "pool": "prefork",
         "concurrency": options.concurrency,
-        "broker": mask_url(settings.require_broker_url()),
+        "broker": mask_url(broker),
+        "redis_result_backend": mask_url(redis_results),
         "celery": celery.__version__,
-        "bare_per_second": round(bare, 1),
-        "tracked_per_second": round(tracked, 1),
-        "overhead": round(overhead, 4),
-        "goal": GOAL,
-        "met": overhead <= GOAL,
-        "bare_cpu_ms_per_task": round(bare_cpu, 3),
-        "tracked_cpu_ms_per_task": round(tracked_cpu, 3),
-        "cpu_overhead": round(tracked_cpu / bare_cpu - 1, 4),
+        **_rows.summary(rounds),
         "rounds": rounds,
     }, indent=2))  # fmt: skip
 
@@ -132,53 +146,55 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--messages", type=int, default=5000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument(
+        "--redis-result-db",
+        type=int,
+        default=None,
+        help="Redis database of the Redis result backend (default: the broker's + 1)",
+    )
     return parser.parse_args()
 
 
-def _round(
-    folder: str,
-    settings: Settings,
-    engine: Engine,
-    client: Celery,
-    options: argparse.Namespace,
-    *,
-    tracking: bool,
-) -> dict[str, Any]:
+def _round(bench: Bench, row: str) -> dict[str, Any]:
     queue = f"bench-{uuid.uuid4().hex[:8]}"
-    if tracking:
-        _publish_runs(engine, client, queue, options.messages)
+    if row == "tracked":
+        task_ids = _publish_runs(bench, queue)
     else:
-        _publish(client, queue, [(str(uuid.uuid4()), None) for _ in range(options.messages)])
-    log = Path(folder) / f"{queue}.log"
+        task_ids = [str(uuid.uuid4()) for _ in range(bench.options.messages)]
+        _publish(bench.client, queue, [(task_id, None) for task_id in task_ids])
+    log = bench.folder / f"{queue}.log"
     env = {
         **os.environ,
-        "PYTHONPATH": os.pathsep.join([folder, *sys.path]),
-        "BENCH_TRACKING": "1" if tracking else "0",
-        "BEATKEEPER_DATABASE_URL": settings.require_database_url(),
-        "BEATKEEPER_DB_SCHEMA": settings.db_schema,
-        "BEATKEEPER_BROKER_URL": settings.require_broker_url(),
+        "PYTHONPATH": os.pathsep.join([str(bench.folder), *sys.path]),
+        "BENCH_ROW": row,
+        "BENCH_RESULT_BACKEND": bench.backends.get(row, ""),
+        "BEATKEEPER_DATABASE_URL": bench.settings.require_database_url(),
+        "BEATKEEPER_DB_SCHEMA": bench.settings.db_schema,
+        "BEATKEEPER_BROKER_URL": bench.settings.require_broker_url(),
     }
     command = [
         sys.executable, "-m", "celery", "-A", "benchapp", "worker", "--pool", "prefork",
-        "-c", str(options.concurrency), "-Q", queue, "-n", f"{queue}@%h", "--loglevel", "INFO",
-        "--without-gossip", "--without-mingle", "--without-heartbeat",
+        "-c", str(bench.options.concurrency), "-Q", queue, "-n", f"{queue}@%h",
+        "--loglevel", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat",
     ]  # fmt: skip
     with log.open("wb") as out:
-        worker = subprocess.Popen(command, env=env, cwd=folder, stdout=out, stderr=out)
+        worker = subprocess.Popen(command, env=env, cwd=bench.folder, stdout=out, stderr=out)
     try:
-        return _drained(log, options.messages, worker, engine)
+        return _drained(bench, log, worker)
     finally:
         worker.terminate()
         worker.wait(timeout=60)
-        client.connection_for_write().default_channel.queue_delete(queue)
+        bench.client.connection_for_write().default_channel.queue_delete(queue)
+        if row == "redis_backend":
+            _rows.forget_results(bench.backends[row], task_ids)
 
 
-def _publish_runs(engine: Engine, client: Celery, queue: str, count: int) -> None:
-    """Beat's part: a schedule, ``count`` enqueued runs, one message per run."""
+def _publish_runs(bench: Bench, queue: str) -> list[str]:
+    """Beat's part: a schedule, one enqueued run per message, one message per run."""
     schedule_id = uuid.uuid4()
     name = f"noop-{schedule_id.hex[:8]}"
     now = datetime.now(UTC)
-    with engine.begin() as db:
+    with bench.engine.begin() as db:
         db.execute(
             text(
                 "INSERT INTO schedules (id, namespace, name, generation, spec, spec_hash, task,"
@@ -192,13 +208,15 @@ def _publish_runs(engine: Engine, client: Celery, queue: str, count: int) -> Non
                 " SELECT :schedule, :now + n * interval '1 microsecond', :now, :task,"
                 " 'enqueued', :now FROM generate_series(1, :count) AS n RETURNING id"
             ),
-            {"schedule": schedule_id, "now": now, "task": TASK, "count": count},
+            {"schedule": schedule_id, "now": now, "task": TASK, "count": bench.options.messages},
         ).scalars()
-        headers = message_headers(
-            schedule=f"bench/{name}", schedule_id=schedule_id, planned_at=now, attempt=1,
-            max_attempts=1,
-        )  # fmt: skip
-        _publish(client, queue, [(str(run_id), headers) for run_id in run_ids])
+        task_ids = [str(run_id) for run_id in run_ids]
+    headers = message_headers(
+        schedule=f"bench/{name}", schedule_id=schedule_id, planned_at=now, attempt=1,
+        max_attempts=1,
+    )  # fmt: skip
+    _publish(bench.client, queue, [(task_id, headers) for task_id in task_ids])
+    return task_ids
 
 
 def _publish(client: Celery, queue: str, messages: list[tuple[str, Any]]) -> None:
@@ -207,31 +225,37 @@ def _publish(client: Celery, queue: str, messages: list[tuple[str, Any]]) -> Non
             client.send_task(TASK, task_id=task_id, headers=headers, queue=queue, producer=producer)
 
 
-def _drained(
-    log: Path, count: int, worker: subprocess.Popen[bytes], engine: Engine
-) -> dict[str, Any]:
-    deadline = time.monotonic() + 60 + count / 50
+def _drained(bench: Bench, log: Path, worker: subprocess.Popen[bytes]) -> dict[str, Any]:
+    count = bench.options.messages
+    deadline = time.monotonic() + 60 + count / 20
     processes: list[psutil.Process] = []
-    before = 0.0
+    before = redis_before = 0.0
     while time.monotonic() < deadline:
         if worker.poll() is not None:
             raise SystemExit(f"the worker exited:\n{log.read_text()}")
         if not processes and "ready." in log.read_text(errors="replace"):
             main_process = psutil.Process(worker.pid)
             processes = [main_process, *main_process.children(recursive=True)]
-            before = _cpu(processes)
+            before, redis_before = _cpu(processes), _cpu(_present(bench.redis))
         received, succeeded = _times(log)
         if len(succeeded) >= count:
-            backends = _backends_of(engine, processes)
+            backends = _backends_of(bench.engine, processes)
+            cpu = {
+                "worker": round((_cpu(processes) - before) / count * 1000, 3),
+                "database": round(_cpu(backends) / count * 1000, 3),
+            }
+            if bench.redis is not None:
+                cpu["redis"] = round((_cpu([bench.redis]) - redis_before) / count * 1000, 3)
             return {
                 "per_second": round((count - 1) / (max(succeeded) - min(received)), 1),
-                "cpu_ms_per_task": {
-                    "worker": round((_cpu(processes) - before) / count * 1000, 3),
-                    "database": round(_cpu(backends) / count * 1000, 3),
-                },
+                "cpu_ms_per_task": cpu,
             }
         time.sleep(0.2)
     raise SystemExit(f"the worker did not finish {count} tasks in time:\n{log.read_text()[-3000:]}")
+
+
+def _present(process: psutil.Process | None) -> list[psutil.Process]:
+    return [] if process is None else [process]
 
 
 def _cpu(processes: list[psutil.Process]) -> float:
