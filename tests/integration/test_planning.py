@@ -19,7 +19,7 @@ from typing import Any
 import psycopg
 import pytest
 import redis
-from beatkeeper_worker import brokers, publish
+from beatkeeper_worker import brokers
 from beatkeeper_worker.app import make_app
 from beatkeeper_worker.brokers.redis import RedisBroker
 from beatkeeper_worker.tick import OVERLAP_FROM, Ticker, TickReport

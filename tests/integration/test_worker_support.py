@@ -26,8 +26,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from beatkeeper_worker.messages import Template, message_for
 from beatkeeper_worker import brokers
+from beatkeeper_worker.messages import Template, message_for
 from celery import Celery
 from sqlalchemy import Engine, insert, select
 from waiting import wait_for
