@@ -184,11 +184,15 @@ def test_two_beat_replicas_publish_every_occurrence_exactly_once(stack: Stack) -
         stack.apply(f"s{n}", missedRuns="RunAll")
     with stack.beat("beat-1"), stack.beat("beat-2"):
         wait_for(lambda: len(stack.runs()) >= 40 * 5, timeout=30, what="5 rounds of runs")
+        # While both run, no run is sent twice. (SIGTERM can stop a Beat between sending a
+        # batch and committing it; the other then sends those runs again under the same
+        # ids, which workers drop: that is the documented crash path, not checked here.)
+        running = [m["headers"]["id"] for m in stack.messages()]
+        assert len(running) == len(set(running))  # no duplicate message
     all_runs = stack.runs()
-    published = [m["headers"]["id"] for m in stack.messages()]
-    assert len(published) == len(set(published))  # no duplicate message
+    published = {m["headers"]["id"] for m in stack.messages()}
     enqueued = {str(r.id) for r in all_runs if r.state == RunState.ENQUEUED}
-    assert set(published) == enqueued
+    assert published == enqueued
     assert {r.state for r in all_runs} <= {RunState.ENQUEUED, RunState.PLANNED}
     by_schedule: dict[Any, list[datetime]] = {}
     for run in all_runs:
