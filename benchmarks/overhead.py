@@ -47,7 +47,7 @@ import _rows
 import _servers
 import celery
 import psutil
-from beatkeeper_worker.tracking import message_headers
+from beatkeeper_worker.messages import run_headers
 from celery import Celery
 from sqlalchemy import Engine, text
 
@@ -211,7 +211,7 @@ def _publish_runs(bench: Bench, queue: str) -> list[str]:
             {"schedule": schedule_id, "now": now, "task": TASK, "count": bench.options.messages},
         ).scalars()
         task_ids = [str(run_id) for run_id in run_ids]
-    headers = message_headers(
+    headers = run_headers(
         schedule=f"bench/{name}", schedule_id=schedule_id, planned_at=now, attempt=1,
         max_attempts=1,
     )  # fmt: skip

@@ -63,8 +63,7 @@ from beatkeeper.states import RunState
 from beatkeeper.store import DatabaseUnavailable, recording
 from beatkeeper.store.runs import SUMMARY_MAX_CHARS
 from beatkeeper_worker import brokers, health, ledger, messages, poison, retries, revoked, unstarted
-from beatkeeper_worker.messages import HEADERS, Delivery
-from beatkeeper_worker.messages import run_headers as message_headers
+from beatkeeper_worker.messages import Delivery
 from beatkeeper_worker.pool_process import (
     FINISH_RETRY_DELAYS,
     START_RETRY_DELAYS,
@@ -73,7 +72,7 @@ from beatkeeper_worker.pool_process import (
 )
 from beatkeeper_worker.unstarted import describe_error
 
-__all__ = ["HEADERS", "describe_error", "install", "message_headers"]
+__all__ = ["describe_error", "install"]
 
 logger = logging.getLogger("beatkeeper.worker")
 
