@@ -207,12 +207,13 @@ def _tracked(task: Task, body: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _execute(message: Delivery, body: Callable[..., Any], args: Any, kwargs: Any) -> Any:
+    run_id = str(message.run_id)
     context = beatkeeper_logging.run_context(
         schedule=message.schedule,
-        run_id=str(message.run_id),
+        run_id=run_id,
         planned_at=message.planned_at,
         attempt=message.attempt,
-        task_id=str(message.run_id),  # Beat publishes a run under its own id
+        task_id=run_id,  # Beat publishes a run under its own id
     )
     with context:
         return _execute_in_context(message, body, args, kwargs)

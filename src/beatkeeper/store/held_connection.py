@@ -22,15 +22,16 @@ to write.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import select
 import time
 import uuid
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from psycopg import OperationalError, pq
 from sqlalchemy import Connection
@@ -56,6 +57,15 @@ class Statement:
     sql: bytes
     order: tuple[str, ...]  # the parameter name behind each $n
     constants: Mapping[str, bytes | None]  # already in text form: encoded once
+    #: Per $n: the constant's text, or ``_GIVEN`` for a value the caller passes (every run
+    #: builds its parameter list from this, so it is worked out once).
+    _slots: tuple[tuple[str, object], ...] = dataclasses.field(
+        init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        slots = tuple((name, self.constants.get(name, _GIVEN)) for name in self.order)
+        object.__setattr__(self, "_slots", slots)
 
     @classmethod
     def of(cls, name: str, sql: str, constants: Mapping[str, Any]) -> Statement:
@@ -74,8 +84,10 @@ class Statement:
         return cls(name.encode(), converted.encode(), tuple(order), encoded)
 
     def values(self, given: Mapping[str, Any]) -> list[bytes | None]:
-        constants = self.constants
-        return [constants[name] if name in constants else _text(given[name]) for name in self.order]
+        return [
+            _text(given[name]) if constant is _GIVEN else cast("bytes | None", constant)
+            for name, constant in self._slots
+        ]
 
 
 @dataclass(frozen=True)
@@ -187,8 +199,9 @@ def _line(error: object) -> str:
 
 def _text(value: Any) -> bytes | None:
     """A parameter in PostgreSQL's text format; the SQL casts it to the column's type."""
-    if value is None:
-        return None
+    encode = _ENCODERS.get(type(value))  # by exact type: a dozen of these per run
+    if encode is not None:
+        return encode(value)
     if isinstance(value, bool):
         return b"true" if value else b"false"
     if isinstance(value, datetime):
@@ -196,3 +209,14 @@ def _text(value: Any) -> bytes | None:
     if isinstance(value, str | int | uuid.UUID):
         return str(value).encode()
     raise TypeError(f"cannot send {type(value).__name__} as a statement parameter")
+
+
+_GIVEN = object()
+_ENCODERS: dict[type, Callable[[Any], bytes | None]] = {
+    type(None): lambda _: None,
+    str: str.encode,
+    bool: lambda value: b"true" if value else b"false",
+    int: lambda value: str(value).encode(),
+    uuid.UUID: lambda value: str(value).encode(),
+    datetime: lambda value: value.isoformat().encode(),
+}
