@@ -19,6 +19,7 @@ serves the broker for every row and the results for one, and anything else using
 server adds to it, so compare it between rows of one run only).
 
     python benchmarks/overhead.py [--messages 5000] [--rounds 3] [--concurrency 2]
+                                  [--prefetch-multiplier 1] [--rows bare,tracked,...]
 
 Servers: as every benchmark finds them (``_servers``). beatkeeper's tables live in a
 throwaway schema ``bk_bench_<random>``, Celery's result tables in a throwaway database
@@ -62,7 +63,8 @@ from celery import Celery
 
 app = Celery("bench", broker=os.environ["BEATKEEPER_BROKER_URL"])
 app.conf.update(
-    task_serializer="json", accept_content=["json"], worker_prefetch_multiplier=1,
+    task_serializer="json", accept_content=["json"],
+    worker_prefetch_multiplier=int(os.environ["BENCH_PREFETCH_MULTIPLIER"]),
     task_acks_late=True, task_reject_on_worker_lost=True,
     broker_connection_retry_on_startup=True,
 )
@@ -119,7 +121,7 @@ def main() -> None:
             bench = Bench(Path(folder), settings, engine, client, backends, redis_server, options)
             for index in range(options.rounds):
                 order = _rows.ROWS[index % 4 :] + _rows.ROWS[: index % 4]
-                for row in order:
+                for row in (row for row in order if row in options.rows):
                     measured = _round(bench, row)
                     rounds.append({"round": index + 1, "row": row, **measured})
                     print(f"round {index + 1} {row}: {measured}", file=sys.stderr)
@@ -133,6 +135,7 @@ def main() -> None:
         "messages_per_round": options.messages,
         "pool": "prefork",
         "concurrency": options.concurrency,
+        "prefetch_multiplier": options.prefetch_multiplier,
         "broker": mask_url(broker),
         "redis_result_backend": mask_url(redis_results),
         "celery": celery.__version__,
@@ -147,12 +150,36 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument(
+        "--prefetch-multiplier",
+        type=int,
+        default=1,
+        help="worker_prefetch_multiplier of every row (default 1: each pool process waits for "
+        "the main process between tasks, so every millisecond a task takes counts; Celery's "
+        "own default is 4)",
+    )
+    parser.add_argument(
+        "--rows",
+        type=_rows_of,
+        default=_rows.ROWS,
+        help="comma-separated subset of " + ",".join(_rows.ROWS) + " (bare is always measured)",
+    )
+    parser.add_argument(
         "--redis-result-db",
         type=int,
         default=None,
         help="Redis database of the Redis result backend (default: the broker's + 1)",
     )
     return parser.parse_args()
+
+
+def _rows_of(text: str) -> tuple[str, ...]:
+    wanted = {row.strip() for row in text.split(",") if row.strip()}
+    unknown = wanted - set(_rows.ROWS)
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown row(s) {', '.join(sorted(unknown))}; the rows are {', '.join(_rows.ROWS)}"
+        )
+    return tuple(row for row in _rows.ROWS if row in wanted or row == "bare")
 
 
 def _round(bench: Bench, row: str) -> dict[str, Any]:
@@ -167,6 +194,7 @@ def _round(bench: Bench, row: str) -> dict[str, Any]:
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(bench.folder), *sys.path]),
         "BENCH_ROW": row,
+        "BENCH_PREFETCH_MULTIPLIER": str(bench.options.prefetch_multiplier),
         "BENCH_RESULT_BACKEND": bench.backends.get(row, ""),
         "BEATKEEPER_DATABASE_URL": bench.settings.require_database_url(),
         "BEATKEEPER_DB_SCHEMA": bench.settings.db_schema,
