@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 import redis
 from sqlalchemy import Engine, select, text
+from stopping import stop
 from waiting import wait_for
 
 from beatkeeper.settings import Settings
@@ -98,12 +99,7 @@ class Stack:
         try:
             yield process
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop(process, timeout=15)
 
     def beat(self, name: str = "beat", **env: str) -> contextlib.AbstractContextManager[Any]:
         args = ["-A", "beatkeeper_worker", "beat", "-S", SCHEDULER, "-l", "INFO"]
