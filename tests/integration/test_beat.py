@@ -144,11 +144,12 @@ class Stack:
 
 
 @pytest.fixture
-def stack(db: Engine, settings: Settings, broker_url: str, tmp_path: Path) -> Iterator[Stack]:
-    url = broker_url.rsplit("/", 1)[0] + "/9"  # no other test's worker consumes from it
+def stack(db: Engine, settings_with_broker: Settings, tmp_path: Path) -> Iterator[Stack]:
+    # The test broker's own database: the queue's random name keeps other tests' workers,
+    # and other runs sharing the server, off it.
     queue = f"bk-beat-{secrets.token_hex(4)}"
-    yield Stack(db, dataclasses.replace(settings, broker_url=url), queue, tmp_path)
-    client = redis.Redis.from_url(url)
+    yield Stack(db, settings_with_broker, queue, tmp_path)
+    client = redis.Redis.from_url(settings_with_broker.require_broker_url())
     client.delete(queue)
     client.close()
 
