@@ -6,6 +6,8 @@ beatkeeper_worker worker`` (prefork) as a deployment does, the worker importing
 ``<run id>.started`` (holding its pid) when its body begins and ``<run id>.finished`` only
 if it runs to the end, so a test sees whether a cancel really stopped the process; with
 ``handle_term`` it turns ``SIGTERM`` into an exception, as a task that cleans up would.
+``stop`` ends a process a test started (``SIGTERM``, then ``SIGKILL`` if it lingers); other
+suites' stacks use it too.
 ``tests/`` is on ``sys.path`` for every suite, so both the integration and the operator
 suites import it.
 """
@@ -27,7 +29,7 @@ from waiting import wait_for
 
 from beatkeeper.settings import Settings
 
-__all__ = ["SLOW_TASK", "Stack", "process_gone"]
+__all__ = ["SLOW_TASK", "Stack", "process_gone", "stop"]
 
 SLOW_TASK = "slow.work"
 _SLOW_TASKS = """
@@ -113,12 +115,21 @@ class Stack:
                 wait_for(lambda: _started(process, log, ready), timeout=60, what=f"{name} ready")
             yield process
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop(process, timeout=20)
+
+
+def stop(process: subprocess.Popen[Any], *, timeout: float) -> None:
+    """``SIGTERM`` ``process``, wait ``timeout`` seconds for it to exit, then ``SIGKILL`` it.
+
+    A Celery process shuts down cleanly on ``SIGTERM``; the kill only keeps a stuck one from
+    outliving the test.
+    """
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def _started(process: subprocess.Popen[bytes], log: Path, ready: str) -> bool:

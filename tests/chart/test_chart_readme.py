@@ -28,10 +28,3 @@ def test_every_value_has_a_helm_docs_comment() -> None:
     undocumented = [key for key, _, _, description in rows(VALUES_TEXT) if not description]
     assert not undocumented, f"add a `# --` comment in values.yaml for {undocumented}"
     assert len(comments(VALUES_TEXT)) > 150
-
-
-def test_chart_metadata_says_where_the_chart_comes_from() -> None:
-    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
-    assert chart["home"].startswith("https://")
-    assert chart["sources"], "Chart.yaml sources"
-    assert all(source.startswith("https://") for source in chart["sources"])

@@ -3,6 +3,8 @@
 The suite runs wherever a container engine works (podman, or docker with a running
 engine) and skips, saying why, where none does; under CI (``CI=true``) a missing engine
 fails the session instead, so CI can never skip it silently. ``.ci/run`` installs podman.
+podman without the CNI plugin that resolves container names fails the session everywhere,
+naming the package to install.
 
 ``new_cluster`` gives a test module a fresh emulated namespace (``cluster.py``), removed
 with every container and network it made when the module ends, whatever happened. At the
@@ -21,7 +23,7 @@ from pathlib import Path
 import pytest
 from apiserver import ApiServer
 from cluster import NOT_EMULATED, Cluster, NewCluster, remove_stale
-from engine import Engine, find_engine
+from engine import Engine, find_engine, missing_network_dns
 from images import Images, build_all
 from render import NAMESPACE, locate_helm
 
@@ -35,6 +37,9 @@ def container_engine() -> Engine:
         if _in_ci():
             pytest.fail(f"CI must run the container suite, but {engine}", pytrace=False)
         pytest.skip(f"the container suite needs podman or docker: {engine}")
+    # A failure, not a skip, anywhere: the engine is there, so the suite runs once it is fixed.
+    if (missing := missing_network_dns(engine)) is not None:
+        pytest.fail(f"the container suite cannot run: {missing}", pytrace=False)
     remove_stale(engine)
     _ran.append(engine.name)
     return engine

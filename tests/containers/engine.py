@@ -1,10 +1,11 @@
 """The container engine the suite drives: podman, or docker where a working engine runs.
 
 ``find_engine`` returns an ``Engine`` or the reason there is none (the suite skips with it,
-or fails in CI). Everything the suite does to containers goes through ``Engine.run``, one
-CLI call each: the same flags work on podman and docker because pods are built the way the
-kubelet builds them (an infrastructure container owning the network namespace), not with
-podman's own pods.
+or fails in CI); ``missing_network_dns`` says why names would not resolve on the suite's
+networks (the session fails with it up front, not later in a pod waiting for PostgreSQL).
+Everything the suite does to containers goes through ``Engine.run``, one CLI call each: the
+same flags work on podman and docker because pods are built the way the kubelet builds them
+(an infrastructure container owning the network namespace), not with podman's own pods.
 
 podman is given a containers.conf of its own under ``.cache/containers/``: the host's open
 file limit cannot be raised by the runtime, and runc with cgroupfs works on hosts where the
@@ -16,6 +17,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +36,18 @@ runtime = "runc"
 cgroup_manager = "cgroupfs"
 events_logger = "file"
 """
+
+
+#: Where podman looks for CNI plugins when containers.conf names no ``cni_plugin_dirs``.
+CNI_PLUGIN_DIRS = (
+    "/usr/local/libexec/cni",
+    "/usr/libexec/cni",
+    "/usr/local/lib/cni",
+    "/usr/lib/cni",
+    "/opt/cni/bin",
+)
+#: The Debian and Ubuntu package of the CNI plugin that resolves container names.
+DNSNAME_PACKAGE = "golang-github-containernetworking-plugin-dnsname"
 
 
 class EngineError(RuntimeError):
@@ -109,3 +123,36 @@ def _environment(name: str) -> dict[str, str]:
     if not conf.exists() or conf.read_text() != PODMAN_CONF:
         conf.write_text(PODMAN_CONF)
     return {"CONTAINERS_CONF": str(conf)}
+
+
+def missing_network_dns(engine: Engine) -> str | None:
+    """Why container names would not resolve on the suite's networks, or None if they will.
+
+    Pods reach PostgreSQL, Redis and the API server by Service name. On podman's CNI
+    backend only the ``dnsname`` plugin answers for those names; without it every pod
+    waits for its database until it times out, which says nothing of the cause.
+    """
+    if not engine.is_podman or _network_backend(engine) != "cni":
+        return None
+    plugin_dirs = _cni_plugin_dirs(engine)
+    if any(os.access(Path(folder, "dnsname"), os.X_OK) for folder in plugin_dirs):
+        return None
+    return (
+        "podman's CNI networks resolve no container names without the dnsname plugin, and"
+        f" none of {', '.join(plugin_dirs)} holds it: install {DNSNAME_PACKAGE}"
+    )
+
+
+def _network_backend(engine: Engine) -> str:
+    probe = engine.run("info", "--format", "{{.Host.NetworkBackend}}", check=False, timeout=60)
+    # podman 3 has only CNI, and no such field to report it.
+    return probe.stdout.strip() if probe.returncode == 0 and probe.stdout.strip() else "cni"
+
+
+def _cni_plugin_dirs(engine: Engine) -> tuple[str, ...]:
+    # With CONTAINERS_CONF set podman reads that file alone, over its built-in defaults.
+    conf = engine.env.get("CONTAINERS_CONF") or os.environ.get("CONTAINERS_CONF")
+    if not conf or not Path(conf).is_file():
+        return CNI_PLUGIN_DIRS
+    network = tomllib.loads(Path(conf).read_text()).get("network", {})
+    return tuple(network.get("cni_plugin_dirs", CNI_PLUGIN_DIRS))

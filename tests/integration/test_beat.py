@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 import redis
 from sqlalchemy import Engine, select, text
+from stopping import stop
 from waiting import wait_for
 
 from beatkeeper.settings import Settings
@@ -98,12 +99,7 @@ class Stack:
         try:
             yield process
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop(process, timeout=15)
 
     def beat(self, name: str = "beat", **env: str) -> contextlib.AbstractContextManager[Any]:
         args = ["-A", "beatkeeper_worker", "beat", "-S", SCHEDULER, "-l", "INFO"]
@@ -148,11 +144,12 @@ class Stack:
 
 
 @pytest.fixture
-def stack(db: Engine, settings: Settings, broker_url: str, tmp_path: Path) -> Iterator[Stack]:
-    url = broker_url.rsplit("/", 1)[0] + "/9"  # no other test's worker consumes from it
+def stack(db: Engine, settings_with_broker: Settings, tmp_path: Path) -> Iterator[Stack]:
+    # The test broker's own database: the queue's random name keeps other tests' workers,
+    # and other runs sharing the server, off it.
     queue = f"bk-beat-{secrets.token_hex(4)}"
-    yield Stack(db, dataclasses.replace(settings, broker_url=url), queue, tmp_path)
-    client = redis.Redis.from_url(url)
+    yield Stack(db, settings_with_broker, queue, tmp_path)
+    client = redis.Redis.from_url(settings_with_broker.require_broker_url())
     client.delete(queue)
     client.close()
 

@@ -5,47 +5,23 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, select, update
+from store_rows import add_run, billing_schedule
 
-from beatkeeper.spec import validate_manifest
 from beatkeeper.states import RunState
 from beatkeeper.store import lookups, requests
 from beatkeeper.store.models import runs, schedules
-from beatkeeper.store.schedules import apply_schedule
 
 NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)
 S = RunState
 
 
 def nightly(engine: Engine) -> lookups.ScheduleRef:
-    document = {
-        "apiVersion": "beatkeeper.io/v1alpha1",
-        "kind": "Schedule",
-        "metadata": {"name": "nightly", "namespace": "billing"},
-        "spec": {"task": "billing.invoice", "cron": "0 2 * * *", "pauseAfterFailures": 3},
-    }
-    with engine.begin() as db:
-        apply_schedule(db, validate_manifest(document, now=NOW).manifest, now=NOW)
-        return lookups.find_schedule(db, "billing", "nightly")
-
-
-def add_run(engine: Engine, schedule: lookups.ScheduleRef, hour: int, state: RunState) -> Any:
-    planned = NOW - timedelta(hours=hour)
-    with engine.begin() as db:
-        return db.execute(
-            insert(runs)
-            .values(
-                schedule_id=schedule.id,
-                planned_at=planned,
-                due_at=planned,
-                task="billing.invoice",
-                state=state.value,
-            )
-            .returning(runs.c.id)
-        ).scalar_one()
+    applied = billing_schedule(engine, now=NOW, pauseAfterFailures=3)
+    with engine.connect() as db:
+        return lookups.find_schedule(db, applied.namespace, applied.name)
 
 
 def state_of(engine: Engine, run_id: uuid.UUID) -> str:
@@ -69,7 +45,7 @@ def test_resume_lifts_only_a_pause(db: Engine) -> None:
 
 def test_replay_once_per_token(db: Engine) -> None:
     schedule = nightly(db)
-    dead = add_run(db, schedule, 1, S.DEAD)
+    dead = add_run(db, schedule, NOW - timedelta(hours=1), S.DEAD)
     with db.begin() as connection:
         first = requests.replay_once(connection, dead, token="t1", now=NOW)
         assert first is not None
@@ -79,7 +55,7 @@ def test_replay_once_per_token(db: Engine) -> None:
 
 def test_run_prefix_within_one_schedule(db: Engine) -> None:
     schedule = nightly(db)
-    run_id = add_run(db, schedule, 1, S.DEAD)
+    run_id = add_run(db, schedule, NOW - timedelta(hours=1), S.DEAD)
     with db.connect() as connection:
         found = lookups.find_run_id(connection, str(run_id)[:8], schedule_id=schedule.id)
         assert found == run_id

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import pty
@@ -14,16 +15,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, select, update
+from store_rows import add_run, billing_schedule
 
 from beatkeeper.settings import Settings
-from beatkeeper.spec import API_VERSION, KIND, validate_manifest
 from beatkeeper.states import RunState
 from beatkeeper.store.models import runs, schedules
-from beatkeeper.store.schedules import Applied, apply_schedule
 
 S = RunState
 NOW = datetime.now(UTC)
+schedule = functools.partial(billing_schedule, now=NOW)  # every schedule here is applied at NOW
 
 
 @pytest.fixture
@@ -34,36 +35,6 @@ def cli(
     monkeypatch.setenv("BEATKEEPER_DATABASE_URL", settings.require_database_url())
     monkeypatch.setenv("BEATKEEPER_DB_SCHEMA", settings.db_schema)
     return beatkeeper_cli
-
-
-def schedule(
-    engine: Engine, name: str = "nightly", namespace: str = "billing", **spec: Any
-) -> Applied:
-    document = {
-        "apiVersion": API_VERSION,
-        "kind": KIND,
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {"task": "billing.invoice", "cron": "0 2 * * *", **spec},
-    }
-    manifest = validate_manifest(document, now=NOW).manifest
-    with engine.begin() as db:
-        return apply_schedule(db, manifest, now=NOW)
-
-
-def add_run(engine: Engine, applied: Applied, planned: datetime, state: RunState, **values: Any):
-    with engine.begin() as db:
-        return db.execute(
-            insert(runs)
-            .values(
-                schedule_id=applied.id,
-                planned_at=planned,
-                due_at=planned,
-                task="billing.invoice",
-                state=state.value,
-                **values,
-            )
-            .returning(runs.c.id)
-        ).scalar_one()
 
 
 def all_runs(engine: Engine) -> list[Any]:

@@ -192,7 +192,15 @@ class ScheduleSpec(_Strict):
     queue: str | None = Field(
         default=None, max_length=63, pattern=QUEUE_PATTERN, description="Celery queue."
     )
-    priority: int | None = Field(default=None, ge=0, le=9, description="Message priority 0-9.")
+    priority: int | None = Field(
+        default=None,
+        ge=0,
+        le=9,
+        description=(
+            "Message priority 0-9: among the runs waiting in a queue, 0 (or none) goes first"
+            " and 9 last, on Redis (in steps 0-2, 3-5, 6-8, 9) and RabbitMQ alike."
+        ),
+    )
     expires: PositiveDuration | None = Field(
         default=None, description="Discard a run not started within this of its time."
     )
