@@ -33,6 +33,7 @@ from waiting import wait_for
 from beatkeeper.settings import Settings
 from beatkeeper.spec import validate_manifest
 from beatkeeper.states import RunState
+from beatkeeper.store import notifications
 from beatkeeper.store.models import runs
 from beatkeeper.store.schedules import apply_schedule
 
@@ -202,7 +203,7 @@ def test_two_beat_replicas_publish_every_occurrence_exactly_once(stack: Stack) -
 @pytest.mark.slow
 def test_beat_wakes_on_a_schedule_change_instead_of_polling(stack: Stack) -> None:
     with stack.beat() as beat:
-        wait_for(lambda: _listening(stack.engine), timeout=20, what="Beat to LISTEN")
+        wait_for(lambda: _listening(stack), timeout=20, what="Beat to LISTEN")
         time.sleep(0.2)  # let it enter its idle wait (60 s without a NOTIFY)
         at = datetime.now(UTC) + timedelta(seconds=1)
         stack.apply("once", interval=None, at=at.isoformat())
@@ -213,10 +214,18 @@ def test_beat_wakes_on_a_schedule_change_instead_of_polling(stack: Stack) -> Non
     assert run.enqueued_at - run.due_at < timedelta(seconds=1), log_of(beat)
 
 
-def _listening(engine: Engine) -> bool:
-    with engine.connect() as db:
-        query = "SELECT count(*) FROM pg_stat_activity WHERE application_name = :name"
-        count = db.execute(text(query), {"name": "beatkeeper-beat-listen"}).scalar_one()
+def _listening(stack: Stack) -> bool:
+    """Whether this stack's Beat listens: on its own schema's channel, whatever other Beats
+    share the server."""
+    query = (
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = :name"
+        " AND query = 'LISTEN \"' || :channel || '\"'"
+    )
+    channel = notifications.channel_for(stack.settings.db_schema)
+    with stack.engine.connect() as db:
+        count = db.execute(
+            text(query), {"name": "beatkeeper-beat-listen", "channel": channel}
+        ).scalar_one()
     return bool(count)
 
 
