@@ -71,7 +71,7 @@ def load_schedules(engine: Engine, n: int, period: float, base: float) -> None:
         )
     )
     with engine.begin() as db:
-        db.execute(text("TRUNCATE runs, schedules"))
+        db.execute(text("TRUNCATE runs, schedules CASCADE"))
         db.execute(
             text("""
             INSERT INTO schedules (id, namespace, name, generation, spec, spec_hash, task,
@@ -100,7 +100,7 @@ def load_schedules(engine: Engine, n: int, period: float, base: float) -> None:
 def reset_schedules(engine: Engine, period: float, base: float) -> None:
     """Plan every schedule's next occurrence after ``base`` again (for the next measurement)."""
     with engine.begin() as db:
-        db.execute(text("TRUNCATE runs"))
+        db.execute(text("TRUNCATE runs CASCADE"))
         db.execute(
             text("""
             UPDATE schedules SET planned_count = 0, next_run_at = nxt, next_due_at = nxt
@@ -387,7 +387,7 @@ def main() -> None:
                 results.append(capacity(engine, env, folder, n=n, replicas=replicas, seconds=10))
                 print(json.dumps(results[-1]), file=sys.stderr)
     with engine.begin() as db:
-        db.execute(text("TRUNCATE runs, schedules"))
+        db.execute(text("TRUNCATE runs, schedules CASCADE"))
     if options.peers:
         peer_sizes = {"default": [s for s in sizes if s <= 10_000], "redbeat": sizes}
         for kind, kind_sizes in peer_sizes.items():
