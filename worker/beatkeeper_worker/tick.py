@@ -44,7 +44,7 @@ from beatkeeper.policy import ALLOW_ALL, Policy
 from beatkeeper.recurrence import Recurrence
 from beatkeeper.spec import ScheduleSpec
 from beatkeeper.states import RunState
-from beatkeeper.store import cancellations, planning, transition_many
+from beatkeeper.store import planning, transition_many
 from beatkeeper.store.connections import Connection, Engine, HeldConnections, translated_errors
 from beatkeeper_worker.brokers import Broker
 from beatkeeper_worker.cancelling import Canceller
@@ -198,12 +198,10 @@ class Ticker:
         db = self._connections.get("watch")
         sent = self._marking[1] if self._marking else ()
         with translated_errors(self._engine):
-            if self._redeliver_after is None:
-                wake, oldest = planning.next_wake(db, now=self._clock(), sent=sent), None
-            else:
-                wake, oldest = planning.wake_times(db, now=self._clock(), sent=sent)
-            self._cancels.check_at = cancellations.next_check(db)
-        wake = _soonest(wake, self._cancels.check_at)
+            times = planning.wake_times(db, now=self._clock(), sent=sent)
+        self._cancels.check_at = times.cancel_check
+        wake = _soonest(times.next_due, times.cancel_check)
+        oldest = times.oldest_unstarted
         if oldest is None or self._redeliver_after is None:
             return wake
         # Not before the next look is allowed: a queue still busy then means another wait.

@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import BindParameter, Connection, any_, bindparam, func, select, update
+from sqlalchemy import BindParameter, Connection, any_, bindparam, func, select, text, update
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.types import Uuid
 
@@ -35,6 +35,7 @@ from beatkeeper.store.notifications import notify
 from beatkeeper.store.runs import transition
 
 __all__ = [
+    "NEXT_CHECK",
     "WAITING",
     "Asked",
     "Cancel",
@@ -186,10 +187,11 @@ def settle(db: Connection, run_ids: Collection[uuid.UUID], *, now: datetime) -> 
     )
 
 
-#: Built once: Beat asks it on every tick (one statement in ``next_wake``'s transaction).
-_NEXT_CHECK = select(func.min(cancel_requests.c.check_at)).where(
-    cancel_requests.c.settled_at.is_(None)
-)
+NEXT_CHECK = "(SELECT min(check_at) FROM cancel_requests WHERE settled_at IS NULL)"
+"""When Beat must next act on an open request (NULL: none is open), as a scalar subquery:
+Beat asks it after every tick in the same round trip as its other wake times
+(``beatkeeper.store.planning.wake_times``)."""
+_NEXT_CHECK = text(f"SELECT {NEXT_CHECK}")
 
 
 def next_check(db: Connection) -> datetime | None:

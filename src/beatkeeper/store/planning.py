@@ -27,11 +27,13 @@ from datetime import datetime
 from sqlalchemy import Connection, text
 
 from beatkeeper.decisions.planning import Advance, DueSchedule, NewRun
+from beatkeeper.store import cancellations
 from beatkeeper.store.publishing import OUT_OF_BUDGET, WAITS_ITS_TURN
 
 __all__ = [
     "DueRuns",
     "Recorded",
+    "WakeTimes",
     "busy_runs",
     "claim_due_schedules",
     "count_due_runs",
@@ -224,8 +226,12 @@ _NEXT_DUE = f"""
 """  # noqa: S608 (constant SQL fragments, no input)
 _NEXT_WAKE = text(f"SELECT {_NEXT_DUE}")
 _OLDEST = "SELECT min(enqueued_at) FROM runs WHERE state = 'enqueued'"
-# Both in one round trip: Beat asks after every tick, and a tick is a few milliseconds.
-_WAKE_TIMES = text(f"SELECT {_NEXT_DUE} AS next_due, ({_OLDEST}) AS oldest_unstarted")
+# All in one round trip: Beat asks after every tick, and at 100k schedules a tick is a few
+# milliseconds, each round trip waiting for a busy host to schedule the server.
+_WAKE_TIMES = text(f"""
+    SELECT {_NEXT_DUE} AS next_due, ({_OLDEST}) AS oldest_unstarted,
+           {cancellations.NEXT_CHECK} AS cancel_check
+""")
 
 
 def next_wake(db: Connection, *, now: datetime, sent: Sequence[uuid.UUID] = ()) -> datetime | None:
@@ -238,12 +244,18 @@ def next_wake(db: Connection, *, now: datetime, sent: Sequence[uuid.UUID] = ()) 
     return found
 
 
-def wake_times(
-    db: Connection, *, now: datetime, sent: Sequence[uuid.UUID] = ()
-) -> tuple[datetime | None, datetime | None]:
-    """``next_wake``, and when the run longest ``enqueued`` (and not started yet) was sent."""
+@dataclass(frozen=True)
+class WakeTimes:
+    next_due: datetime | None  # ``next_wake``
+    oldest_unstarted: datetime | None  # when the run longest ``enqueued`` was sent
+    cancel_check: datetime | None  # ``cancellations.next_check``
+
+
+def wake_times(db: Connection, *, now: datetime, sent: Sequence[uuid.UUID] = ()) -> WakeTimes:
+    """``next_wake``, when the run longest ``enqueued`` (and not started yet) was sent, and
+    when an open cancel request is next due for a look: what Beat asks after every tick."""
     row = db.execute(_WAKE_TIMES, {"now": now, "sent": list(sent)}).one()
-    return row.next_due, row.oldest_unstarted
+    return WakeTimes(row.next_due, row.oldest_unstarted, row.cancel_check)
 
 
 # --- history -------------------------------------------------------------------------------
