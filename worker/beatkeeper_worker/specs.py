@@ -5,11 +5,12 @@ time made a due tick cost what the rule costs to build (an RRULE with COUNT=1000
 its COUNT: a second). ``Specs`` keeps them per schedule id and spec hash
 (``beatkeeper.spec.recurrences``), so a due tick costs the same whatever the rule.
 
-Only what took ``KEEP_FROM_SECONDS`` or more to build is kept. A cron, interval or short
-RRULE is read again in about 50 µs; kept, 100k interval schedules due in turn churned a
-10,000-entry cache that never hit (each schedule comes back after 100k others), and the
-entries' passage through the garbage collector's oldest generation made full collections
-of several hundred milliseconds: the tail of Beat's lag.
+Only what took ``KEEP_FROM_SECONDS`` or more to build is kept, and only an RRULE can (the
+rest are not even timed). A cron, interval or short RRULE is read again in about 50 µs;
+kept, 100k interval schedules due in turn churned a 10,000-entry cache that never hit (each
+schedule comes back after 100k others), and the entries' passage through the garbage
+collector's oldest generation made full collections of several hundred milliseconds: the
+tail of Beat's lag.
 """
 
 from __future__ import annotations

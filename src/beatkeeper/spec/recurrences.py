@@ -56,8 +56,12 @@ class Recurrences:
             if kept is not None:
                 self._kept.move_to_end(key)
                 return kept
-        started = time.thread_time()  # CPU time: a busy host's preemption is not a cost
         parsed = spec()
+        if self._keep_from and parsed.rrule is None:
+            # Only an RRULE can be slow to build (its COUNT is expanded); a cron, interval or
+            # one-shot takes microseconds, about what timing it costs (a system call each).
+            return parsed, recurrence_of(parsed, seed=str(schedule_id), created_at=created_at)
+        started = time.thread_time()  # CPU time: a busy host's preemption is not a cost
         kept = parsed, recurrence_of(parsed, seed=str(schedule_id), created_at=created_at)
         if time.thread_time() - started < self._keep_from:
             return kept
