@@ -224,7 +224,6 @@ _NEXT_DUE = f"""
            AND r.state IN ('planned', 'retrying') AND r.id <> ALL(CAST(:sent AS uuid[]))
            AND NOT {WAITS_ITS_TURN}))
 """  # noqa: S608 (constant SQL fragments, no input)
-_NEXT_WAKE = text(f"SELECT {_NEXT_DUE}")
 _OLDEST = "SELECT min(enqueued_at) FROM runs WHERE state = 'enqueued'"
 # All in one round trip: Beat asks after every tick, and at 100k schedules a tick is a few
 # milliseconds, each round trip waiting for a busy host to schedule the server.
@@ -240,8 +239,7 @@ def next_wake(db: Connection, *, now: datetime, sent: Sequence[uuid.UUID] = ()) 
     ``sent``: runs already published whose ``enqueued`` record has not committed yet; they
     look due but are not.
     """
-    found: datetime | None = db.execute(_NEXT_WAKE, {"now": now, "sent": list(sent)}).scalar()
-    return found
+    return wake_times(db, now=now, sent=sent).next_due  # the one statement Beat asks
 
 
 @dataclass(frozen=True)
