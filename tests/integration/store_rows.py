@@ -48,9 +48,12 @@ def add_run(
     schedule: Applied | ScheduleRef,
     planned: datetime,
     state: RunState,
+    *,
+    task: str = "billing.invoice",
     **values: Any,
 ) -> uuid.UUID:
-    """Insert a ``billing.invoice`` run of ``schedule`` planned and due at ``planned``."""
+    """Insert a run of ``schedule`` planned and due at ``planned``; ``values`` for any
+    other column."""
     with engine.begin() as db:
         run_id: uuid.UUID = db.execute(
             insert(runs)
@@ -58,7 +61,7 @@ def add_run(
                 schedule_id=schedule.id,
                 planned_at=planned,
                 due_at=planned,
-                task="billing.invoice",
+                task=task,
                 state=state.value,
                 **values,
             )

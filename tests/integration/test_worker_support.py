@@ -29,7 +29,8 @@ from typing import Any
 from beatkeeper_worker import brokers
 from beatkeeper_worker.messages import Template, message_for
 from celery import Celery
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, select
+from store_rows import add_run
 from waiting import wait_for
 
 from beatkeeper.settings import Settings
@@ -275,21 +276,15 @@ class Beat:
         task: str | None = None,
     ) -> uuid.UUID:
         planned = datetime.now(UTC)
-        with self.engine.begin() as db:
-            run_id: uuid.UUID = db.execute(
-                insert(runs)
-                .values(
-                    schedule_id=schedule.id,
-                    planned_at=planned,
-                    due_at=planned,
-                    task=task or self.task_of(schedule),
-                    state=state.value,
-                    max_attempts=max_attempts,
-                    enqueued_at=planned if state is RunState.ENQUEUED else None,
-                )
-                .returning(runs.c.id)
-            ).scalar_one()
-        return run_id
+        return add_run(
+            self.engine,
+            schedule,
+            planned,
+            state,
+            task=task or self.task_of(schedule),
+            max_attempts=max_attempts,
+            enqueued_at=planned if state is RunState.ENQUEUED else None,
+        )
 
     def task_of(self, schedule: Applied) -> str:
         with self.engine.connect() as db:
