@@ -190,6 +190,29 @@ def test_all_problems_reported_at_once() -> None:
     assert len(found) == 3
 
 
+def test_when_it_runs_is_checked_even_when_another_field_is_wrong() -> None:
+    # These checks need a valid spec: they run on the timing fields alone, in the same report.
+    found = problems(manifest(priority=12, cron="61 * * * *"))
+    assert found == [
+        "spec.cron: minute field: 61 is out of range 0-59",
+        "spec.priority: must be at most 9, got 12",
+    ]
+    found = problems(manifest(task="", interval="5m", timeZone="Mars/Olympus"))
+    assert found == [
+        "spec: exactly one of cron, interval, rrule, at is required (found cron and interval)",
+        "spec.task: must not be empty",
+        "spec.timeZone: 'Mars/Olympus' is not an IANA time zone name (e.g. UTC, Europe/London)",
+    ]
+    found = problems(manifest(task="", interval="5m"))
+    assert found == [
+        "spec: exactly one of cron, interval, rrule, at is required (found cron and interval)",
+        "spec.task: must not be empty",
+    ]
+    found = problems({**manifest(args=["x" * 70_000]), "metadata": {"name": "Bad_Name"}})
+    assert [problem.split(":")[0] for problem in found] == ["metadata.name", "spec"]
+    assert found[1].startswith("spec: args and kwargs together are 70,")
+
+
 def test_payload_limit_is_64_kib_of_json() -> None:
     assert validate_manifest(manifest(args=["x" * 60_000]), now=NOW)
     found = problems(manifest(args=["x" * 40_000], kwargs={"y": "z" * 40_000}))

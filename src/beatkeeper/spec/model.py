@@ -226,10 +226,11 @@ class ScheduleSpec(_Strict):
 
     @model_validator(mode="after")
     def _exactly_one_trigger(self) -> ScheduleSpec:
-        given = [name for name in TRIGGER_FIELDS if getattr(self, name) is not None]
-        if len(given) != 1:
-            found = f"found {' and '.join(given)}" if given else "found none"
-            raise ValueError(f"exactly one of cron, interval, rrule, at is required ({found})")
+        wrong = trigger_problem(
+            [name for name in TRIGGER_FIELDS if getattr(self, name) is not None]
+        )
+        if wrong:
+            raise ValueError(wrong)
         return self
 
     @model_validator(mode="after")
@@ -243,6 +244,14 @@ class ScheduleSpec(_Strict):
     def trigger_field(self) -> str:
         """Which of cron, interval, rrule, at this schedule uses."""
         return next(name for name in TRIGGER_FIELDS if getattr(self, name) is not None)
+
+
+def trigger_problem(given: list[str]) -> str | None:
+    """What is wrong with a spec giving these of ``TRIGGER_FIELDS``, if anything."""
+    if len(given) == 1:
+        return None
+    found = f"found {' and '.join(given)}" if given else "found none"
+    return f"exactly one of cron, interval, rrule, at is required ({found})"
 
 
 class Metadata(BaseModel):

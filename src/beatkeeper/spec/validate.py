@@ -3,7 +3,9 @@
 Every problem names the dotted field path and says in plain words what is wrong, and all
 problems are reported at once. The checks that need the recurrence engine (a cron that can
 never fire, a last occurrence already past) live here, next to the model checks, so the
-CLI and the operator report the same. Pure: no I/O.
+CLI and the operator report the same. They need a valid spec, so when another field is
+wrong they run on the fields they read alone (``_checked_apart``): a wrong priority and a
+cron that cannot fire are reported together, not one per attempt. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pydantic import BaseModel, ValidationError
 
 from beatkeeper.problems import Problem, SpecError
 from beatkeeper.recurrence import RecurrenceError
-from beatkeeper.spec.model import ScheduleManifest
+from beatkeeper.spec.model import API_VERSION, TRIGGER_FIELDS, ScheduleManifest, trigger_problem
 from beatkeeper.spec.timing import at_instant, recurrence_of
 from beatkeeper.spec.values import path_segment, value_problems
 
@@ -55,13 +57,54 @@ def validate_manifest(document: object, *, now: datetime) -> Validated:
     try:
         manifest = ScheduleManifest.model_validate(dict(document))
     except ValidationError as exc:
-        raise SpecError(_problems(exc, ScheduleManifest)) from None
-    problems = _payload_problems(manifest)
+        found = _problems(exc, ScheduleManifest) + _checked_apart(document, now=now)
+        raise SpecError(sorted(set(found))) from None
     warnings: list[Problem] = []
-    problems += _timing_problems(manifest, now=now, warnings=warnings)
+    problems = _spec_problems(manifest, now=now, warnings=warnings)
     if problems:
         raise SpecError(problems)
     return Validated(manifest=manifest, warnings=warnings)
+
+
+def _spec_problems(
+    manifest: ScheduleManifest, *, now: datetime, warnings: list[Problem]
+) -> list[Problem]:
+    """What a valid model can still get wrong: the payload's size, and when it runs."""
+    return _payload_problems(manifest) + _timing_problems(manifest, now=now, warnings=warnings)
+
+
+#: What ``_spec_problems`` reads of a spec, besides the payload.
+_TIMING_FIELDS = frozenset({
+    "cron", "interval", "rrule", "at", "timeZone", "startTime", "endTime", "maxRuns",
+    "exclude", "jitter", "timeLimit", "softTimeLimit",
+})  # fmt: skip
+
+
+def _checked_apart(document: Mapping[str, Any], *, now: datetime) -> list[Problem]:
+    """``_spec_problems`` of the spec's payload and timing fields alone, in a stand-in manifest.
+
+    The model's own checks of those fields come back too (the same problems as the whole
+    document's, which the caller's set folds away), and the one it skipped because another
+    field was wrong: "exactly one of cron, interval, rrule, at".
+    """
+    spec = document.get("spec")
+    if not isinstance(spec, Mapping):
+        return []
+    read = {key: value for key, value in spec.items() if key in _TIMING_FIELDS | {"args", "kwargs"}}
+    stand_in = {
+        "apiVersion": API_VERSION,
+        "kind": "Schedule",
+        "metadata": {"name": "stand-in"},
+        "spec": {**read, "task": "stand.in"},
+    }
+    try:
+        manifest = ScheduleManifest.model_validate(stand_in)
+    except ValidationError as exc:
+        # A wrong timing field stops the model before its own check of the triggers.
+        given = [name for name in TRIGGER_FIELDS if spec.get(name) is not None]
+        wrong = trigger_problem(given)
+        return _problems(exc, ScheduleManifest) + ([Problem("spec", wrong)] if wrong else [])
+    return _spec_problems(manifest, now=now, warnings=[])
 
 
 def _problems(exc: ValidationError, model: type[BaseModel]) -> list[Problem]:
