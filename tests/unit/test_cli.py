@@ -250,6 +250,10 @@ def test_preview_at_in_the_past_shows_nothing(run) -> None:
     result = run("preview", "--at", "2020-01-01T00:00:00Z", "-o", "json")
     assert result.code == 0
     assert json.loads(result.out) == []
+    result = run("preview", "--at", "2020-01-01T00:00:00Z", "--after", "2026-01-01T00:00:00Z")
+    assert result.code == 0
+    assert result.out.strip() == "No occurrence after 2026-01-01 00:00:00Z"  # not an empty table
+    assert "is already past" in result.err
 
 
 def test_crd_prints_the_committed_crd(run) -> None:

@@ -176,6 +176,9 @@ def _table(
     times: list[datetime], after: datetime, zone_name: str, *, wall_clock: bool, title: str = ""
 ) -> None:
     """``wall_clock``: the times are read on the clock (not an interval's elapsed time)."""
+    if not times:  # the warning printed with it says why
+        stdout.print(f"{title}No occurrence after {after.astimezone(UTC):%Y-%m-%d %H:%M:%S}Z")
+        return
     heading = f"{title}Next {len(times)} occurrence(s) in {zone_name}"
     table = Table(title=heading, title_justify="left")
     for name in ("#", "local time", "UTC", "note"):
