@@ -147,6 +147,36 @@ def test_worker_without_its_database_is_live_but_not_ready(
 
 
 @pytest.mark.slow
+def test_worker_on_a_schema_never_migrated_is_not_ready_and_keeps_its_runs_queued(
+    db: Engine, settings_with_broker: Settings, broker_url: str, tmp_path: Path
+) -> None:
+    # Say, BEATKEEPER_DB_SCHEMA differs between Beat and the workers: the server answers,
+    # but there is no runs table to record a run in.
+    elsewhere = dataclasses.replace(
+        settings_with_broker, db_schema=f"bk_none_{secrets.token_hex(3)}"
+    )
+    port = free_port()
+    beat = Beat.connect(db, broker_url)
+    schedule = beat.schedule("misconfigured", "userapp.add")
+    run_id = beat.plan(schedule)
+    environment = {"BEATKEEPER_METRICS_PORT": str(port)}
+    with running_worker(tmp_path, elsewhere, environment=environment) as wrong:
+        body = wait_for(lambda: answers(port, "/readyz", 503), timeout=30, what="503")
+        missing = (
+            f"schema '{elsewhere.db_schema}' has no beatkeeper tables: run `beatkeeper migrate`"
+        )
+        assert f"database: {missing}" in body
+        beat.publish(schedule, run_id, wrong, 2, 3)
+        wrong.wait_for_log(rf"not started, message requeued: {re.escape(missing)}", timeout=30)
+        assert "cannot connect" not in wrong.text()
+        assert wrong.bodies(run_id) == []
+    # Nothing lost: a worker on the right schema takes the message from the queue and runs it.
+    with running_worker(tmp_path, settings_with_broker, queue=wrong.queue) as right:
+        beat.wait_for_state(run_id, RunState.SUCCEEDED, timeout=30)
+        assert len(right.bodies(run_id)) == 1
+
+
+@pytest.mark.slow
 def test_a_prefork_worker_counts_dead_runs_by_schedule_when_asked(
     db: Engine, settings_with_broker: Settings, broker_url: str, tmp_path: Path
 ) -> None:

@@ -32,8 +32,7 @@ from beatkeeper.observability import metrics
 from beatkeeper.observability.http import HealthServer
 from beatkeeper.policy import PolicyError, load_policy
 from beatkeeper.settings import SettingsError, mask_url
-from beatkeeper.store import DatabaseUnavailable, make_engine
-from beatkeeper.store.connections import SchemaMissing
+from beatkeeper.store import DatabaseUnavailable, SchemaMissing, make_engine
 from beatkeeper.store.notifications import Listener, channel_for
 from beatkeeper_worker import brokers
 from beatkeeper_worker.app import settings_of
@@ -117,9 +116,9 @@ class DatabaseScheduler(Scheduler):  # type: ignore[misc]
             if report.published:
                 self._health.reached("broker")
             self._measure()
-        except (DatabaseUnavailable, SchemaMissing) as error:
+        except DatabaseUnavailable as error:  # SchemaMissing too: the server still answers
             self._ticker.close()
-            if isinstance(error, DatabaseUnavailable):
+            if not isinstance(error, SchemaMissing):
                 self._waiter.close()
             self._health.unreachable("database", str(error))
             time.sleep(self._backoff.failed(str(error)))

@@ -14,8 +14,10 @@ forks):
 - live while the main process's event loop turns: a timer on the consumer's own timer (the
   one the event loop drives) stamps a heartbeat every few seconds. Before the worker is
   ready there is no loop to watch, so it counts as live (readiness says it is starting).
-- ready once ``worker_ready`` fired and a ``SELECT 1`` succeeded (run from the probe's
-  thread at most every ``DATABASE_CHECK_EVERY`` seconds, with a short connect timeout).
+- ready once ``worker_ready`` fired and the database answered that its runs table is there
+  (from the probe's thread at most every ``DATABASE_CHECK_EVERY`` seconds, with a short
+  connect timeout): a worker pointed at a schema never migrated, or at another schema than
+  Beat's, is not ready and says so.
 - its run metrics are counted across the pool's processes (``metrics.share_across_processes``).
 
 This module serves; it must not decide anything about runs.
@@ -34,7 +36,7 @@ from celery import signals
 from beatkeeper.observability import metrics
 from beatkeeper.observability.http import CachedCheck, Check, HealthServer, Heartbeat
 from beatkeeper.settings import Settings
-from beatkeeper.store import sessions
+from beatkeeper.store import SchemaMissing, sessions
 
 __all__ = ["BeatHealth", "serve_worker"]
 
@@ -128,6 +130,8 @@ def _database_check(settings: Settings) -> Check:
     def check() -> tuple[bool, str]:
         try:
             probe()
+        except SchemaMissing as missing:  # reached, but runs could not be recorded
+            return False, str(missing)
         except Exception as error:  # noqa: BLE001 (any failure is the reason)
             original = getattr(error, "orig", None) or error
             reason = " ".join(str(original).split()) or type(error).__name__

@@ -5,7 +5,8 @@ Every query is a named operation in the module of its area; callers pass a ``Con
 or psycopg themselves. The rooms, one per module:
 
 - ``engine``: ``make_engine(settings)``, the only way to get an engine, and
-  ``DatabaseUnavailable``, raised for a database that cannot be reached or was lost.
+  ``DatabaseUnavailable``, raised for a database that cannot be reached or was lost, and as
+  ``SchemaMissing`` for one whose schema has no beatkeeper tables.
 - ``models``: the tables as SQLAlchemy models.
 - ``runs``: ``transition`` and friends, run state changes as conditional UPDATEs.
 - ``schedules``: ``apply_schedule`` and ``delete_schedule``, the one reconcile.
@@ -29,6 +30,7 @@ from beatkeeper.store.engine import (
     Connection,
     DatabaseUnavailable,
     Engine,
+    SchemaMissing,
     check_database_url,
     make_engine,
     ping,
@@ -44,6 +46,7 @@ __all__ = [
     "Run",
     "RunOrigin",
     "Schedule",
+    "SchemaMissing",
     "check_database_url",
     "explain_transition",
     "make_engine",

@@ -24,7 +24,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import InterfaceError, OperationalError, ProgrammingError
 
 from beatkeeper.settings import mask_url
-from beatkeeper.store.engine import DatabaseUnavailable, schema_of
+from beatkeeper.store.engine import UNDEFINED_TABLE, DatabaseUnavailable, SchemaMissing, schema_of
 
 # Connection and Engine are exported as the handles callers pass along to store operations.
 __all__ = [
@@ -41,16 +41,6 @@ Role = Literal["plan", "publish", "watch"]
 round trip instead of three (``BEGIN``, the read, ``COMMIT``), which counts when a tick is a
 few milliseconds and every round trip waits for a busy host to schedule the server."""
 
-_UNDEFINED_TABLE = "42P01"
-
-
-class SchemaMissing(Exception):  # noqa: N818 (the name says what is wrong)
-    """The configured schema has no beatkeeper tables (never migrated, or another schema)."""
-
-    def __init__(self, schema: str) -> None:
-        self.schema = schema
-        super().__init__(f"schema {schema!r} has no beatkeeper tables: run `beatkeeper migrate`")
-
 
 @contextlib.contextmanager
 def translated_errors(engine: Engine) -> Iterator[None]:
@@ -62,9 +52,9 @@ def translated_errors(engine: Engine) -> Iterator[None]:
         url = mask_url(str(engine.url))  # as engine.py words it: password shown as ***
         raise DatabaseUnavailable(url, reason.split(" [SQL:")[0]) from error
     except ProgrammingError as error:
-        if getattr(error.orig, "sqlstate", None) != _UNDEFINED_TABLE:
+        if getattr(error.orig, "sqlstate", None) != UNDEFINED_TABLE:
             raise
-        raise SchemaMissing(schema_of(engine)) from error
+        raise SchemaMissing(schema_of(engine), mask_url(str(engine.url))) from error
 
 
 class HeldConnections:

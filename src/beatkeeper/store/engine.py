@@ -46,9 +46,11 @@ from beatkeeper.settings import PREFIX, Settings, SettingsError, mask_url
 __all__ = [
     "CONNECT_TIMEOUT_SECONDS",
     "STATEMENT_TIMEOUT_SECONDS",
+    "UNDEFINED_TABLE",
     "Connection",
     "DatabaseUnavailable",
     "Engine",
+    "SchemaMissing",
     "check_database_url",
     "make_engine",
     "ping",
@@ -81,6 +83,26 @@ class DatabaseUnavailable(Exception):  # noqa: N818 (the name says what happened
         self.lost = lost
         what = "lost the connection to" if lost else "cannot connect to"
         super().__init__(f"{what} PostgreSQL at {url}: {reason}")
+
+
+#: SQLSTATE undefined_table: what PostgreSQL answers where beatkeeper's tables are missing.
+UNDEFINED_TABLE = "42P01"
+
+
+class SchemaMissing(DatabaseUnavailable):
+    """The server answers, but the configured schema has no beatkeeper tables (never
+    migrated, or another schema than Beat's).
+
+    A kind of ``DatabaseUnavailable``: nothing beatkeeper records can be written until
+    ``beatkeeper migrate`` runs, so whoever waits out an outage (Beat's backoff, a worker's
+    retries and requeue) waits this out too, saying what to do instead of "cannot connect".
+    """
+
+    def __init__(self, schema: str, url: str = "") -> None:
+        message = f"schema {schema!r} has no beatkeeper tables: run `beatkeeper migrate`"
+        super().__init__(url, message)
+        self.schema = schema
+        self.args = (message,)
 
 
 def check_database_url(url: str) -> None:

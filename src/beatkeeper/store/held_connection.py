@@ -16,8 +16,8 @@ A ``HeldConnection`` belongs to one thread; it is not thread-safe. Statements ar
 once per connection from SQLAlchemy-compiled SQL (``Statement.of``, built by ``prepared``).
 Any failure raises ``DatabaseUnavailable`` and leaves the connection unusable: the caller
 drops it and tries again on a fresh one (the two statements it runs fail only for reasons a
-retry can outlive: a lost server, a statement timeout, a deadlock). It must not decide what
-to write.
+retry can outlive: a lost server, a statement timeout, a deadlock, or tables not migrated
+yet, which is ``SchemaMissing``). It must not decide what to write.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from psycopg import OperationalError, pq
 from sqlalchemy import Connection
 
 from beatkeeper.settings import mask_url
-from beatkeeper.store.engine import DatabaseUnavailable
+from beatkeeper.store.engine import UNDEFINED_TABLE, DatabaseUnavailable, SchemaMissing, schema_of
 
 __all__ = ["HeldConnection", "Statement"]
 
@@ -103,6 +103,7 @@ class HeldConnection:
         """Hold ``connection`` (in autocommit) for good; ``close`` gives it back broken."""
         self._connection = connection.execution_options(isolation_level="AUTOCOMMIT")
         self._url = mask_url(connection.engine.url.render_as_string(hide_password=False))
+        self._schema = schema_of(connection.engine)
         driver = connection.connection.driver_connection
         self._pg: pq.abc.PGconn = driver.pgconn  # type: ignore[union-attr]
         self._prepared: set[bytes] = set()
@@ -185,6 +186,8 @@ class HeldConnection:
 
     def _check(self, result: pq.abc.PGresult) -> int:
         if result.status not in _ROWS:
+            if result.error_field(pq.DiagnosticField.SQLSTATE) == UNDEFINED_TABLE.encode():
+                raise SchemaMissing(self._schema, self._url)
             message = (result.error_message or self._pg.error_message).decode(errors="replace")
             raise _FailedError(_line(message) or f"PostgreSQL answered {result.status}")
         if result.status == pq.ExecStatus.TUPLES_OK:

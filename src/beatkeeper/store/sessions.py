@@ -23,7 +23,7 @@ from sqlalchemy import Connection, Engine, exc, make_url, text
 from sqlalchemy.pool import NullPool
 
 from beatkeeper.settings import Settings, mask_url
-from beatkeeper.store.engine import DatabaseUnavailable, make_engine
+from beatkeeper.store.engine import DatabaseUnavailable, SchemaMissing, make_engine, schema_of
 from beatkeeper.store.held_connection import HeldConnection
 from beatkeeper.store.prepared import Statements, statements_for
 
@@ -121,7 +121,8 @@ def main_process_transaction() -> Iterator[Connection]:
 
 
 def probe(settings: Settings, *, connect_timeout: int) -> Callable[[], None]:
-    """A check that raises unless ``SELECT 1`` answers now, connecting within the timeout."""
+    """A check that raises unless the database answers now, connecting within the timeout,
+    and ``SchemaMissing`` when it answers that the runs table is not there."""
     # A probe has a second or so: fail fast rather than wait out the usual connect timeout.
     url = make_url(settings.require_database_url()).update_query_dict(
         {"connect_timeout": str(connect_timeout)}
@@ -131,6 +132,7 @@ def probe(settings: Settings, *, connect_timeout: int) -> Callable[[], None]:
 
     def check() -> None:
         with engine.connect() as db:
-            db.execute(text("SELECT 1"))
+            if db.execute(text("SELECT to_regclass('runs') IS NULL")).scalar_one():
+                raise SchemaMissing(schema_of(engine), mask_url(str(engine.url)))
 
     return check
