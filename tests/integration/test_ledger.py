@@ -74,17 +74,32 @@ def test_a_repeated_parameter_is_sent_once() -> None:
 
 
 def test_a_failing_statement_names_the_problem(held: HeldConnection) -> None:
-    with pytest.raises(DatabaseUnavailable, match="division by zero"):
+    with pytest.raises(DatabaseUnavailable, match="division by zero") as caught:
         held.execute(probe("SELECT 1 / %(zero)s::INTEGER"), {"zero": 0})
+    assert str(caught.value).startswith("a statement failed on PostgreSQL at ")
+    assert caught.value.failed
+    assert not caught.value.lost
+
+
+def test_a_statement_timeout_is_worded_as_one_not_as_a_network_fault(
+    held: HeldConnection,
+) -> None:
+    held.execute(probe("SELECT set_config('statement_timeout', '50ms', false)"), {})
+    with pytest.raises(DatabaseUnavailable) as caught:
+        held.execute(probe("SELECT pg_sleep(2)"), {})
+    assert str(caught.value).startswith("a statement failed on PostgreSQL at ")
+    assert str(caught.value).endswith("canceling statement due to statement timeout")
 
 
 def test_a_connection_lost_before_the_answer_reports_what_went_unanswered(
     held: HeldConnection,
 ) -> None:
     held.send(probe("SELECT pg_terminate_backend(pg_backend_pid())"), {}, tag="suicide")
-    with pytest.raises(DatabaseUnavailable):
+    with pytest.raises(DatabaseUnavailable) as caught:
         held.collect()
     assert held.unanswered() == ["suicide"]
+    assert caught.value.lost
+    assert str(caught.value).startswith("lost the connection to PostgreSQL at ")
 
 
 def test_one_statement_at_a_time_is_in_flight(held: HeldConnection) -> None:

@@ -23,8 +23,26 @@ def test_a_lost_server_is_database_unavailable_with_the_password_masked() -> Non
     with pytest.raises(DatabaseUnavailable) as raised, translated_errors(ENGINE):
         raise lost
     assert str(raised.value) == (
-        "cannot connect to PostgreSQL at postgresql+psycopg://bk:***@127.0.0.1:1/bk: "
+        "lost the connection to PostgreSQL at postgresql+psycopg://bk:***@127.0.0.1:1/bk: "
         "server closed the connection"
+    )
+
+
+class _QueryCanceledError(Exception):
+    sqlstate = "57014"
+
+    def __str__(self) -> str:
+        return "canceling statement due to statement timeout"
+
+
+def test_a_statement_the_server_refused_is_worded_as_such_not_as_a_network_fault() -> None:
+    refused = OperationalError("SELECT 1", {}, _QueryCanceledError())
+    with pytest.raises(DatabaseUnavailable) as raised, translated_errors(ENGINE):
+        raise refused
+    assert raised.value.failed
+    assert str(raised.value) == (
+        "a statement failed on PostgreSQL at postgresql+psycopg://bk:***@127.0.0.1:1/bk: "
+        "canceling statement due to statement timeout"
     )
 
 

@@ -50,7 +50,13 @@ def translated_errors(engine: Engine) -> Iterator[None]:
     except (OperationalError, InterfaceError) as error:
         reason = " ".join(str(getattr(error, "orig", error)).split()) or type(error).__name__
         url = mask_url(str(engine.url))  # as engine.py words it: password shown as ***
-        raise DatabaseUnavailable(url, reason.split(" [SQL:")[0]) from error
+        # A failed connect was already translated by the engine: what is left is a held
+        # connection the server refused a statement on (it has a SQLSTATE: a statement
+        # timeout, a deadlock) or one that went away.
+        answered = getattr(error.orig, "sqlstate", None) is not None
+        raise DatabaseUnavailable(
+            url, reason.split(" [SQL:")[0], lost=not answered, failed=answered
+        ) from error
     except ProgrammingError as error:
         if getattr(error.orig, "sqlstate", None) != UNDEFINED_TABLE:
             raise

@@ -73,16 +73,23 @@ _SCHEMA_OPTION = "beatkeeper_schema"
 class DatabaseUnavailable(Exception):  # noqa: N818 (the name says what happened, like TimeoutError)
     """PostgreSQL cannot be reached, or was lost; ``url`` is safe to show (password masked).
 
-    ``lost``: a connection that worked went away (the next use reconnects); otherwise no
-    connection could be made.
+    ``lost``: a connection that worked went away (the next use reconnects); ``failed``: the
+    server answered a statement held on a connection for good with an error a retry on a
+    fresh connection can outlive (a statement timeout, a deadlock); otherwise no connection
+    could be made. The message says which, so nobody looks for a network fault that is not.
     """
 
-    def __init__(self, url: str, reason: str, *, lost: bool = False) -> None:
+    def __init__(self, url: str, reason: str, *, lost: bool = False, failed: bool = False) -> None:
         self.url = url
         self.reason = reason
         self.lost = lost
-        what = "lost the connection to" if lost else "cannot connect to"
-        super().__init__(f"{what} PostgreSQL at {url}: {reason}")
+        self.failed = failed
+        if failed:
+            message = f"a statement failed on PostgreSQL at {url}: {reason}"
+        else:
+            what = "lost the connection to" if lost else "cannot connect to"
+            message = f"{what} PostgreSQL at {url}: {reason}"
+        super().__init__(message)
 
 
 #: SQLSTATE undefined_table: what PostgreSQL answers where beatkeeper's tables are missing.

@@ -46,7 +46,15 @@ _ROWS = (pq.ExecStatus.TUPLES_OK, pq.ExecStatus.COMMAND_OK)
 
 
 class _FailedError(Exception):
-    """Raised inside this module; reported to callers as ``DatabaseUnavailable``."""
+    """Raised inside this module; reported to callers as ``DatabaseUnavailable``.
+
+    ``answered``: the server, still connected, refused the statement (a timeout, a
+    deadlock); otherwise the connection went away or stopped answering.
+    """
+
+    def __init__(self, message: str, *, answered: bool = False) -> None:
+        super().__init__(message)
+        self.answered = answered
 
 
 @dataclass(frozen=True)
@@ -158,7 +166,10 @@ class HeldConnection:
         self._connection.close()
 
     def _unavailable(self, error: Exception) -> DatabaseUnavailable:
-        return DatabaseUnavailable(self._url, _line(error))
+        # OperationalError: libpq lost the server. Every use of a held connection comes
+        # after it connected, so a failure is never "cannot connect".
+        answered = isinstance(error, _FailedError) and error.answered
+        return DatabaseUnavailable(self._url, _line(error), lost=not answered, failed=answered)
 
     def _prepare(self, statement: Statement) -> None:
         if statement.name in self._prepared:
@@ -189,7 +200,12 @@ class HeldConnection:
             if result.error_field(pq.DiagnosticField.SQLSTATE) == UNDEFINED_TABLE.encode():
                 raise SchemaMissing(self._schema, self._url)
             message = (result.error_message or self._pg.error_message).decode(errors="replace")
-            raise _FailedError(_line(message) or f"PostgreSQL answered {result.status}")
+            # FATAL or PANIC: the server ended the session (terminated, shutting down).
+            severity = result.error_field(pq.DiagnosticField.SEVERITY_NONLOCALIZED)
+            answered = severity in (b"ERROR", b"WARNING") and self._pg.status == pq.ConnStatus.OK
+            raise _FailedError(
+                _line(message) or f"PostgreSQL answered {result.status}", answered=answered
+            )
         if result.status == pq.ExecStatus.TUPLES_OK:
             return result.ntuples
         status = (result.command_status or b"").split()
