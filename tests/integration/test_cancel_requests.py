@@ -21,7 +21,7 @@ from sqlalchemy import Engine, insert, select
 from beatkeeper.settings import Settings
 from beatkeeper.spec import validate_manifest
 from beatkeeper.states import RunState
-from beatkeeper.store import cancellations, lookups
+from beatkeeper.store import cancellations, lookups, planning
 from beatkeeper.store.models import cancel_requests, run_counts, runs
 from beatkeeper.store.runs import transition
 from beatkeeper.store.schedules import apply_schedule
@@ -125,7 +125,7 @@ def test_a_running_run_gets_one_request_and_keeps_running(db: Engine) -> None:
     )
     assert row(db, run_id).state == "running"
     with db.connect() as connection:
-        assert cancellations.next_check(connection) == NOW
+        assert planning.wake_times(connection, now=NOW).cancel_check == NOW
 
 
 def test_the_first_to_record_it_cancelled_wins(db: Engine) -> None:
@@ -139,7 +139,7 @@ def test_the_first_to_record_it_cancelled_wins(db: Engine) -> None:
     assert cancelled_count(db) == 1
     assert ask(db, run_id).asked is Asked.ALREADY_REQUESTED  # the same annotation, seen again
     with db.connect() as connection:
-        assert cancellations.next_check(connection) is None
+        assert planning.wake_times(connection, now=NOW).cancel_check is None
 
 
 def test_replicas_each_take_their_own_requests(db: Engine) -> None:

@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import BindParameter, Connection, any_, bindparam, func, select, text, update
+from sqlalchemy import BindParameter, Connection, any_, bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.types import Uuid
 
@@ -42,7 +42,6 @@ __all__ = [
     "OpenRequest",
     "cancel_requested",
     "claim_open",
-    "next_check",
     "request",
     "revoked",
     "settle",
@@ -191,13 +190,6 @@ NEXT_CHECK = "(SELECT min(check_at) FROM cancel_requests WHERE settled_at IS NUL
 """When Beat must next act on an open request (NULL: none is open), as a scalar subquery:
 Beat asks it after every tick in the same round trip as its other wake times
 (``beatkeeper.store.planning.wake_times``)."""
-_NEXT_CHECK = text(f"SELECT {NEXT_CHECK}")
-
-
-def next_check(db: Connection) -> datetime | None:
-    """When Beat must next act on an open request, if any is open."""
-    found: datetime | None = db.execute(_NEXT_CHECK).scalar_one()
-    return found
 
 
 def _ids(run_ids: Collection[uuid.UUID]) -> BindParameter[Any]:

@@ -246,7 +246,7 @@ def next_wake(db: Connection, *, now: datetime, sent: Sequence[uuid.UUID] = ()) 
 class WakeTimes:
     next_due: datetime | None  # ``next_wake``
     oldest_unstarted: datetime | None  # when the run longest ``enqueued`` was sent
-    cancel_check: datetime | None  # ``cancellations.next_check``
+    cancel_check: datetime | None  # ``cancellations.NEXT_CHECK``
 
 
 def wake_times(db: Connection, *, now: datetime, sent: Sequence[uuid.UUID] = ()) -> WakeTimes:
