@@ -57,13 +57,12 @@ class Recurrences:
                 self._kept.move_to_end(key)
                 return kept
         parsed = spec()
-        if self._keep_from and parsed.rrule is None:
-            # Only an RRULE can be slow to build (its COUNT is expanded); a cron, interval or
-            # one-shot takes microseconds, about what timing it costs (a system call each).
-            return parsed, recurrence_of(parsed, seed=str(schedule_id), created_at=created_at)
-        started = time.thread_time()  # CPU time: a busy host's preemption is not a cost
+        # Only an RRULE can be slow to build (its COUNT is expanded); a cron, interval or
+        # one-shot takes microseconds, about what timing it costs (a system call each).
+        quick = bool(self._keep_from) and parsed.rrule is None
+        started = 0.0 if quick else time.thread_time()  # CPU time: preemption is no cost
         kept = parsed, recurrence_of(parsed, seed=str(schedule_id), created_at=created_at)
-        if time.thread_time() - started < self._keep_from:
+        if quick or time.thread_time() - started < self._keep_from:
             return kept
         with self._lock:
             self._kept[key] = kept
