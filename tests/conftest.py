@@ -61,11 +61,10 @@ import pytest
 import rabbitmq_server
 from dateutil import rrule as du
 from sqlalchemy import Engine, text
-from sqlalchemy.exc import OperationalError
 
 from beatkeeper.cli import main as beatkeeper_main
 from beatkeeper.settings import Settings, normalise_database_url
-from beatkeeper.store import make_engine, metadata, migrate
+from beatkeeper.store import DatabaseUnavailable, make_engine, metadata, migrate
 
 DATABASE_ENV = "BEATKEEPER_TEST_DATABASE_URL"
 BROKER_ENV = "BEATKEEPER_TEST_BROKER_URL"
@@ -185,12 +184,12 @@ def db(engine: Engine) -> Engine:
                 # instead.
                 connection.execute(text("SET LOCAL lock_timeout = '10s'"))
                 connection.execute(text(f"TRUNCATE {tables}"))
-        except OperationalError as exc:
+        except DatabaseUnavailable as exc:
             # TRUNCATE locks its tables one by one; a reader still finishing for the last
             # test (an operator's refresher reads runs, then schedules) can close a cycle,
             # and PostgreSQL picks one side to abort. The reader is done once it is aborted
             # or we are: trying again is all it takes.
-            if not isinstance(exc.orig, psycopg.errors.DeadlockDetected) or attempt == 2:
+            if not isinstance(exc.__cause__, psycopg.errors.DeadlockDetected) or attempt == 2:
                 raise
         else:
             break

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.exc import OperationalError
 
 from beatkeeper.settings import Settings
-from beatkeeper.store import make_engine, migrate
+from beatkeeper.store import DatabaseUnavailable, make_engine, migrate
 
 
 def test_a_statement_over_the_timeout_is_cancelled(settings: Settings) -> None:
     engine = make_engine(settings, statement_timeout=0.2)
     try:
-        with engine.connect() as connection, pytest.raises(OperationalError, match="timeout"):
+        with engine.connect() as connection, pytest.raises(DatabaseUnavailable) as caught:
             connection.execute(text("SELECT pg_sleep(2)"))
+        assert caught.value.failed
+        assert "canceling statement due to statement timeout" in str(caught.value)
     finally:
         engine.dispose()
 

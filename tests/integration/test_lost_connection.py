@@ -4,8 +4,9 @@ The server ends the session mid-use (``pg_terminate_backend``, as a restart or a
 would): the statement running on it, or the next one sent, fails with the one error every
 component catches for "the database is down", naming the URL with its password masked. The
 pool discards the dead connection, so the engine works again as soon as the server does.
-A statement cancelled by ``statement_timeout`` is not that, nor is an interrupt: each keeps
-its own type.
+A statement the server gave up on (``statement_timeout``) is a ``DatabaseUnavailable``
+worded as a failed statement, on a connection the pool keeps; a query error and an interrupt
+keep their own type.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine, event, make_url, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError
 from waiting import wait_for
 
 from beatkeeper.settings import Settings
@@ -99,15 +100,33 @@ def _waiting_in_sleep(db: Engine, pid: int) -> bool:
     return running is not None and "pg_sleep" in running
 
 
-def test_a_statement_timeout_is_not_unavailability(settings: Settings) -> None:
-    engine = make_engine(settings, statement_timeout=0.1)
+def test_a_statement_timeout_is_a_failed_statement_on_a_connection_kept(
+    with_password: Settings,
+) -> None:
+    engine = make_engine(with_password, statement_timeout=0.1, pool_size=1, max_overflow=0)
     try:
         with engine.connect() as connection:
-            with pytest.raises(OperationalError, match="statement timeout") as caught:
+            pid = connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
+            with pytest.raises(DatabaseUnavailable) as caught:
                 connection.execute(text("SELECT pg_sleep(2)"))
-            assert not isinstance(caught.value, DatabaseUnavailable)
             connection.rollback()
             assert connection.execute(text("SELECT 1")).scalar_one() == 1  # still usable
+        with engine.connect() as connection:  # and kept by the pool, not reconnected
+            assert connection.execute(text("SELECT pg_backend_pid()")).scalar_one() == pid
+    finally:
+        engine.dispose()
+    assert (caught.value.failed, caught.value.lost) == (True, False)
+    message = str(caught.value)
+    assert message.startswith("a statement failed on PostgreSQL at postgresql+psycopg://")
+    assert message.endswith("canceling statement due to statement timeout")
+    assert PASSWORD not in message
+
+
+def test_a_query_error_keeps_its_own_type(settings: Settings) -> None:
+    engine = make_engine(settings)
+    try:
+        with engine.connect() as connection, pytest.raises(DataError):
+            connection.execute(text("SELECT 1 / 0"))
     finally:
         engine.dispose()
 

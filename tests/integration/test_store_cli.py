@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, create_engine, select, text
+from sqlalchemy import Engine, create_engine, make_url, select, text
 
 from beatkeeper.manifests import manifest_files, read_documents
 from beatkeeper.settings import Settings
@@ -135,6 +135,28 @@ def test_unreachable_database_is_one_line_with_the_password_masked(run, monkeypa
     assert result.err.startswith("beatkeeper: error: cannot connect to PostgreSQL at ")
     assert "***" in result.err
     assert "secret" not in result.err
+
+
+def test_a_statement_the_server_gives_up_on_is_one_line_and_applies_nothing(
+    run, monkeypatch, database_url: str, schema: str
+) -> None:
+    assert run("migrate").code == 0
+    # lock_timeout stands in for statement_timeout: both are the server giving up.
+    impatient = make_url(database_url).update_query_dict({"options": "-c lock_timeout=200"})
+    monkeypatch.setenv("BEATKEEPER_DATABASE_URL", impatient.render_as_string(False))
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as locker:
+            locker.execute(text(f'LOCK TABLE "{schema}".schedules IN ACCESS EXCLUSIVE MODE'))
+            result = run("apply", "-f", str(EXAMPLES))
+            locker.rollback()
+    finally:
+        engine.dispose()
+    assert result.code == 1
+    assert result.err.startswith("beatkeeper: error: a statement failed on PostgreSQL at ")
+    assert result.err.rstrip().endswith("canceling statement due to lock timeout")
+    assert "Traceback" not in result.err
+    assert live_names(database_url, schema) == set()
 
 
 def test_apply_of_a_copied_uid_is_one_line_and_applies_nothing(

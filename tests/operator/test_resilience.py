@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import socket
 import time
 
@@ -17,7 +18,7 @@ from harness import (
     ready,
     ready_becomes,
 )
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, make_url, select, text
 
 from beatkeeper.policy import parse_policy
 from beatkeeper.store.models import runs, schedules
@@ -55,6 +56,30 @@ async def test_database_outage_is_reported_then_recovers(
     assert condition["reason"] == "Scheduled"
     assert row_counts(db)[0] == 2
     assert ready(cluster, "team-a", "before")["reason"] == "Scheduled"
+
+
+async def test_a_statement_the_server_gives_up_on_is_reported_then_retried(
+    cluster, start_operator, settings, db
+):
+    # lock_timeout stands in for the 30 s statement_timeout: both are the server giving up.
+    url = make_url(settings.require_database_url()).update_query_dict(
+        {"options": "-c lock_timeout=200"}
+    )
+    impatient = dataclasses.replace(settings, database_url=url.render_as_string(False))
+    await start_operator(settings_=impatient)
+    with db.connect() as locker:
+        locker.execute(text("LOCK TABLE schedules IN ACCESS EXCLUSIVE MODE"))
+        await create(cluster, manifest("locked-out"))
+        condition = await ready_becomes(
+            cluster, "team-a", "locked-out", reason="DatabaseUnavailable"
+        )
+        assert condition["status"] == "False"
+        assert condition["message"].startswith("a statement failed on PostgreSQL at ")
+        assert condition["message"].endswith("canceling statement due to lock timeout")
+        locker.rollback()
+    condition = await ready_becomes(cluster, "team-a", "locked-out", status="True", timeout=20)
+    assert condition["reason"] == "Scheduled"
+    assert row_counts(db)[0] == 1
 
 
 async def test_restart_changes_nothing_and_patches_nothing(cluster, start_operator, db):

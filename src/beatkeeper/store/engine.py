@@ -27,9 +27,13 @@ restarted, the backend was terminated, the network dropped it), surfaces as
 ``DatabaseUnavailable``, whose message names the URL with its password masked: the one
 type every component catches for "the database is down". The pool still discards the
 broken connection, so the next use reconnects; a failed pre-ping stays a disconnect, which
-the pool answers by reconnecting instead of raising. A statement cancelled by
-``statement_timeout``, a deadlock or a query error is not unavailability and keeps its own
-type. This module must not hold queries or create tables.
+the pool answers by reconnecting instead of raising. A statement the server gave up on for
+a reason a retry can outlive (``statement_timeout``, ``lock_timeout``, a deadlock, a
+serialization failure: ``RETRYABLE``) is a ``DatabaseUnavailable`` too, worded "a statement
+failed on", so the operator backs off and the CLI prints one line instead of a traceback;
+the connection stays in the pool, as it is still usable once the caller rolls back. A query
+error (bad SQL, a constraint) keeps its own type: it is a bug, not an outage. This module
+must not hold queries or create tables.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from beatkeeper.settings import PREFIX, Settings, SettingsError, mask_url
 
 __all__ = [
     "CONNECT_TIMEOUT_SECONDS",
+    "RETRYABLE",
     "STATEMENT_TIMEOUT_SECONDS",
     "UNDEFINED_TABLE",
     "Connection",
@@ -94,6 +99,11 @@ class DatabaseUnavailable(Exception):  # noqa: N818 (the name says what happened
 
 #: SQLSTATE undefined_table: what PostgreSQL answers where beatkeeper's tables are missing.
 UNDEFINED_TABLE = "42P01"
+
+#: SQLSTATEs of statements the server gave up on that a later try can get through:
+#: query_canceled (statement_timeout), lock_not_available (lock_timeout),
+#: deadlock_detected, serialization_failure.
+RETRYABLE = frozenset({"57014", "55P03", "40P01", "40001"})
 
 
 class SchemaMissing(DatabaseUnavailable):
@@ -200,6 +210,13 @@ def _unavailable(masked_url: str) -> Callable[[ExceptionContext], Exception | No
         # counts as a disconnect but never wraps as a driver error.
         if context.is_disconnect and isinstance(context.sqlalchemy_exception, DBAPIError):
             return DatabaseUnavailable(masked_url, reason, lost=True)
+        # The server gave up on this statement (a timeout, a deadlock); the session is fine.
+        original = context.original_exception
+        if getattr(original, "sqlstate", None) in RETRYABLE:
+            # The server's own sentence, without psycopg's "LINE 2: ..." pointer.
+            diagnosis = getattr(original, "diag", None)
+            primary = getattr(diagnosis, "message_primary", None) or reason
+            return DatabaseUnavailable(masked_url, primary, failed=True)
         return None
 
     return handle_error

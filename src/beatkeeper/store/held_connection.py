@@ -203,6 +203,9 @@ class HeldConnection:
             # FATAL or PANIC: the server ended the session (terminated, shutting down).
             severity = result.error_field(pq.DiagnosticField.SEVERITY_NONLOCALIZED)
             answered = severity in (b"ERROR", b"WARNING") and self._pg.status == pq.ConnStatus.OK
+            if answered:  # the server's own sentence, without "LINE 2: ..." pointers
+                primary = result.error_field(pq.DiagnosticField.MESSAGE_PRIMARY)
+                message = primary.decode(errors="replace") if primary else message
             raise _FailedError(
                 _line(message) or f"PostgreSQL answered {result.status}", answered=answered
             )
