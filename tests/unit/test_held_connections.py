@@ -7,7 +7,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError, ProgrammingError
 
 from beatkeeper.settings import Settings
 from beatkeeper.store import DatabaseUnavailable, make_engine
-from beatkeeper.store.connections import SchemaMissing, translated_errors
+from beatkeeper.store.engine import SchemaMissing, translated_errors
 
 ENGINE = make_engine(  # never connected
     Settings(database_url="postgresql://bk:secret@127.0.0.1:1/bk", db_schema="team")

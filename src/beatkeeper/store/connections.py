@@ -6,9 +6,9 @@ checked out once and held across ticks: no pool checkout or pre-ping per transac
 ``HeldConnections`` gives them out by role and drops them all after an error; the next use
 reconnects.
 
-``translated_errors`` turns what the driver says about the database into the store's own
-errors, so callers need no SQLAlchemy: ``DatabaseUnavailable`` for a server that cannot be
-reached or went away, ``SchemaMissing`` for a schema without beatkeeper's tables.
+Callers wrap their use in ``engine.translated_errors`` (re-exported here), so they need no
+SQLAlchemy: ``DatabaseUnavailable`` for a server that cannot be reached, went away or gave up
+on a statement, ``SchemaMissing`` for a schema without beatkeeper's tables.
 
 This module holds connections; the queries are in ``planning`` and ``publishing``.
 """
@@ -16,15 +16,12 @@ This module holds connections; the queries are in ``planning`` and ``publishing`
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
 from typing import Literal
 
 from psycopg.types.array import ListBinaryDumper
 from sqlalchemy import Connection, Engine
-from sqlalchemy.exc import InterfaceError, OperationalError, ProgrammingError
 
-from beatkeeper.settings import mask_url
-from beatkeeper.store.engine import UNDEFINED_TABLE, DatabaseUnavailable, SchemaMissing, schema_of
+from beatkeeper.store.engine import SchemaMissing, translated_errors
 
 # Connection and Engine are exported as the handles callers pass along to store operations.
 __all__ = [
@@ -40,27 +37,6 @@ Role = Literal["plan", "publish", "watch"]
 """``watch`` is in autocommit, for single reads that need no transaction: each read is one
 round trip instead of three (``BEGIN``, the read, ``COMMIT``), which counts when a tick is a
 few milliseconds and every round trip waits for a busy host to schedule the server."""
-
-
-@contextlib.contextmanager
-def translated_errors(engine: Engine) -> Iterator[None]:
-    """Raise ``DatabaseUnavailable`` or ``SchemaMissing`` for what the driver raised inside."""
-    try:
-        yield
-    except (OperationalError, InterfaceError) as error:
-        reason = " ".join(str(getattr(error, "orig", error)).split()) or type(error).__name__
-        url = mask_url(str(engine.url))  # as engine.py words it: password shown as ***
-        # A failed connect was already translated by the engine: what is left is a held
-        # connection the server refused a statement on (it has a SQLSTATE: a statement
-        # timeout, a deadlock) or one that went away.
-        answered = getattr(error.orig, "sqlstate", None) is not None
-        raise DatabaseUnavailable(
-            url, reason.split(" [SQL:")[0], lost=not answered, failed=answered
-        ) from error
-    except ProgrammingError as error:
-        if getattr(error.orig, "sqlstate", None) != UNDEFINED_TABLE:
-            raise
-        raise SchemaMissing(schema_of(engine), mask_url(str(engine.url))) from error
 
 
 class HeldConnections:

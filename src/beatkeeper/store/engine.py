@@ -38,12 +38,20 @@ must not hold queries or create tables.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import psycopg
 from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
 from sqlalchemy.engine import ExceptionContext
-from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    InterfaceError,
+    OperationalError,
+    ProgrammingError,
+)
 
 from beatkeeper.settings import PREFIX, Settings, SettingsError, mask_url
 
@@ -60,6 +68,7 @@ __all__ = [
     "make_engine",
     "ping",
     "schema_of",
+    "translated_errors",
 ]
 
 CONNECT_TIMEOUT_SECONDS = 10
@@ -183,6 +192,35 @@ def ping(engine: Engine) -> None:
     """Raise ``DatabaseUnavailable`` unless the database answers now (for start-up checks)."""
     with engine.connect() as connection:
         connection.execute(text("SELECT 1"))
+
+
+@contextlib.contextmanager
+def translated_errors(engine: Engine) -> Iterator[None]:
+    """Raise ``DatabaseUnavailable`` or ``SchemaMissing`` for what the driver raised inside.
+
+    For code that holds a connection past the engine's own translation (``handle_error``
+    sees only statements SQLAlchemy runs): a connection closed under it, a statement the
+    server refused on a held connection, libpq used directly, tables never migrated.
+    """
+    try:
+        yield
+    except (OperationalError, InterfaceError, psycopg.OperationalError) as error:
+        original = getattr(error, "orig", None) or error
+        reason = " ".join(str(original).split()).split(" [SQL:")[0] or type(error).__name__
+        # A failed connect was translated already: what is left is a connection the server
+        # refused a statement on (it has a SQLSTATE) or one that went away.
+        answered = getattr(original, "sqlstate", None) is not None
+        raise DatabaseUnavailable(
+            _masked(engine), reason, lost=not answered, failed=answered
+        ) from error
+    except ProgrammingError as error:
+        if getattr(error.orig, "sqlstate", None) != UNDEFINED_TABLE:
+            raise
+        raise SchemaMissing(schema_of(engine), _masked(engine)) from error
+
+
+def _masked(engine: Engine) -> str:
+    return mask_url(engine.url.render_as_string(hide_password=False))
 
 
 def _join(existing: str | tuple[str, ...] | None, option: str) -> str:

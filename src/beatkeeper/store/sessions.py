@@ -5,8 +5,9 @@ A pool process opens its own engine after the fork, named by a random per-proces
 look at ``pg_stat_activity``. Each of its threads holds one ``HeldConnection`` for the two
 statements of every run; rarer writes take a pooled connection for one transaction.
 
-Every way a worker reaches the database here reports an unreachable or lost database as
-``DatabaseUnavailable``, the one type the worker catches. This module must not hold queries
+Every way a worker reaches the database here reports an unreachable or lost database, or a
+statement the server refused, as ``DatabaseUnavailable`` (``engine.translated_errors``),
+the one type the worker catches. This module must not hold queries
 of its own (``recording`` does) nor decide anything.
 """
 
@@ -18,34 +19,20 @@ import functools
 import threading
 from collections.abc import Callable, Iterator
 
-import psycopg
-from sqlalchemy import Connection, Engine, exc, make_url, text
+from sqlalchemy import Connection, Engine, make_url, text
 from sqlalchemy.pool import NullPool
 
 from beatkeeper.settings import Settings, mask_url
-from beatkeeper.store.engine import DatabaseUnavailable, SchemaMissing, make_engine, schema_of
+from beatkeeper.store.engine import SchemaMissing, make_engine, schema_of, translated_errors
 from beatkeeper.store.held_connection import HeldConnection
 from beatkeeper.store.prepared import Statements, statements_for
 
 __all__ = ["PoolSessions", "main_process_transaction", "probe", "session_name"]
 
-#: What a lost connection raises below the engine's own translation.
-_LOST = (exc.OperationalError, exc.InterfaceError, psycopg.OperationalError)
-
 
 def session_name(token: str) -> str:
     """The ``application_name`` of a worker process's sessions (at most 63 bytes)."""
     return f"beatkeeper-worker {token}"
-
-
-@contextlib.contextmanager
-def _reported(engine: Engine) -> Iterator[None]:
-    try:
-        yield
-    except _LOST as error:
-        original = getattr(error, "orig", None) or error
-        url = mask_url(engine.url.render_as_string(hide_password=False))
-        raise DatabaseUnavailable(url, " ".join(str(original).split())) from None
 
 
 class PoolSessions:
@@ -72,7 +59,7 @@ class PoolSessions:
         """This thread's held connection (no pool checkout, no ping per run)."""
         held = self.held()
         if held is None:
-            with _reported(self.engine):
+            with translated_errors(self.engine):
                 held = HeldConnection(self.engine.connect())
             self._thread.held = held
             with self._lock:
@@ -100,7 +87,7 @@ class PoolSessions:
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Connection]:
         """One transaction on a pooled connection, committed when the block ends."""
-        with _reported(self.engine), self.engine.begin() as db:
+        with translated_errors(self.engine), self.engine.begin() as db:
             yield db
 
 
@@ -116,7 +103,7 @@ def main_process_transaction() -> Iterator[Connection]:
     """One transaction from a worker's main process: a short-lived connection, none kept
     open across the pool's fork."""
     engine = _main_engine()
-    with _reported(engine), engine.begin() as db:
+    with translated_errors(engine), engine.begin() as db:
         yield db
 
 
