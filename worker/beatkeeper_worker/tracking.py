@@ -28,7 +28,9 @@ on the instance. Celery's tracer calls ``task.run`` (or ``__call__``, which call
 the pool process next to the body, and covers ``@app.task``, ``@shared_task`` and custom
 base classes alike. To refuse, it raises ``celery.exceptions.Ignore``: the tracer skips
 the body, stores no result, and the worker acknowledges the message. When PostgreSQL
-cannot be reached it raises ``Reject(requeue=True)``: the message goes back to the queue.
+cannot be reached it raises ``_Requeued``, a ``Reject(requeue=True)``: the message goes back
+to the queue, and Celery's report of it keeps its one line but not the traceback Celery
+adds to every reject (our own line already says why; an outage is not a bug).
 
 This module wires Celery to the rest and must hold no SQL: the claim and the success of
 every run are ``ledger``'s, take-overs ``ownership``'s, what a failure becomes ``retries``'s,
@@ -79,6 +81,22 @@ logger = logging.getLogger("beatkeeper.worker")
 _INSTALLED = "_beatkeeper_tracking"
 
 
+class _Requeued(Reject):  # type: ignore[misc]  # celery has no type hints
+    """A run handed back unstarted because its claim could not be recorded."""
+
+
+class _NoTracebackForRequeued(logging.Filter):
+    """Celery logs every ``Reject`` with its traceback; ours is an outage, said in one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], _Requeued):
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+_QUIET_REQUEUES = _NoTracebackForRequeued()
+
+
 def install(app: Celery) -> None:
     """Track every run of ``app``'s tasks in beatkeeper's database; idempotent.
 
@@ -89,6 +107,7 @@ def install(app: Celery) -> None:
     if getattr(app, _INSTALLED, False):
         return
     setattr(app, _INSTALLED, True)
+    logging.getLogger("celery.app.trace").addFilter(_QUIET_REQUEUES)  # added once: same filter
     app.steps["consumer"].add(poison.DropUnreadable)
     if app.configured:
         _configure(app.conf)
@@ -232,7 +251,7 @@ def _execute_in_context(message: Delivery, body: Callable[..., Any], args: Any, 
     except DatabaseUnavailable as down:
         # One line, no traceback: an outage is not a bug.
         logger.error("run %s of %s not started, message requeued: %s", *message.at(), line(down))  # noqa: TRY400
-        raise Reject(line(down), requeue=True) from None
+        raise _Requeued(line(down), requeue=True) from None
     if not started:
         raise Ignore
     _running.message, _running.owner = message, me
