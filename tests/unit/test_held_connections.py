@@ -46,6 +46,20 @@ def test_a_statement_the_server_refused_is_worded_as_such_not_as_a_network_fault
     )
 
 
+class _AdminShutdownError(Exception):
+    sqlstate = "57P01"
+
+    def __str__(self) -> str:
+        return "terminating connection due to administrator command"
+
+
+def test_a_session_the_server_ended_is_a_lost_connection_though_it_has_a_sqlstate() -> None:
+    with pytest.raises(DatabaseUnavailable) as raised, translated_errors(ENGINE):
+        raise OperationalError("SELECT 1", {}, _AdminShutdownError())
+    assert (raised.value.lost, raised.value.failed) == (True, False)
+    assert str(raised.value).startswith("lost the connection to PostgreSQL at ")
+
+
 def test_a_closed_connection_is_database_unavailable() -> None:
     with pytest.raises(DatabaseUnavailable), translated_errors(ENGINE):
         raise InterfaceError("SELECT 1", {}, Exception("the connection is closed"))

@@ -88,9 +88,9 @@ class DatabaseUnavailable(Exception):  # noqa: N818 (the name says what happened
     """PostgreSQL cannot be reached, or was lost; ``url`` is safe to show (password masked).
 
     ``lost``: a connection that worked went away (the next use reconnects); ``failed``: the
-    server answered a statement held on a connection for good with an error a retry on a
-    fresh connection can outlive (a statement timeout, a deadlock); otherwise no connection
-    could be made. The message says which, so nobody looks for a network fault that is not.
+    server gave up on a statement for a reason a later try can outlive (a statement or lock
+    timeout, a deadlock); otherwise no connection could be made. The message says which, so
+    nobody looks for a network fault that is not there.
     """
 
     def __init__(self, url: str, reason: str, *, lost: bool = False, failed: bool = False) -> None:
@@ -208,8 +208,10 @@ def translated_errors(engine: Engine) -> Iterator[None]:
         original = getattr(error, "orig", None) or error
         reason = " ".join(str(original).split()).split(" [SQL:")[0] or type(error).__name__
         # A failed connect was translated already: what is left is a connection the server
-        # refused a statement on (it has a SQLSTATE) or one that went away.
-        answered = getattr(original, "sqlstate", None) is not None
+        # refused a statement on (it has a SQLSTATE) or one that went away (none, or one of
+        # class 08, connection exception, or 57P, the server ending the session).
+        sqlstate = getattr(original, "sqlstate", None) or ""
+        answered = bool(sqlstate) and not sqlstate.startswith(("08", "57P"))
         raise DatabaseUnavailable(
             _masked(engine), reason, lost=not answered, failed=answered
         ) from error
