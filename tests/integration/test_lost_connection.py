@@ -22,7 +22,7 @@ from sqlalchemy.exc import DataError
 from waiting import wait_for
 
 from beatkeeper.settings import Settings
-from beatkeeper.store import DatabaseUnavailable, make_engine
+from beatkeeper.store import DatabaseUnavailable, SchemaMissing, make_engine
 
 PASSWORD = "s3cret-not-shown"
 
@@ -120,6 +120,20 @@ def test_a_statement_timeout_is_a_failed_statement_on_a_connection_kept(
     assert message.startswith("a statement failed on PostgreSQL at postgresql+psycopg://")
     assert message.endswith("canceling statement due to statement timeout")
     assert PASSWORD not in message
+
+
+def test_a_schema_never_migrated_says_to_migrate(settings: Settings) -> None:
+    elsewhere = dataclasses.replace(settings, db_schema="bk_never_migrated")
+    engine = make_engine(elsewhere)
+    try:
+        with engine.connect() as connection, pytest.raises(SchemaMissing) as caught:
+            connection.execute(text("SELECT count(*) FROM runs"))
+    finally:
+        engine.dispose()
+    assert isinstance(caught.value, DatabaseUnavailable)  # waited out like an outage
+    assert str(caught.value) == (
+        "schema 'bk_never_migrated' has no beatkeeper tables: run `beatkeeper migrate`"
+    )
 
 
 def test_a_query_error_keeps_its_own_type(settings: Settings) -> None:

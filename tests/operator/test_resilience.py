@@ -82,6 +82,19 @@ async def test_a_statement_the_server_gives_up_on_is_reported_then_retried(
     assert row_counts(db)[0] == 1
 
 
+async def test_a_schema_never_migrated_is_reported_with_what_to_run(
+    cluster, start_operator, settings
+):
+    elsewhere = dataclasses.replace(settings, db_schema="bk_never_migrated")
+    await start_operator(settings_=elsewhere)
+    await create(cluster, manifest("unmigrated"))
+    condition = await ready_becomes(cluster, "team-a", "unmigrated", reason="DatabaseUnavailable")
+    assert condition["status"] == "False"
+    assert condition["message"] == (
+        "schema 'bk_never_migrated' has no beatkeeper tables: run `beatkeeper migrate`"
+    )
+
+
 async def test_restart_changes_nothing_and_patches_nothing(cluster, start_operator, db):
     first = await start_operator()
     names = ["alpha", "beta", "gamma"]

@@ -7,15 +7,11 @@ from sqlalchemy.exc import InterfaceError, OperationalError, ProgrammingError
 
 from beatkeeper.settings import Settings
 from beatkeeper.store import DatabaseUnavailable, make_engine
-from beatkeeper.store.engine import SchemaMissing, translated_errors
+from beatkeeper.store.engine import translated_errors
 
 ENGINE = make_engine(  # never connected
     Settings(database_url="postgresql://bk:secret@127.0.0.1:1/bk", db_schema="team")
 )
-
-
-class _UndefinedTableError(Exception):
-    sqlstate = "42P01"
 
 
 def test_a_lost_server_is_database_unavailable_with_the_password_masked() -> None:
@@ -63,16 +59,6 @@ def test_a_session_the_server_ended_is_a_lost_connection_though_it_has_a_sqlstat
 def test_a_closed_connection_is_database_unavailable() -> None:
     with pytest.raises(DatabaseUnavailable), translated_errors(ENGINE):
         raise InterfaceError("SELECT 1", {}, Exception("the connection is closed"))
-
-
-def test_missing_tables_say_to_migrate() -> None:
-    with (
-        pytest.raises(
-            SchemaMissing, match=r"schema 'team' has no beatkeeper tables: run `beatkeeper migrate`"
-        ),
-        translated_errors(ENGINE),
-    ):
-        raise ProgrammingError("SELECT 1", {}, _UndefinedTableError())
 
 
 def test_other_sql_errors_are_programming_errors_still() -> None:

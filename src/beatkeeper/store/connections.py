@@ -6,9 +6,10 @@ checked out once and held across ticks: no pool checkout or pre-ping per transac
 ``HeldConnections`` gives them out by role and drops them all after an error; the next use
 reconnects.
 
-Callers wrap their use in ``engine.translated_errors`` (re-exported here), so they need no
-SQLAlchemy: ``DatabaseUnavailable`` for a server that cannot be reached, went away or gave up
-on a statement, ``SchemaMissing`` for a schema without beatkeeper's tables.
+Their errors are the engine's (``DatabaseUnavailable`` for a server that cannot be reached,
+went away or gave up on a statement; ``SchemaMissing`` for a schema without beatkeeper's
+tables); callers wrap their use in ``engine.translated_errors`` (re-exported here) for what
+the driver raises past the engine, so they need no SQLAlchemy.
 
 This module holds connections; the queries are in ``planning`` and ``publishing``.
 """

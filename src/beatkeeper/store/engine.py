@@ -32,28 +32,25 @@ a reason a retry can outlive (``statement_timeout``, ``lock_timeout``, a deadloc
 serialization failure: ``RETRYABLE``) is a ``DatabaseUnavailable`` too, worded "a statement
 failed on", so the operator backs off and the CLI prints one line instead of a traceback;
 the connection stays in the pool, as it is still usable once the caller rolls back. A query
-error (bad SQL, a constraint) keeps its own type: it is a bug, not an outage. This module
-must not hold queries or create tables.
+error (bad SQL, a constraint) keeps its own type: it is a bug, not an outage, except a table
+of ours that is not there, ``SchemaMissing``: the schema was never migrated, or is another
+one. This module must not hold queries or create tables.
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg
 from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
 from sqlalchemy.engine import ExceptionContext
-from sqlalchemy.exc import (
-    ArgumentError,
-    DBAPIError,
-    InterfaceError,
-    OperationalError,
-    ProgrammingError,
-)
+from sqlalchemy.exc import ArgumentError, DBAPIError, InterfaceError, OperationalError
 
 from beatkeeper.settings import PREFIX, Settings, SettingsError, mask_url
+from beatkeeper.store.models import metadata
 
 __all__ = [
     "CONNECT_TIMEOUT_SECONDS",
@@ -176,7 +173,7 @@ def make_engine(
         execution_options={_SCHEMA_OPTION: settings.db_schema},
         **engine_options,
     )
-    event.listen(engine, "handle_error", _unavailable(mask_url(str(url))))
+    event.listen(engine, "handle_error", _unavailable(mask_url(str(url)), settings.db_schema))
     return engine
 
 
@@ -196,12 +193,9 @@ def ping(engine: Engine) -> None:
 
 @contextlib.contextmanager
 def translated_errors(engine: Engine) -> Iterator[None]:
-    """Raise ``DatabaseUnavailable`` or ``SchemaMissing`` for what the driver raised inside.
-
-    For code that holds a connection past the engine's own translation (``handle_error``
-    sees only statements SQLAlchemy runs): a connection closed under it, a statement the
-    server refused on a held connection, libpq used directly, tables never migrated.
-    """
+    """Raise ``DatabaseUnavailable`` for what the driver raised inside, past the engine's own
+    translation (``handle_error`` sees only what SQLAlchemy runs): a connection closed under
+    its holder, libpq used directly."""
     try:
         yield
     except (OperationalError, InterfaceError, psycopg.OperationalError) as error:
@@ -215,14 +209,23 @@ def translated_errors(engine: Engine) -> Iterator[None]:
         raise DatabaseUnavailable(
             _masked(engine), reason, lost=not answered, failed=answered
         ) from error
-    except ProgrammingError as error:
-        if getattr(error.orig, "sqlstate", None) != UNDEFINED_TABLE:
-            raise
-        raise SchemaMissing(schema_of(engine), _masked(engine)) from error
 
 
 def _masked(engine: Engine) -> str:
     return mask_url(engine.url.render_as_string(hide_password=False))
+
+
+_MISSING_RELATION = re.compile(r'relation "(?:[^"]+\.)?([^".]+)" does not exist')
+
+
+def _ours_missing(error: BaseException) -> bool:
+    """Whether PostgreSQL's "relation does not exist" names one of beatkeeper's tables.
+
+    Read from the server's English wording: under another ``lc_messages`` it stays a query
+    error (``ProgrammingError``)."""
+    primary = getattr(getattr(error, "diag", None), "message_primary", None) or str(error)
+    named = _MISSING_RELATION.search(primary)
+    return named is not None and named.group(1) in metadata.tables
 
 
 def _join(existing: str | tuple[str, ...] | None, option: str) -> str:
@@ -232,7 +235,7 @@ def _join(existing: str | tuple[str, ...] | None, option: str) -> str:
     return " ".join((*parts, option))
 
 
-def _unavailable(masked_url: str) -> Callable[[ExceptionContext], Exception | None]:
+def _unavailable(masked_url: str, schema: str) -> Callable[[ExceptionContext], Exception | None]:
     def handle_error(context: ExceptionContext) -> Exception | None:
         # A failed pre-ping must stay a disconnect so the pool reconnects instead of raising.
         if context.is_pre_ping:
@@ -257,6 +260,10 @@ def _unavailable(masked_url: str) -> Callable[[ExceptionContext], Exception | No
             diagnosis = getattr(original, "diag", None)
             primary = getattr(diagnosis, "message_primary", None) or reason
             return DatabaseUnavailable(masked_url, primary, failed=True)
+        # A table of ours is not there: the schema was never migrated (or is another one).
+        # Any other missing relation is a query error like the rest.
+        if getattr(original, "sqlstate", None) == UNDEFINED_TABLE and _ours_missing(original):
+            return SchemaMissing(schema, masked_url)
         return None
 
     return handle_error
