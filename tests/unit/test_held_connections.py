@@ -24,36 +24,35 @@ def test_a_lost_server_is_database_unavailable_with_the_password_masked() -> Non
     )
 
 
-class _QueryCanceledError(Exception):
-    sqlstate = "57014"
+class _ServerError(Exception):
+    """A driver error as the server words it, with its SQLSTATE."""
 
-    def __str__(self) -> str:
-        return "canceling statement due to statement timeout"
+    def __init__(self, sqlstate: str, text: str) -> None:
+        super().__init__(text)
+        self.sqlstate = sqlstate
 
 
-def test_a_statement_the_server_refused_is_worded_as_such_not_as_a_network_fault() -> None:
-    refused = OperationalError("SELECT 1", {}, _QueryCanceledError())
+@pytest.mark.parametrize(
+    ("sqlstate", "text", "wording"),
+    [
+        # The server gave up on one statement: the session is fine.
+        ("57014", "canceling statement due to statement timeout", "a statement failed on"),
+        # The server ended the session: a SQLSTATE, yet the connection is gone.
+        ("57P01", "terminating connection due to administrator command", "lost the connection to"),
+    ],
+)
+def test_what_the_server_said_decides_the_wording_not_a_network_fault(
+    sqlstate: str, text: str, wording: str
+) -> None:
     with pytest.raises(DatabaseUnavailable) as raised, translated_errors(ENGINE):
-        raise refused
-    assert raised.value.failed
-    assert str(raised.value) == (
-        "a statement failed on PostgreSQL at postgresql+psycopg://bk:***@127.0.0.1:1/bk: "
-        "canceling statement due to statement timeout"
+        raise OperationalError("SELECT 1", {}, _ServerError(sqlstate, text))
+    assert (raised.value.failed, raised.value.lost) == (
+        wording == "a statement failed on",
+        wording == "lost the connection to",
     )
-
-
-class _AdminShutdownError(Exception):
-    sqlstate = "57P01"
-
-    def __str__(self) -> str:
-        return "terminating connection due to administrator command"
-
-
-def test_a_session_the_server_ended_is_a_lost_connection_though_it_has_a_sqlstate() -> None:
-    with pytest.raises(DatabaseUnavailable) as raised, translated_errors(ENGINE):
-        raise OperationalError("SELECT 1", {}, _AdminShutdownError())
-    assert (raised.value.lost, raised.value.failed) == (True, False)
-    assert str(raised.value).startswith("lost the connection to PostgreSQL at ")
+    assert str(raised.value) == (
+        f"{wording} PostgreSQL at postgresql+psycopg://bk:***@127.0.0.1:1/bk: {text}"
+    )
 
 
 def test_a_closed_connection_is_database_unavailable() -> None:
