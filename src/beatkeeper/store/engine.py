@@ -63,6 +63,7 @@ __all__ = [
     "SchemaMissing",
     "check_database_url",
     "make_engine",
+    "masked_url",
     "ping",
     "schema_of",
     "translated_errors",
@@ -207,12 +208,19 @@ def translated_errors(engine: Engine) -> Iterator[None]:
         sqlstate = getattr(original, "sqlstate", None) or ""
         answered = bool(sqlstate) and not sqlstate.startswith(("08", "57P"))
         raise DatabaseUnavailable(
-            _masked(engine), reason, lost=not answered, failed=answered
+            masked_url(engine), reason, lost=not answered, failed=answered
         ) from error
 
 
-def _masked(engine: Engine) -> str:
+def masked_url(engine: Engine) -> str:
+    """``engine``'s URL as errors show it: the password as ``***``."""
     return mask_url(engine.url.render_as_string(hide_password=False))
+
+
+def _primary(error: BaseException) -> str | None:
+    """The server's own sentence for a psycopg error, without its "LINE 2: ..." pointer."""
+    primary: str | None = getattr(getattr(error, "diag", None), "message_primary", None)
+    return primary
 
 
 _MISSING_RELATION = re.compile(r'relation "(?:[^"]+\.)?([^".]+)" does not exist')
@@ -223,8 +231,7 @@ def _ours_missing(error: BaseException) -> bool:
 
     Read from the server's English wording: under another ``lc_messages`` it stays a query
     error (``ProgrammingError``)."""
-    primary = getattr(getattr(error, "diag", None), "message_primary", None) or str(error)
-    named = _MISSING_RELATION.search(primary)
+    named = _MISSING_RELATION.search(_primary(error) or str(error))
     return named is not None and named.group(1) in metadata.tables
 
 
@@ -235,7 +242,7 @@ def _join(existing: str | tuple[str, ...] | None, option: str) -> str:
     return " ".join((*parts, option))
 
 
-def _unavailable(masked_url: str, schema: str) -> Callable[[ExceptionContext], Exception | None]:
+def _unavailable(url: str, schema: str) -> Callable[[ExceptionContext], Exception | None]:
     def handle_error(context: ExceptionContext) -> Exception | None:
         # A failed pre-ping must stay a disconnect so the pool reconnects instead of raising.
         if context.is_pre_ping:
@@ -243,7 +250,7 @@ def _unavailable(masked_url: str, schema: str) -> Callable[[ExceptionContext], E
         reason = " ".join(str(context.original_exception).split())
         if context.connection is None:  # connecting
             if isinstance(context.sqlalchemy_exception, OperationalError):
-                return DatabaseUnavailable(masked_url, reason)
+                return DatabaseUnavailable(url, reason)
             return None
         # SQLAlchemy asked the driver: the connection is closed or broken (the server went
         # away mid-statement, the backend was terminated, a socket timed out). Returning a
@@ -252,18 +259,16 @@ def _unavailable(masked_url: str, schema: str) -> Callable[[ExceptionContext], E
         # Nor is an interrupt (KeyboardInterrupt, a cancelled task), which SQLAlchemy also
         # counts as a disconnect but never wraps as a driver error.
         if context.is_disconnect and isinstance(context.sqlalchemy_exception, DBAPIError):
-            return DatabaseUnavailable(masked_url, reason, lost=True)
+            return DatabaseUnavailable(url, reason, lost=True)
         # The server gave up on this statement (a timeout, a deadlock); the session is fine.
         original = context.original_exception
-        if getattr(original, "sqlstate", None) in RETRYABLE:
-            # The server's own sentence, without psycopg's "LINE 2: ..." pointer.
-            diagnosis = getattr(original, "diag", None)
-            primary = getattr(diagnosis, "message_primary", None) or reason
-            return DatabaseUnavailable(masked_url, primary, failed=True)
+        sqlstate = getattr(original, "sqlstate", None)
+        if sqlstate in RETRYABLE:
+            return DatabaseUnavailable(url, _primary(original) or reason, failed=True)
         # A table of ours is not there: the schema was never migrated (or is another one).
         # Any other missing relation is a query error like the rest.
-        if getattr(original, "sqlstate", None) == UNDEFINED_TABLE and _ours_missing(original):
-            return SchemaMissing(schema, masked_url)
+        if sqlstate == UNDEFINED_TABLE and _ours_missing(original):
+            return SchemaMissing(schema, url)
         return None
 
     return handle_error

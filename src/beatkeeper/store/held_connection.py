@@ -36,8 +36,13 @@ from typing import Any, cast
 from psycopg import OperationalError, pq
 from sqlalchemy import Connection
 
-from beatkeeper.settings import mask_url
-from beatkeeper.store.engine import UNDEFINED_TABLE, DatabaseUnavailable, SchemaMissing, schema_of
+from beatkeeper.store.engine import (
+    UNDEFINED_TABLE,
+    DatabaseUnavailable,
+    SchemaMissing,
+    masked_url,
+    schema_of,
+)
 
 __all__ = ["HeldConnection", "Statement"]
 
@@ -110,7 +115,7 @@ class HeldConnection:
     def __init__(self, connection: Connection) -> None:
         """Hold ``connection`` (in autocommit) for good; ``close`` gives it back broken."""
         self._connection = connection.execution_options(isolation_level="AUTOCOMMIT")
-        self._url = mask_url(connection.engine.url.render_as_string(hide_password=False))
+        self._url = masked_url(connection.engine)
         self._schema = schema_of(connection.engine)
         driver = connection.connection.driver_connection
         self._pg: pq.abc.PGconn = driver.pgconn  # type: ignore[union-attr]

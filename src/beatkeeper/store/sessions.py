@@ -22,8 +22,14 @@ from collections.abc import Callable, Iterator
 from sqlalchemy import Connection, Engine, make_url, text
 from sqlalchemy.pool import NullPool
 
-from beatkeeper.settings import Settings, mask_url
-from beatkeeper.store.engine import SchemaMissing, make_engine, schema_of, translated_errors
+from beatkeeper.settings import Settings
+from beatkeeper.store.engine import (
+    SchemaMissing,
+    make_engine,
+    masked_url,
+    schema_of,
+    translated_errors,
+)
 from beatkeeper.store.held_connection import HeldConnection
 from beatkeeper.store.prepared import Statements, statements_for
 
@@ -120,6 +126,6 @@ def probe(settings: Settings, *, connect_timeout: int) -> Callable[[], None]:
     def check() -> None:
         with engine.connect() as db:
             if db.execute(text("SELECT to_regclass('runs') IS NULL")).scalar_one():
-                raise SchemaMissing(schema_of(engine), mask_url(str(engine.url)))
+                raise SchemaMissing(schema_of(engine), masked_url(engine))
 
     return check
